@@ -1,0 +1,102 @@
+"""Command line: serve, migrate, smoke."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from h2s_checkout.logging import configure_logging, get_logger
+from h2s_checkout.settings import SettingsError, load_settings
+
+log = get_logger("h2s_checkout.cli")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from h2s_checkout.runtime import embedded_runtime, export_environment
+
+    settings = load_settings()
+    if args.port is not None:
+        settings = settings.with_overrides(port=args.port)
+    with embedded_runtime(settings) as runtime:
+        export_environment(runtime.settings)
+        log.info(
+            "service.listening",
+            url=f"http://{runtime.settings.host}:{runtime.settings.port}",
+            database="embedded" if runtime.embedded_postgres else "external",
+            payments=runtime.settings.payment_mode,
+            admin_token_file=str(settings.data_dir / "admin-token")
+            if runtime.embedded_postgres and not settings.admin_token
+            else None,
+        )
+        Granian(
+            "h2s_checkout.app:create_app_from_env",
+            address=runtime.settings.host,
+            port=runtime.settings.port,
+            interface=Interfaces.ASGI,
+            workers=args.workers,
+            factory=True,
+            log_access=False,
+        ).serve()
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from h2s_checkout.runtime import embedded_runtime
+
+    settings = load_settings()
+    with embedded_runtime(settings.with_overrides(stripe_api_base="http://unused")):
+        pass
+    log.info("migrations.applied")
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from h2s_checkout.smoke import run_smoke
+
+    return run_smoke(
+        base_url=args.base_url,
+        count=args.count,
+        admin_token=args.token or os.environ.get("H2S_ADMIN_TOKEN"),
+        database_url=os.environ.get("DATABASE_URL") if args.base_url else None,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="h2s-checkout", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (embedded PostgreSQL and emulator by default)")
+    serve.add_argument("--port", type=int, default=None, help="overrides PORT")
+    serve.add_argument("--workers", type=int, default=1, help="granian worker processes")
+    serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser("migrate", help="apply db/migrations to DATABASE_URL (or embedded)")
+    migrate.set_defaults(func=_migrate)
+
+    smoke = sub.add_parser("smoke", help="make N checkouts and verify each end to end")
+    smoke.add_argument("base_url", nargs="?", default=None,
+                       help="a live deployment; without it the embedded stack is started")
+    smoke.add_argument("-n", "--count", type=int, default=10)
+    smoke.add_argument("--token", default=None, help="admin token (default: $H2S_ADMIN_TOKEN)")
+    smoke.set_defaults(func=_smoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"h2s-checkout: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

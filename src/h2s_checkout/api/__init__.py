@@ -1,0 +1,1 @@
+"""HTTP: Litestar controllers, request and response Structs, error mapping, auth."""

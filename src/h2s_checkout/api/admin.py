@@ -1,0 +1,45 @@
+"""Token-protected views for people on call: a checkout's timeline and its linked rows."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+import asyncpg
+
+from h2s_checkout.api.auth import require_admin
+from h2s_checkout.api.schemas import CheckoutView, Timeline
+from h2s_checkout.flows import inspect_checkout
+from h2s_checkout.payments.port import PaymentGateway
+
+
+class CheckoutAdminController(Controller):
+    path = "/api"
+    tags = ["admin"]
+    guards = [require_admin]
+    security = [{"BearerToken": []}]
+
+    @get("/checkouts/{ref:str}/timeline", summary="Every step of a checkout, in order")
+    async def timeline(self, ref: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]) -> Timeline:
+        return msgspec.convert(await inspect_checkout.timeline(db_pool, ref), Timeline)
+
+    @get("/orders/{order_id:str}/timeline", summary="The timeline of an order's checkout")
+    async def order_timeline(
+        self, order_id: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]
+    ) -> Timeline:
+        return msgspec.convert(await inspect_checkout.timeline(db_pool, order_id), Timeline)
+
+    @get(
+        "/checkouts/{ref:str}",
+        summary="A checkout with its order, job and the provider's view of its session",
+    )
+    async def checkout(
+        self,
+        ref: FromPath[str],
+        db_pool: NamedDependency[asyncpg.Pool],
+        payment_gateway: NamedDependency[PaymentGateway],
+    ) -> CheckoutView:
+        view = await inspect_checkout.checkout_view(db_pool, payment_gateway, ref)
+        return msgspec.convert(view, CheckoutView)

@@ -1,0 +1,99 @@
+"""Public storefront endpoints: the catalog and POST /api/checkout."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, JSONBody
+
+from h2s_checkout.api.schemas import (
+    Catalog,
+    CatalogEntry,
+    CheckoutRequest,
+    CheckoutResponse,
+    ErrorResponse,
+)
+from h2s_checkout.flows.begin_checkout import CheckoutCommand, CheckoutFlow, Customer
+from h2s_checkout.flows.catalog_cache import CatalogCache
+from litestar.openapi.datastructures import ResponseSpec
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=False,
+        min_length=1,
+        max_length=255,
+        description="Optional client key; the same key with the same body replays the answer.",
+    ),
+]
+
+_ERRORS = {
+    400: ResponseSpec(ErrorResponse, description="Malformed body (invalid_request)"),
+    413: ResponseSpec(ErrorResponse, description="Body too large (payload_too_large)"),
+    422: ResponseSpec(ErrorResponse, description="Unknown SKU or quantity out of range"),
+    502: ResponseSpec(ErrorResponse, description="Payment provider failed; checkout cleaned"),
+    503: ResponseSpec(ErrorResponse, description="Database unavailable; retry later"),
+}
+
+
+def to_command(data: CheckoutRequest, idempotency_key: str | None) -> CheckoutCommand:
+    c = data.customer
+    return CheckoutCommand(
+        customer=Customer(
+            email=c.email,
+            name=c.name,
+            phone=c.phone,
+            address=msgspec.to_builtins(c.address),
+        ),
+        items=tuple((item.sku, item.quantity) for item in data.items),
+        request_body=msgspec.to_builtins(data),
+        idempotency_key=idempotency_key,
+    )
+
+
+class CheckoutController(Controller):
+    path = "/api"
+    tags = ["checkout"]
+
+    @get("/catalog", summary="Services for sale, with server-side prices")
+    async def catalog(self, catalog_cache: NamedDependency[CatalogCache]) -> Catalog:
+        items = await catalog_cache.items()
+        return Catalog(
+            items=[
+                CatalogEntry(
+                    sku=i.sku,
+                    name=i.name,
+                    description=i.description,
+                    unit_amount_cents=i.unit_amount_cents,
+                    currency=i.currency,
+                    max_quantity=i.max_quantity,
+                )
+                for i in items.values()
+            ]
+        )
+
+    @post(
+        "/checkout",
+        summary="Create order, dispatch job and Stripe Checkout Session, all or nothing",
+        status_code=201,
+        responses=_ERRORS,
+    )
+    async def create_checkout(
+        self,
+        data: JSONBody[CheckoutRequest],
+        checkout_flow: NamedDependency[CheckoutFlow],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CheckoutResponse]:
+        result = await checkout_flow.begin(to_command(data, idempotency_key))
+        headers: dict[str, Any] = {"Location": f"/api/checkouts/{result.checkout_id}"}
+        if result.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(
+            msgspec.convert(result.body, CheckoutResponse),
+            status_code=result.status,
+            headers=headers,
+        )

@@ -1,0 +1,39 @@
+"""Liveness and readiness: /healthz says the process runs, /readyz that it can serve."""
+
+from __future__ import annotations
+
+import asyncpg
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+
+from h2s_checkout.api.schemas import Health
+from h2s_checkout.store.migrate import pending_migrations_async
+from h2s_checkout.store.pool import UNAVAILABLE_ERRORS
+
+
+class HealthController(Controller):
+    path = "/"
+    tags = ["health"]
+    include_in_schema = True
+
+    @get("/healthz", summary="The process is up")
+    async def healthz(self) -> Health:
+        return Health(status="ok")
+
+    @get("/readyz", summary="Database reachable and every migration applied")
+    async def readyz(self, db_pool: NamedDependency[asyncpg.Pool]) -> Response[Health]:
+        try:
+            async with db_pool.acquire(timeout=2) as conn:
+                missing = await pending_migrations_async(conn)
+        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
+            return Response(
+                Health(status="unavailable", checks={"database": type(exc).__name__}),
+                status_code=503,
+                headers={"Retry-After": "2"},
+            )
+        if missing:
+            return Response(
+                Health(status="unavailable", checks={"database": "ok", "pending_migrations": missing}),
+                status_code=503,
+            )
+        return Response(Health(status="ok", checks={"database": "ok", "migrations": "ok"}))

@@ -1,0 +1,134 @@
+"""Request and response bodies as msgspec Structs; their constraints are the API's limits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+# No control characters anywhere in free text: they break logs, CSV exports and labels.
+_TEXT = r"^[^\x00-\x1f\x7f]*$"
+
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
+Line = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
+OptionalLine = Annotated[str, Meta(max_length=200, pattern=_TEXT)]
+Email = Annotated[
+    str,
+    Meta(
+        max_length=254,
+        pattern=r"^\s*[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+\s*$",
+        description="The customer's email; compared trimmed and lower-cased.",
+    ),
+]
+Phone = Annotated[
+    str, Meta(pattern=r"^\+?[0-9][0-9 ().-]{5,22}[0-9]$", description="E.164 or national digits")
+]
+PostalCode = Annotated[str, Meta(min_length=2, max_length=12, pattern=r"^[A-Za-z0-9 -]+$")]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+Region = Annotated[str, Meta(min_length=1, max_length=100, pattern=_TEXT)]
+Sku = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")]
+Quantity = Annotated[int, Meta(ge=1, le=100)]
+
+
+class Address(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    line1: Line
+    city: Region
+    state: Region
+    postal_code: PostalCode
+    country: Country
+    line2: OptionalLine | None = None
+
+
+class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+    name: Name
+    address: Address
+    phone: Phone | None = None
+
+
+class CartItem(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    sku: Sku
+    quantity: Quantity
+
+
+class CheckoutRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    customer: CustomerIn
+    items: Annotated[list[CartItem], Meta(min_length=1, max_length=50)]
+
+
+class Pay(msgspec.Struct):
+    session_url: str | None
+    session_id: str
+
+
+class CheckoutResponse(msgspec.Struct):
+    ok: bool
+    checkout_trace_id: str
+    order_id: str
+    job_id: str
+    pay: Pay
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    code: str
+    message: str
+    fields: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(msgspec.Struct, omit_defaults=True):
+    ok: bool
+    error: ErrorDetail
+    checkout_trace_id: str | None = None
+
+
+class CatalogEntry(msgspec.Struct):
+    sku: str
+    name: str
+    description: str
+    unit_amount_cents: int
+    currency: str
+    max_quantity: int
+
+
+class Catalog(msgspec.Struct):
+    items: list[CatalogEntry]
+
+
+class TimelineStep(msgspec.Struct):
+    seq: int
+    kind: str
+    event: str
+    from_state: str | None
+    to_state: str | None
+    at: str
+    duration_ms: float | None
+    since_previous_ms: float | None
+    detail: dict[str, Any]
+
+
+class Timeline(msgspec.Struct):
+    checkout_trace_id: str
+    state: str
+    order_id: str | None
+    job_id: str | None
+    session_id: str | None
+    key_source: str
+    created_at: str
+    updated_at: str
+    steps: list[TimelineStep]
+    failures: list[dict[str, Any]]
+
+
+class CheckoutView(msgspec.Struct):
+    checkout_trace_id: str
+    state: str
+    order: dict[str, Any] | None
+    job: dict[str, Any] | None
+    provider_session: dict[str, Any] | None
+
+
+class Health(msgspec.Struct):
+    status: str
+    checks: dict[str, Any] = msgspec.field(default_factory=dict)

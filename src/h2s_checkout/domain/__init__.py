@@ -1,0 +1,1 @@
+"""Pure domain code: carts, keys, the checkout state machine and domain errors. No I/O."""

@@ -1,0 +1,98 @@
+"""Carts priced from the catalog, normalised emails and the cart fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from h2s_checkout.domain.errors import QuantityOutOfRange, UnknownSku
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogItem:
+    sku: str
+    name: str
+    description: str
+    unit_amount_cents: int
+    currency: str
+    max_quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    sku: str
+    name: str
+    quantity: int
+    unit_amount_cents: int
+    currency: str
+
+    @property
+    def amount_cents(self) -> int:
+        return self.unit_amount_cents * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class PricedCart:
+    lines: tuple[CartLine, ...]
+    currency: str
+
+    @property
+    def subtotal_cents(self) -> int:
+        return sum(line.amount_cents for line in self.lines)
+
+    @property
+    def total_cents(self) -> int:
+        # No tax or discounts yet: the total is the subtotal, kept apart so that adding
+        # them later does not change what either column means.
+        return self.subtotal_cents
+
+
+def normalize_email(email: str) -> str:
+    """The identity of a customer: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+def merge_lines(items: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Quantities per SKU, with repeated lines of one SKU added together."""
+    merged: dict[str, int] = {}
+    for sku, quantity in items:
+        merged[sku] = merged.get(sku, 0) + quantity
+    return dict(sorted(merged.items()))
+
+
+def cart_fingerprint(items: Iterable[tuple[str, int]]) -> str:
+    """A digest of the cart that ignores line order and line splitting."""
+    canonical = ";".join(f"{sku}x{qty}" for sku, qty in merge_lines(items).items())
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def price_cart(
+    items: Iterable[tuple[str, int]], catalog: Mapping[str, CatalogItem]
+) -> PricedCart:
+    """Price the cart from the catalog only; the client never sends a price."""
+    lines = []
+    for sku, quantity in merge_lines(items).items():
+        entry = catalog.get(sku)
+        if entry is None:
+            raise UnknownSku(f"unknown sku {sku!r}", sku=sku)
+        if not 1 <= quantity <= entry.max_quantity:
+            raise QuantityOutOfRange(
+                f"quantity of {sku!r} must be between 1 and {entry.max_quantity}",
+                sku=sku,
+                max_quantity=entry.max_quantity,
+            )
+        lines.append(
+            CartLine(
+                sku=sku,
+                name=entry.name,
+                quantity=quantity,
+                unit_amount_cents=entry.unit_amount_cents,
+                currency=entry.currency,
+            )
+        )
+    currencies = {line.currency for line in lines}
+    if len(currencies) != 1:
+        # One Checkout Session has one currency; the catalog is single-currency today.
+        raise UnknownSku("the cart mixes currencies", currencies=sorted(currencies))
+    return PricedCart(lines=tuple(lines), currency=currencies.pop())

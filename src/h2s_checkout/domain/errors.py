@@ -1,0 +1,60 @@
+"""Domain errors, each with the stable code and HTTP status a client sees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CheckoutError(Exception):
+    """Base of every error the service answers with a stable code."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, checkout_id: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.checkout_id = checkout_id
+        self.extra = extra
+
+
+class InvalidRequest(CheckoutError):
+    code = "invalid_request"
+    status = 400
+
+
+class UnknownSku(CheckoutError):
+    code = "unknown_sku"
+    status = 422
+
+
+class QuantityOutOfRange(CheckoutError):
+    code = "quantity_out_of_range"
+    status = 422
+
+
+class NotFound(CheckoutError):
+    code = "not_found"
+    status = 404
+
+
+class Unauthorized(CheckoutError):
+    code = "unauthorized"
+    status = 401
+
+
+class PaymentProviderError(CheckoutError):
+    """The payment provider failed or refused; the checkout was cleaned up."""
+
+    code = "payment_provider_error"
+    status = 502
+
+
+class DatabaseUnavailable(CheckoutError):
+    code = "database_unavailable"
+    status = 503
+
+
+class IllegalTransition(CheckoutError):
+    code = "illegal_transition"
+    status = 500

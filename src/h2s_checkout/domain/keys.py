@@ -1,0 +1,26 @@
+"""Identifiers and keys derived from a checkout: order id, derived key, Stripe key."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+
+def order_id_for(checkout_id: uuid.UUID) -> str:
+    """A readable order id that is a pure function of the checkout id."""
+    return "ORD-" + checkout_id.hex[:16].upper()
+
+
+def job_id_for(checkout_id: uuid.UUID) -> uuid.UUID:
+    """The dispatch job id, also a pure function of the checkout id."""
+    return uuid.uuid5(checkout_id, "dispatch-job")
+
+
+def derived_key(email_normalized: str, fingerprint: str) -> str:
+    """The key the service derives when the client sends no Idempotency-Key."""
+    return hashlib.sha256(f"{email_normalized}|{fingerprint}".encode()).hexdigest()
+
+
+def stripe_idempotency_key(checkout_id: uuid.UUID) -> str:
+    """Stripe's key comes from our own row, never from the client's key."""
+    return f"h2s-checkout-{checkout_id}-session"

@@ -1,0 +1,1 @@
+"""Use cases: begin a checkout, clean one up, read its timeline."""

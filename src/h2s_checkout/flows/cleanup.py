@@ -1,0 +1,137 @@
+"""The error path: record the failure, expire any session, cancel order and job together."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from h2s_checkout.domain.errors import CheckoutError
+from h2s_checkout.domain.machine import FINAL_STATES
+from h2s_checkout.flows.machine_io import machine_at
+from h2s_checkout.logging import get_logger
+from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
+from h2s_checkout.store import checkouts
+from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection
+from h2s_checkout.store.traces import TraceWriter
+
+log = get_logger(__name__)
+
+
+def error_body(checkout_id: uuid.UUID, code: str, message: str) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "checkout_trace_id": str(checkout_id),
+        "error": {"code": code, "message": message},
+    }
+
+
+async def _settle_session(
+    gateway: PaymentGateway,
+    writer_steps: list[tuple[str, dict[str, Any]]],
+    session_id: str | None,
+    error: BaseException,
+    replay: SessionRequest | None,
+) -> None:
+    """Make sure no payable session is left for a checkout about to be cleaned.
+
+    After an ambiguous failure (timeout, dropped connection, 5xx) the provider may have
+    created the session: replaying the same idempotency key returns it if so, and then it
+    is expired. If the provider is still failing, the step says so for the reconciler.
+    """
+    if session_id is None and isinstance(error, PaymentProviderFailure) and error.ambiguous:
+        if replay is None:
+            return
+        try:
+            session_id = (await gateway.create_session(replay)).id
+            writer_steps.append(("stripe.session_recovered", {"session_id": session_id}))
+        except PaymentProviderFailure as again:
+            writer_steps.append(
+                ("stripe.settlement_pending", {"provider_code": again.provider_code})
+            )
+            return
+    if session_id is None:
+        return
+    try:
+        session = await gateway.expire_session(session_id)
+        writer_steps.append(
+            ("stripe.session_expired", {"session_id": session_id, "status": session.status})
+        )
+    except PaymentProviderFailure as failure:
+        writer_steps.append(
+            (
+                "stripe.expire_failed",
+                {"session_id": session_id, "provider_code": failure.provider_code,
+                 "http_status": failure.http_status},
+            )
+        )
+
+
+def _failure_fields(error: BaseException) -> dict[str, Any]:
+    if isinstance(error, PaymentProviderFailure):
+        return {
+            "error_code": "payment_provider_error",
+            "error_class": type(error.__cause__ or error).__name__,
+            "message": f"{error.operation}: {error.message}",
+            "provider_request_id": error.request_id,
+            "provider_code": error.provider_code,
+            "http_status": error.http_status,
+        }
+    code = error.code if isinstance(error, CheckoutError) else "internal_error"
+    return {
+        "error_code": code,
+        "error_class": type(error).__name__,
+        "message": str(error) or type(error).__name__,
+    }
+
+
+async def fail_and_clean(
+    pool: asyncpg.Pool,
+    gateway: PaymentGateway,
+    checkout_id: uuid.UUID,
+    *,
+    phase: str,
+    error: BaseException,
+    duration_ms: float | None = None,
+    session_id: str | None = None,
+    replay: SessionRequest | None = None,
+) -> None:
+    """failure row, then ``failed -> cleaned`` with order and job cancelled, in one transaction."""
+    settle_steps: list[tuple[str, dict[str, Any]]] = []
+    await _settle_session(gateway, settle_steps, session_id, error, replay)
+    fields = _failure_fields(error)
+    status = 502 if isinstance(error, PaymentProviderFailure) else 500
+    body = error_body(
+        checkout_id,
+        fields["error_code"],
+        "the payment provider failed; the order and the job were cancelled"
+        if status == 502
+        else "the checkout failed; the order and the job were cancelled",
+    )
+    try:
+        async with connection(pool) as conn, conn.transaction():
+            row = await checkouts.get_checkout(conn, checkout_id, for_update=True)
+            if row is None or row["state"] in FINAL_STATES:
+                return
+            writer = TraceWriter(conn, checkout_id)
+            writer.step(f"{phase}.failed", duration_ms, **{
+                k: v for k, v in fields.items() if k != "message" and v is not None
+            })
+            for event, detail in settle_steps:
+                writer.step(event, **detail)
+            await checkouts.insert_failure(conn, checkout_id, phase=phase, **fields)
+            machine = await machine_at(row["state"], writer)
+            if row["state"] != "failed":
+                await machine.send("fail", detail={"phase": phase, "code": fields["error_code"]})
+            cancelled = await checkouts.cancel_order_and_job(conn, checkout_id)
+            await checkouts.store_response(conn, checkout_id, status, body)
+            await machine.send("clean", detail={"order_and_job_cancelled": cancelled})
+    except (CheckoutError, *UNAVAILABLE_ERRORS) as exc:
+        # Nothing could be written: the checkout stays in its non-final state and the
+        # reconciler cleans it up once the database is back.
+        log.error("checkout.cleanup_deferred", error=type(exc).__name__, phase=phase)
+    else:
+        log.warning("checkout.cleaned", phase=phase, **{
+            k: v for k, v in fields.items() if k in ("error_code", "provider_code", "http_status")
+        })

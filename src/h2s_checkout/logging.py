@@ -1,0 +1,75 @@
+"""structlog set-up: JSON off a TTY, console on one, secrets and contact data masked."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = frozenset(
+    {"authorization", "api_key", "stripe_api_key", "password", "token", "admin_token",
+     "card", "card_number", "cvc", "stripe-signature", "webhook_secret"}
+)
+_CONTACT_KEYS = frozenset({"email", "customer_email", "phone"})
+_SECRET_PATTERN = re.compile(r"\b(sk|rk|whsec)_(test|live)?_?[A-Za-z0-9]{4,}")
+
+
+def mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def mask_phone(phone: str) -> str:
+    digits = [c for c in phone if c.isdigit()]
+    return "***" + "".join(digits[-2:]) if digits else "***"
+
+
+def _mask_value(key: str, value: Any) -> Any:
+    if key in _SECRET_KEYS:
+        return "[redacted]"
+    if key in _CONTACT_KEYS and isinstance(value, str):
+        return mask_email(value) if "@" in value else mask_phone(value)
+    if isinstance(value, str):
+        return _SECRET_PATTERN.sub("[redacted]", value)
+    if isinstance(value, dict):
+        return {k: _mask_value(str(k).lower(), v) for k, v in value.items()}
+    return value
+
+
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask secrets and customer contact data wherever they appear in an event."""
+    for key in list(event_dict):
+        event_dict[key] = _mask_value(key.lower(), event_dict[key])
+    return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)  # type: ignore[no-any-return]

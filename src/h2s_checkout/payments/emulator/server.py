@@ -1,0 +1,85 @@
+"""Runs the emulator on its own event loop in a background thread, for tests in-process."""
+
+import asyncio
+import threading
+
+from .app import EmulatorApp
+from .httpserver import HTTPServer
+from .state import EmulatorState
+
+
+class EmulatorServer:
+    """A Stripe emulator listening on host:port (0 picks a free port).
+
+    `latency_ms=None` takes the global latency from H2S_EMULATOR_LATENCY_MS
+    (default 0). `public_base_url` prefixes the sessions' hosted-page `url`;
+    by default the server's own base URL.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: float | None = None,
+        public_base_url: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.state = EmulatorState(latency_ms=latency_ms, seed=seed)
+        self.app = EmulatorApp(self.state)
+        self._public_base_url = public_base_url
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._http: HTTPServer | None = None
+        self.base_url = ""
+
+    def start(self) -> str:
+        """Start serving in a daemon thread; returns the base URL once listening."""
+        if self._thread is not None:
+            raise RuntimeError("emulator already started")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._loop = asyncio.new_event_loop()
+        self._http = HTTPServer(self.app, self.host, self.port)
+
+        def run() -> None:
+            assert self._loop is not None
+            assert self._http is not None
+            asyncio.set_event_loop(self._loop)
+            try:
+                _, self.port = self._loop.run_until_complete(self._http.start())
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._http.close())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="stripe-emulator", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        self.base_url = f"http://{self.host}:{self.port}"
+        self.state.public_base_url = self._public_base_url or self.base_url
+        return self.base_url
+
+    def stop(self) -> None:
+        """Close every connection (hung ones too) and join the thread."""
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> "EmulatorServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,80 @@
+"""The payment port: what the flows need from a payment provider, in domain terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLine:
+    name: str
+    unit_amount_cents: int
+    quantity: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRequest:
+    idempotency_key: str
+    client_reference_id: str
+    customer_email: str
+    lines: tuple[SessionLine, ...]
+    success_url: str
+    cancel_url: str
+    expires_at: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSession:
+    id: str
+    url: str | None
+    status: str | None
+    payment_status: str | None
+    client_reference_id: str | None
+    metadata: dict[str, str]
+    amount_total: int | None
+    expires_at: int | None
+    request_id: str | None = None
+
+
+class PaymentProviderFailure(Exception):
+    """A provider call that did not succeed.
+
+    ``ambiguous`` means the provider may have acted (a timeout, a dropped connection):
+    the same idempotency key must be replayed before anything is assumed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        http_status: int | None = None,
+        provider_code: str | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+        ambiguous: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.operation = operation
+        self.http_status = http_status
+        self.provider_code = provider_code
+        self.request_id = request_id
+        self.retryable = retryable
+        self.ambiguous = ambiguous
+        self.retry_after_s = retry_after_s
+
+
+class PaymentGateway(Protocol):
+    async def create_session(self, request: SessionRequest) -> ProviderSession: ...
+
+    async def retrieve_session(self, session_id: str) -> ProviderSession: ...
+
+    async def expire_session(self, session_id: str) -> ProviderSession: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,172 @@
+"""The Stripe adapter: Checkout Sessions through the official SDK, with bounded retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import stripe
+
+from h2s_checkout.logging import get_logger
+from h2s_checkout.payments.port import (
+    PaymentProviderFailure,
+    ProviderSession,
+    SessionRequest,
+)
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+def _session(resource: Any, request_id: str | None = None) -> ProviderSession:
+    obj = resource.to_dict()
+    metadata = obj.get("metadata") or {}
+    return ProviderSession(
+        id=obj["id"],
+        url=obj.get("url"),
+        status=obj.get("status"),
+        payment_status=obj.get("payment_status"),
+        client_reference_id=obj.get("client_reference_id"),
+        metadata={str(k): str(v) for k, v in dict(metadata).items()},
+        amount_total=obj.get("amount_total"),
+        expires_at=obj.get("expires_at"),
+        request_id=request_id,
+    )
+
+
+def _failure(operation: str, exc: stripe.StripeError) -> PaymentProviderFailure:
+    status = exc.http_status
+    retry_after: float | None = None
+    raw_retry = (exc.headers or {}).get("retry-after") or (exc.headers or {}).get("Retry-After")
+    if raw_retry:
+        try:
+            retry_after = float(raw_retry)
+        except ValueError:
+            retry_after = None
+    connection_lost = isinstance(exc, stripe.APIConnectionError)
+    server_side = status is not None and status >= 500
+    retryable = (
+        connection_lost
+        or server_side
+        or isinstance(exc, stripe.RateLimitError)
+        # Stripe answers 409 while a request with the same idempotency key still runs.
+        or (status == 409)
+    )
+    return PaymentProviderFailure(
+        str(exc.user_message or exc._message or type(exc).__name__),  # noqa: SLF001
+        operation=operation,
+        http_status=status,
+        provider_code=exc.code or (exc.error.type if exc.error else None) or type(exc).__name__,
+        request_id=exc.request_id,
+        retryable=retryable,
+        ambiguous=connection_lost or server_side,
+        retry_after_s=retry_after,
+    )
+
+
+class StripeGateway:
+    """PaymentGateway over ``stripe.StripeClient``.
+
+    The SDK's own retries are off: ours cover 429 (which the SDK does not retry), honour
+    ``Retry-After`` and stop at a total time budget so that a checkout never hangs. Every
+    retry carries the same idempotency key, so Stripe acts once.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 2,
+        budget_s: float = 20.0,
+        initial_backoff_s: float = 0.25,
+    ) -> None:
+        self._http = stripe.AIOHTTPClient(timeout=timeout_s)
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=self._http,
+            max_network_retries=0,
+        )
+        self._max_retries = max_retries
+        self._budget_s = budget_s
+        self._initial_backoff_s = initial_backoff_s
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self._budget_s
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except stripe.StripeError as exc:
+                failure = _failure(operation, exc)
+                attempt += 1
+                delay = failure.retry_after_s or self._initial_backoff_s * 2 ** (attempt - 1)
+                delay *= random.uniform(0.8, 1.2)  # jitter, so that retries of a crowd spread
+                if (
+                    not failure.retryable
+                    or attempt > self._max_retries
+                    or time.monotonic() + delay > deadline
+                ):
+                    raise failure from exc
+                log.warning(
+                    "stripe.retry",
+                    operation=operation,
+                    attempt=attempt,
+                    http_status=failure.http_status,
+                    provider_code=failure.provider_code,
+                    delay_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+
+    async def create_session(self, request: SessionRequest) -> ProviderSession:
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "client_reference_id": request.client_reference_id,
+            "customer_email": request.customer_email,
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "expires_at": int(request.expires_at.timestamp()),
+            "metadata": request.metadata,
+            "payment_intent_data": {"metadata": request.metadata},
+            "line_items": [
+                {
+                    "quantity": line.quantity,
+                    "price_data": {
+                        "currency": line.currency,
+                        "unit_amount": line.unit_amount_cents,
+                        "product_data": {"name": line.name},
+                    },
+                }
+                for line in request.lines
+            ],
+        }
+        session = await self._call(
+            "create_session",
+            lambda: self._client.v1.checkout.sessions.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": request.idempotency_key},
+            ),
+        )
+        return _session(session, session.last_response.request_id if session.last_response else None)
+
+    async def retrieve_session(self, session_id: str) -> ProviderSession:
+        session = await self._call(
+            "retrieve_session",
+            lambda: self._client.v1.checkout.sessions.retrieve_async(session_id),
+        )
+        return _session(session)
+
+    async def expire_session(self, session_id: str) -> ProviderSession:
+        session = await self._call(
+            "expire_session",
+            lambda: self._client.v1.checkout.sessions.expire_async(session_id),
+        )
+        return _session(session)
+
+    async def close(self) -> None:
+        await self._http.close_async()

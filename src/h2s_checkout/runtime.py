@@ -1,0 +1,82 @@
+"""Resolve the embedded defaults: PostgreSQL under ./.data, migrations, the Stripe emulator."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from h2s_checkout.logging import get_logger
+from h2s_checkout.settings import EMULATOR_API_KEY, Settings
+from h2s_checkout.store.embedded import EmbeddedPostgres
+from h2s_checkout.store.migrate import apply_migrations
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    embedded_postgres: EmbeddedPostgres | None
+    emulator_url: str | None
+
+
+def _admin_token(settings: Settings) -> str | None:
+    """Production without a token stays closed; the embedded dev stack gets one on disk."""
+    if settings.admin_token or not settings.embedded_database:
+        return settings.admin_token
+    path = settings.data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+@contextlib.contextmanager
+def embedded_runtime(settings: Settings, *, migrate: bool = True) -> Iterator[Runtime]:
+    """Start what the settings leave unset; stop what was started here on exit."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pg: EmbeddedPostgres | None = None
+    emulator = None
+    try:
+        if settings.database_url is None:
+            pg = EmbeddedPostgres(settings.data_dir / "postgres")
+            settings = settings.with_overrides(database_url=pg.start())
+            log.info("embedded_postgres.started", dsn=settings.database_url)
+        if migrate:
+            apply_migrations(settings.database_url or "")
+        if settings.payment_mode == "embedded-emulator":
+            from h2s_checkout.payments.emulator.server import EmulatorServer
+
+            emulator = EmulatorServer(port=0, public_base_url=None)
+            url = emulator.start()
+            settings = settings.with_overrides(
+                stripe_api_base=url, stripe_api_key=EMULATOR_API_KEY
+            )
+            log.info("stripe_emulator.started", url=url)
+        settings = settings.with_overrides(admin_token=_admin_token(settings))
+        yield Runtime(settings, pg, emulator.base_url if emulator else None)
+    finally:
+        if emulator is not None:
+            emulator.stop()
+        if pg is not None:
+            pg.stop()
+
+
+def export_environment(settings: Settings) -> None:
+    """Hand resolved settings to server worker processes through their environment."""
+    pairs = {
+        "DATABASE_URL": settings.database_url,
+        "STRIPE_API_BASE": settings.stripe_api_base,
+        "STRIPE_API_KEY": settings.stripe_api_key,
+        "H2S_ADMIN_TOKEN": settings.admin_token,
+        "PUBLIC_BASE_URL": settings.public_base_url,
+        "PORT": str(settings.port),
+    }
+    for key, value in pairs.items():
+        if value:
+            os.environ[key] = value

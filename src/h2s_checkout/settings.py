@@ -1,0 +1,135 @@
+"""Environment -> typed settings, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """A bad environment value; the message names the variable."""
+
+
+EMULATOR_API_KEY = "sk_test_h2s_emulator"  # noqa: S105 - a fixed key the local emulator accepts
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    port: int = 8000
+    host: str = "127.0.0.1"
+    database_url: str | None = None
+    data_dir: Path = Path(".data")
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_timeout_s: float = 10.0
+    stripe_max_retries: int = 2
+    admin_token: str | None = None
+    public_base_url: str = "http://localhost:8000"
+    session_ttl_minutes: int = 60
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    max_body_bytes: int = 64 * 1024
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def payment_mode(self) -> str:
+        """``emulator`` (embedded or given by address) or ``stripe`` (the real API)."""
+        if self.stripe_api_base is None and self.stripe_api_key is None:
+            return "embedded-emulator"
+        if self.stripe_api_base is not None:
+            return "emulator"
+        return "stripe"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in schemes or not (parsed.netloc or parsed.query):
+        raise SettingsError(f"{name} must be a URL starting with {' or '.join(schemes)}://")
+    return raw.rstrip("/") if name != "DATABASE_URL" else raw
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    return raw if raw else None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every variable; a bad value names itself in the error."""
+    env = os.environ if env is None else env
+    stripe_key = _optional(env, "STRIPE_API_KEY")
+    if stripe_key is not None and not stripe_key.startswith(("sk_test_", "sk_live_", "rk_")):
+        raise SettingsError("STRIPE_API_KEY must be a Stripe secret key (sk_test_..., sk_live_...)")
+    admin_token = _optional(env, "H2S_ADMIN_TOKEN")
+    if admin_token is not None and len(admin_token) < 16:
+        raise SettingsError("H2S_ADMIN_TOKEN must be at least 16 characters")
+    log_format = env.get("H2S_LOG_FORMAT", "auto")
+    if log_format not in ("auto", "json", "console"):
+        raise SettingsError("H2S_LOG_FORMAT must be auto, json or console")
+    log_level = env.get("H2S_LOG_LEVEL", "info").lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise SettingsError("H2S_LOG_LEVEL must be debug, info, warning or error")
+    port = _int(env, "PORT", 8000, 1, 65535)
+    public_base_url = _url(env, "PUBLIC_BASE_URL", ("http", "https"))
+    settings = Settings(
+        port=port,
+        host=env.get("HOST", "127.0.0.1"),
+        database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
+        data_dir=Path(env.get("H2S_DATA_DIR", ".data")),
+        stripe_api_key=stripe_key,
+        stripe_api_base=_url(env, "STRIPE_API_BASE", ("http", "https")),
+        stripe_webhook_secret=_optional(env, "STRIPE_WEBHOOK_SECRET"),
+        stripe_timeout_s=_float(env, "H2S_STRIPE_TIMEOUT_S", 10.0, 0.1, 120.0),
+        stripe_max_retries=_int(env, "H2S_STRIPE_MAX_RETRIES", 2, 0, 10),
+        admin_token=admin_token,
+        public_base_url=public_base_url or f"http://localhost:{port}",
+        session_ttl_minutes=_int(env, "H2S_SESSION_TTL_MINUTES", 60, 31, 23 * 60 + 55),
+        db_pool_min=_int(env, "H2S_DB_POOL_MIN", 2, 0, 100),
+        db_pool_max=_int(env, "H2S_DB_POOL_MAX", 10, 1, 200),
+        max_body_bytes=_int(env, "H2S_MAX_BODY_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024),
+        log_format=log_format,
+        log_level=log_level,
+    )
+    if settings.db_pool_min > settings.db_pool_max:
+        raise SettingsError("H2S_DB_POOL_MIN must not exceed H2S_DB_POOL_MAX")
+    return settings

@@ -1,0 +1,1 @@
+"""PostgreSQL access through asyncpg: the pool and one module of SQL per table family."""

@@ -1,0 +1,99 @@
+"""Shared fixtures: one real PostgreSQL and one Stripe emulator per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from h2s_checkout.app import create_app
+from h2s_checkout.payments.emulator.server import EmulatorServer
+from h2s_checkout.settings import EMULATOR_API_KEY, Settings
+from h2s_checkout.store.embedded import EmbeddedPostgres
+from h2s_checkout.store.migrate import apply_migrations
+from h2s_checkout.store.pool import init_connection
+from support import ADMIN_TOKEN, DATA_TABLES
+
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TEST_DATABASE_URL if given, else an embedded PostgreSQL the session owns."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        apply_migrations(given)
+        yield given
+        return
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", durable=False)
+    dsn = pg.start()
+    try:
+        apply_migrations(dsn)
+        yield dsn
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    server = EmulatorServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def stripe(emulator: EmulatorServer) -> Iterator[Any]:
+    """The emulator's state, reset around each test: sessions, requests, faults."""
+    emulator.state.reset()
+    yield emulator.state
+    emulator.state.reset()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test database, emptied of checkout data first."""
+    conn = await asyncpg.connect(database_url)
+    await init_connection(conn)
+    await conn.execute(f"truncate {', '.join(DATA_TABLES)} restart identity cascade")
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def settings(database_url: str, emulator: EmulatorServer) -> Settings:
+    return Settings(
+        database_url=database_url,
+        stripe_api_base=emulator.base_url,
+        stripe_api_key=EMULATOR_API_KEY,
+        stripe_timeout_s=1.0,
+        stripe_max_retries=1,
+        admin_token=ADMIN_TOKEN,
+        public_base_url="http://shop.test",
+        db_pool_min=1,
+        db_pool_max=5,
+        log_format="json",
+        data_dir=Path("/nonexistent"),
+    )
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, db: asyncpg.Connection, stripe: Any
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(settings)
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -1,0 +1,58 @@
+"""The timeline shows each step of a checkout in order, to an admin only."""
+
+from __future__ import annotations
+
+from support import checkout_body
+
+
+async def test_timeline_lists_the_steps_in_order(client, admin):
+    body = (await client.post("/api/checkout", json=checkout_body())).json()
+
+    answer = await client.get(f"/api/checkouts/{body['checkout_trace_id']}/timeline", headers=admin)
+
+    assert answer.status_code == 200
+    timeline = answer.json()
+    assert timeline["state"] == "session_created"
+    events = [(s["kind"], s["event"]) for s in timeline["steps"]]
+    assert events == [
+        ("step", "checkout.received"),
+        ("step", "recipient.upserted"),
+        ("step", "order.created"),
+        ("step", "job.queued"),
+        ("transition", "queue_job"),
+        ("step", "stripe.session_created"),
+        ("transition", "create_session"),
+    ]
+    transitions = [(s["from_state"], s["to_state"]) for s in timeline["steps"] if s["kind"] == "transition"]
+    assert transitions == [("pending_payment", "job_queued"), ("job_queued", "session_created")]
+    stripe_step = timeline["steps"][5]
+    assert stripe_step["duration_ms"] > 0
+    assert stripe_step["detail"]["session_id"] == body["pay"]["session_id"]
+    times = [s["at"] for s in timeline["steps"]]
+    assert times == sorted(times)
+    assert answer.headers["cache-control"] == "no-store"
+
+
+async def test_timeline_is_also_found_by_order_id(client, admin):
+    body = (await client.post("/api/checkout", json=checkout_body())).json()
+    answer = await client.get(f"/api/orders/{body['order_id']}/timeline", headers=admin)
+    assert answer.status_code == 200
+    assert answer.json()["checkout_trace_id"] == body["checkout_trace_id"]
+
+
+async def test_timeline_needs_the_admin_token(client):
+    body = (await client.post("/api/checkout", json=checkout_body())).json()
+    url = f"/api/checkouts/{body['checkout_trace_id']}/timeline"
+    for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": "Basic x"}):
+        answer = await client.get(url, headers=headers)
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "unauthorized"
+        assert "steps" not in answer.text
+
+
+async def test_unknown_checkout_is_404(client, admin):
+    answer = await client.get(
+        "/api/checkouts/00000000-0000-0000-0000-000000000000/timeline", headers=admin
+    )
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
