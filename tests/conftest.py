@@ -20,7 +20,6 @@ from h2s_checkout.store.pool import init_connection
 from support import ADMIN_TOKEN, DATA_TABLES
 
 
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """TEST_DATABASE_URL if given, else an embedded PostgreSQL the session owns."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-ADMIN_TOKEN = "test-admin-token-0123456789"  # noqa: S105
+ADMIN_TOKEN = "test-admin-token-0123456789"
 DATA_TABLES = (
     "h2s_checkout_failures",
     "h2s_checkout_traces",

@@ -45,12 +45,22 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(_: argparse.Namespace) -> int:
-    from h2s_checkout.runtime import embedded_runtime
+    from h2s_checkout.store.embedded import EmbeddedPostgres
+    from h2s_checkout.store.migrate import apply_migrations
 
     settings = load_settings()
-    with embedded_runtime(settings.with_overrides(stripe_api_base="http://unused")):
-        pass
-    log.info("migrations.applied")
+    if settings.database_url is not None:
+        apply_migrations(settings.database_url)
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        pg = EmbeddedPostgres(settings.data_dir / "postgres")
+        already_running = pg.is_running()  # a running `serve` keeps its database
+        try:
+            apply_migrations(pg.start())
+        finally:
+            if not already_running:
+                pg.stop()
+    log.info("migrations.applied", database="external" if settings.database_url else "embedded")
     return 0
 
 
@@ -69,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="h2s-checkout", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the API (embedded PostgreSQL and emulator by default)")
+    serve = sub.add_parser(
+        "serve", help="run the API (embedded PostgreSQL and emulator by default)"
+    )
     serve.add_argument("--port", type=int, default=None, help="overrides PORT")
     serve.add_argument("--workers", type=int, default=1, help="granian worker processes")
     serve.set_defaults(func=_serve)
@@ -78,8 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_migrate)
 
     smoke = sub.add_parser("smoke", help="make N checkouts and verify each end to end")
-    smoke.add_argument("base_url", nargs="?", default=None,
-                       help="a live deployment; without it the embedded stack is started")
+    smoke.add_argument(
+        "base_url",
+        nargs="?",
+        default=None,
+        help="a live deployment; without it the embedded stack is started",
+    )
     smoke.add_argument("-n", "--count", type=int, default=10)
     smoke.add_argument("--token", default=None, help="admin token (default: $H2S_ADMIN_TOKEN)")
     smoke.set_defaults(func=_smoke)

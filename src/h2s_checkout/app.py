@@ -53,7 +53,8 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
         pool = await create_pool(
-            settings.database_url or "", min_size=settings.db_pool_min,
+            settings.database_url or "",
+            min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
         )
         gateway = overrides.get("gateway") or build_gateway(settings)

@@ -11,8 +11,19 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = frozenset(
-    {"authorization", "api_key", "stripe_api_key", "password", "token", "admin_token",
-     "card", "card_number", "cvc", "stripe-signature", "webhook_secret"}
+    {
+        "authorization",
+        "api_key",
+        "stripe_api_key",
+        "password",
+        "token",
+        "admin_token",
+        "card",
+        "card_number",
+        "cvc",
+        "stripe-signature",
+        "webhook_secret",
+    }
 )
 _CONTACT_KEYS = frozenset({"email", "customer_email", "phone"})
 _SECRET_PATTERN = re.compile(r"\b(sk|rk|whsec)_(test|live)?_?[A-Za-z0-9]{4,}")
@@ -69,6 +80,9 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # The stripe SDK logs every request at INFO through the standard library; our own
+    # stripe.* events carry what matters, without request URLs or headers.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

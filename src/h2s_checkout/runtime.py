@@ -23,9 +23,9 @@ class Runtime:
     emulator_url: str | None
 
 
-def _admin_token(settings: Settings) -> str | None:
+def _admin_token(settings: Settings, embedded: bool) -> str | None:
     """Production without a token stays closed; the embedded dev stack gets one on disk."""
-    if settings.admin_token or not settings.embedded_database:
+    if settings.admin_token or not embedded:
         return settings.admin_token
     path = settings.data_dir / "admin-token"
     if path.exists():
@@ -54,11 +54,9 @@ def embedded_runtime(settings: Settings, *, migrate: bool = True) -> Iterator[Ru
 
             emulator = EmulatorServer(port=0, public_base_url=None)
             url = emulator.start()
-            settings = settings.with_overrides(
-                stripe_api_base=url, stripe_api_key=EMULATOR_API_KEY
-            )
+            settings = settings.with_overrides(stripe_api_base=url, stripe_api_key=EMULATOR_API_KEY)
             log.info("stripe_emulator.started", url=url)
-        settings = settings.with_overrides(admin_token=_admin_token(settings))
+        settings = settings.with_overrides(admin_token=_admin_token(settings, pg is not None))
         yield Runtime(settings, pg, emulator.base_url if emulator else None)
     finally:
         if emulator is not None:

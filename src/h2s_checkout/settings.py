@@ -13,7 +13,7 @@ class SettingsError(ValueError):
     """A bad environment value; the message names the variable."""
 
 
-EMULATOR_API_KEY = "sk_test_h2s_emulator"  # noqa: S105 - a fixed key the local emulator accepts
+EMULATOR_API_KEY = "sk_test_h2s_emulator"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,14 +47,17 @@ def embedded_stack() -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="h2s-smoke-") as data_dir:
         port = _free_port()
         env = {
-            k: v for k, v in os.environ.items()
+            k: v
+            for k, v in os.environ.items()
             if k not in ("DATABASE_URL", "STRIPE_API_BASE", "STRIPE_API_KEY", "H2S_ADMIN_TOKEN")
         }
         env.update(H2S_DATA_DIR=data_dir, PORT=str(port), H2S_LOG_FORMAT="json")
         log_path = Path(data_dir) / "serve.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "h2s_checkout", "serve"], env=env, stdout=log,
+                [sys.executable, "-m", "h2s_checkout", "serve"],
+                env=env,
+                stdout=log,
                 stderr=subprocess.STDOUT,
             )
         base_url = f"http://127.0.0.1:{port}"
@@ -87,8 +90,13 @@ def _customer(i: int, run: str) -> dict[str, Any]:
         "email": f"smoke+{run}-{i}@example.com",
         "name": f"Smoke Test {i}",
         "phone": "+15555550100",
-        "address": {"line1": "1 Main St", "city": "Austin", "state": "TX",
-                    "postal_code": "78701", "country": "US"},
+        "address": {
+            "line1": "1 Main St",
+            "city": "Austin",
+            "state": "TX",
+            "postal_code": "78701",
+            "country": "US",
+        },
     }
 
 

@@ -24,11 +24,18 @@ def body_with(path: str, value: object) -> dict:
 
 
 CASES = {
-    "unknown_sku": (body_with("items", [{"sku": "no-such-thing", "quantity": 1}]), 422, "unknown_sku"),
+    "unknown_sku": (
+        body_with("items", [{"sku": "no-such-thing", "quantity": 1}]),
+        422,
+        "unknown_sku",
+    ),
     "quantity_zero": (body_with("items.0.quantity", 0), 400, "invalid_request"),
     "quantity_negative": (body_with("items.0.quantity", -3), 400, "invalid_request"),
     "quantity_above_catalog_max": (
-        body_with("items", [{"sku": "camera-4", "quantity": 6}]), 422, "quantity_out_of_range"),
+        body_with("items", [{"sku": "camera-4", "quantity": 6}]),
+        422,
+        "quantity_out_of_range",
+    ),
     "quantity_huge": (body_with("items.0.quantity", 10**9), 400, "invalid_request"),
     "malformed_email": (body_with("customer.email", "ana-at-example"), 400, "invalid_request"),
     "missing_customer": (body_with("customer", KeyError), 400, "invalid_request"),
@@ -37,8 +44,10 @@ CASES = {
     "wrong_type_quantity": (body_with("items.0.quantity", "two"), 400, "invalid_request"),
     "wrong_type_items": (body_with("items", "tv-mount"), 400, "invalid_request"),
     "client_sent_price": (
-        body_with("items", [{"sku": "tv-mount", "quantity": 1, "unit_amount": 1}]), 400,
-        "invalid_request"),
+        body_with("items", [{"sku": "tv-mount", "quantity": 1, "unit_amount": 1}]),
+        400,
+        "invalid_request",
+    ),
     "unknown_field": (body_with("customer.coupon", "FREE"), 400, "invalid_request"),
     "control_characters": (body_with("customer.name", "Ana\x00\x1b[2J"), 400, "invalid_request"),
     "country_not_iso": (body_with("customer.address.country", "USA"), 400, "invalid_request"),

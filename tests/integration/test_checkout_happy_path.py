@@ -94,8 +94,8 @@ async def test_catalog_lists_server_side_prices(client):
 async def test_one_recipient_per_normalised_email(client, db):
     for email in ("bo@example.com", " BO@example.com"):
         answer = await client.post(
-            "/api/checkout", json=checkout_body(email=email, items=[{"sku": "ceiling-fan",
-                                                                      "quantity": 1}])
+            "/api/checkout",
+            json=checkout_body(email=email, items=[{"sku": "ceiling-fan", "quantity": 1}]),
         )
         assert answer.status_code == 201
         # A different cart so the second request is a new checkout, not a replay.

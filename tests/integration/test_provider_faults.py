@@ -32,7 +32,8 @@ async def assert_cleaned(db, stripe, body):
     assert (order["status"], job["status"]) == ("cancelled", "cancelled")
     assert [s["id"] for s in stripe.sessions if s["status"] == "open"] == []
     transitions = await db.fetch(
-        "select from_state, to_state from h2s_checkout_traces where kind = 'transition' order by at, seq"
+        "select from_state, to_state from h2s_checkout_traces"
+        " where kind = 'transition' order by at, seq"
     )
     assert [tuple(t) for t in transitions][-2:] == [("job_queued", "failed"), ("failed", "cleaned")]
 
@@ -114,12 +115,18 @@ async def test_a_failing_job_insert_makes_no_stripe_call(client, db, stripe):
         answer = await client.post("/api/checkout", json=checkout_body())
     finally:
         await db.execute(
-            "drop trigger h2s_test_refuse_job on h2s_dispatch_jobs; drop function h2s_test_refuse_job()"
+            "drop trigger h2s_test_refuse_job on h2s_dispatch_jobs;"
+            " drop function h2s_test_refuse_job()"
         )
 
     assert answer.status_code == 500
     assert answer.json()["checkout_trace_id"]
     assert stripe.requests == []
-    for table in ("h2s_checkouts", "h2s_orders", "h2s_dispatch_jobs", "h2s_recipients",
-                  "h2s_checkout_traces"):
+    for table in (
+        "h2s_checkouts",
+        "h2s_orders",
+        "h2s_dispatch_jobs",
+        "h2s_recipients",
+        "h2s_checkout_traces",
+    ):
         assert await db.fetchval(f"select count(*) from {table}") == 0, table

@@ -23,7 +23,9 @@ async def test_timeline_lists_the_steps_in_order(client, admin):
         ("step", "stripe.session_created"),
         ("transition", "create_session"),
     ]
-    transitions = [(s["from_state"], s["to_state"]) for s in timeline["steps"] if s["kind"] == "transition"]
+    transitions = [
+        (s["from_state"], s["to_state"]) for s in timeline["steps"] if s["kind"] == "transition"
+    ]
     assert transitions == [("pending_payment", "job_queued"), ("job_queued", "session_created")]
     stripe_step = timeline["steps"][5]
     assert stripe_step["duration_ms"] > 0
@@ -43,7 +45,11 @@ async def test_timeline_is_also_found_by_order_id(client, admin):
 async def test_timeline_needs_the_admin_token(client):
     body = (await client.post("/api/checkout", json=checkout_body())).json()
     url = f"/api/checkouts/{body['checkout_trace_id']}/timeline"
-    for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": "Basic x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token-wrong-token"},
+        {"Authorization": "Basic x"},
+    ):
         answer = await client.get(url, headers=headers)
         assert answer.status_code == 401
         assert answer.json()["error"]["code"] == "unauthorized"
@@ -56,3 +62,22 @@ async def test_unknown_checkout_is_404(client, admin):
     )
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "not_found"
+
+
+async def test_checkout_view_shows_order_job_and_provider_session(client, admin):
+    body = (await client.post("/api/checkout", json=checkout_body())).json()
+
+    answer = await client.get(f"/api/checkouts/{body['checkout_trace_id']}", headers=admin)
+
+    assert answer.status_code == 200, answer.text
+    view = answer.json()
+    assert view["state"] == "session_created"
+    assert view["order"]["order_id"] == body["order_id"]
+    assert view["order"]["metadata_json"]["dispatch_job_id"] == body["job_id"]
+    assert view["job"]["job_id"] == body["job_id"]
+    assert view["job"]["order_id"] == body["order_id"]
+    provider = view["provider_session"]
+    assert provider["found"] is True
+    assert provider["id"] == body["pay"]["session_id"]
+    assert provider["client_reference_id"] == body["order_id"]
+    assert provider["status"] == "open"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import asyncpg
 import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-import asyncpg
-
 from h2s_checkout.api.auth import require_admin
 from h2s_checkout.api.schemas import CheckoutView, Timeline
 from h2s_checkout.flows import inspect_checkout
-from h2s_checkout.payments.port import PaymentGateway
+from h2s_checkout.payments.stripe_gateway import StripeGateway
 
 
 class CheckoutAdminController(Controller):
@@ -22,7 +21,9 @@ class CheckoutAdminController(Controller):
     security = [{"BearerToken": []}]
 
     @get("/checkouts/{ref:str}/timeline", summary="Every step of a checkout, in order")
-    async def timeline(self, ref: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]) -> Timeline:
+    async def timeline(
+        self, ref: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]
+    ) -> Timeline:
         return msgspec.convert(await inspect_checkout.timeline(db_pool, ref), Timeline)
 
     @get("/orders/{order_id:str}/timeline", summary="The timeline of an order's checkout")
@@ -39,7 +40,7 @@ class CheckoutAdminController(Controller):
         self,
         ref: FromPath[str],
         db_pool: NamedDependency[asyncpg.Pool],
-        payment_gateway: NamedDependency[PaymentGateway],
+        payment_gateway: NamedDependency[StripeGateway],
     ) -> CheckoutView:
         view = await inspect_checkout.checkout_view(db_pool, payment_gateway, ref)
         return msgspec.convert(view, CheckoutView)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody
 
 from h2s_checkout.api.schemas import (
@@ -18,7 +19,6 @@ from h2s_checkout.api.schemas import (
 )
 from h2s_checkout.flows.begin_checkout import CheckoutCommand, CheckoutFlow, Customer
 from h2s_checkout.flows.catalog_cache import CatalogCache
-from litestar.openapi.datastructures import ResponseSpec
 
 IdempotencyKey = Annotated[
     str | None,

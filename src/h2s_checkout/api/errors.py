@@ -54,6 +54,8 @@ def checkout_error(_: Request[Any, Any, Any], exc: CheckoutError) -> Response[An
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     code = _HTTP_CODES.get(status, "client_error" if status < 500 else "internal_error")
+    if status >= 500:
+        log.error("request.http_error", status=status, detail=exc.detail, error=repr(exc))
     extra: dict[str, Any] = {}
     message = exc.detail
     if isinstance(exc, ValidationException):

@@ -33,7 +33,9 @@ class HealthController(Controller):
             )
         if missing:
             return Response(
-                Health(status="unavailable", checks={"database": "ok", "pending_migrations": missing}),
+                Health(
+                    status="unavailable", checks={"database": "ok", "pending_migrations": missing}
+                ),
                 status_code=503,
             )
         return Response(Health(status="ok", checks={"database": "ok", "migrations": "ok"}))

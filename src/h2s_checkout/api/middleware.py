@@ -36,9 +36,11 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers: list[Any] = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"
-                ] if no_store else list(message.get("headers", []))
+                headers: list[Any] = (
+                    [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+                    if no_store
+                    else list(message.get("headers", []))
+                )
                 if no_store:
                     headers.append((b"cache-control", b"no-store"))
                 headers.append((b"x-request-id", request_id.encode()))

@@ -67,9 +67,7 @@ def cart_fingerprint(items: Iterable[tuple[str, int]]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def price_cart(
-    items: Iterable[tuple[str, int]], catalog: Mapping[str, CatalogItem]
-) -> PricedCart:
+def price_cart(items: Iterable[tuple[str, int]], catalog: Mapping[str, CatalogItem]) -> PricedCart:
     """Price the cart from the catalog only; the client never sends a price."""
     lines = []
     for sku, quantity in merge_lines(items).items():

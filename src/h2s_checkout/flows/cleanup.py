@@ -62,8 +62,11 @@ async def _settle_session(
         writer_steps.append(
             (
                 "stripe.expire_failed",
-                {"session_id": session_id, "provider_code": failure.provider_code,
-                 "http_status": failure.http_status},
+                {
+                    "session_id": session_id,
+                    "provider_code": failure.provider_code,
+                    "http_status": failure.http_status,
+                },
             )
         )
 
@@ -115,9 +118,11 @@ async def fail_and_clean(
             if row is None or row["state"] in FINAL_STATES:
                 return
             writer = TraceWriter(conn, checkout_id)
-            writer.step(f"{phase}.failed", duration_ms, **{
-                k: v for k, v in fields.items() if k != "message" and v is not None
-            })
+            writer.step(
+                f"{phase}.failed",
+                duration_ms,
+                **{k: v for k, v in fields.items() if k != "message" and v is not None},
+            )
             for event, detail in settle_steps:
                 writer.step(event, **detail)
             await checkouts.insert_failure(conn, checkout_id, phase=phase, **fields)
@@ -132,6 +137,12 @@ async def fail_and_clean(
         # reconciler cleans it up once the database is back.
         log.error("checkout.cleanup_deferred", error=type(exc).__name__, phase=phase)
     else:
-        log.warning("checkout.cleaned", phase=phase, **{
-            k: v for k, v in fields.items() if k in ("error_code", "provider_code", "http_status")
-        })
+        log.warning(
+            "checkout.cleaned",
+            phase=phase,
+            **{
+                k: v
+                for k, v in fields.items()
+                if k in ("error_code", "provider_code", "http_status")
+            },
+        )

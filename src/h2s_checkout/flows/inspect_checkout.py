@@ -74,13 +74,13 @@ async def timeline(pool: asyncpg.Pool, ref: str) -> dict[str, Any]:
     }
 
 
-async def checkout_view(
-    pool: asyncpg.Pool, gateway: PaymentGateway, ref: str
-) -> dict[str, Any]:
+async def checkout_view(pool: asyncpg.Pool, gateway: PaymentGateway, ref: str) -> dict[str, Any]:
     """The checkout with its order, its job and the session as the provider sees it now."""
     async with connection(pool) as conn:
         checkout = await _find(conn, ref)
-        order = await checkouts.get_order(conn, checkout["order_id"]) if checkout["order_id"] else None
+        order = (
+            await checkouts.get_order(conn, checkout["order_id"]) if checkout["order_id"] else None
+        )
         job = await checkouts.get_job_by_order(conn, checkout["order_id"]) if order else None
     provider: dict[str, Any] | None = None
     if checkout["session_id"]:

@@ -56,7 +56,7 @@ def _failure(operation: str, exc: stripe.StripeError) -> PaymentProviderFailure:
         or (status == 409)
     )
     return PaymentProviderFailure(
-        str(exc.user_message or exc._message or type(exc).__name__),  # noqa: SLF001
+        str(exc.user_message or exc._message or type(exc).__name__),
         operation=operation,
         http_status=status,
         provider_code=exc.code or (exc.error.type if exc.error else None) or type(exc).__name__,
@@ -152,7 +152,9 @@ class StripeGateway:
                 {"idempotency_key": request.idempotency_key},
             ),
         )
-        return _session(session, session.last_response.request_id if session.last_response else None)
+        return _session(
+            session, session.last_response.request_id if session.last_response else None
+        )
 
     async def retrieve_session(self, session_id: str) -> ProviderSession:
         session = await self._call(

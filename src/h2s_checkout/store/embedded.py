@@ -171,6 +171,9 @@ class EmbeddedPostgres:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.log_path = self.data_dir / LOG_FILE
+        # True once start() launched the server itself (not reused one already running), so
+        # callers can leave a server they merely attached to running on shutdown.
+        self.launched = False
         self._requested_port = port
         self._lock_path = self.data_dir.parent / f".{self.data_dir.name}.lock"
         self._thread_lock = threading.Lock()
@@ -211,6 +214,7 @@ class EmbeddedPostgres:
                 if not (self.data_dir / "PG_VERSION").exists():
                     self._initdb(run_as)
                 self._launch(run_as)
+                self.launched = True
             self._ensure_database()
         return self.dsn
 

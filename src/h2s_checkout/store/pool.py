@@ -55,10 +55,12 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 
 @asynccontextmanager
-async def connection(pool: asyncpg.Pool, *, timeout: float = 5.0) -> AsyncIterator[asyncpg.Connection]:
+async def connection(
+    pool: asyncpg.Pool, *, acquire_timeout_s: float = 5.0
+) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection; a database that cannot be reached becomes DatabaseUnavailable."""
     try:
-        async with pool.acquire(timeout=timeout) as conn:
+        async with pool.acquire(timeout=acquire_timeout_s) as conn:
             yield conn
     except UNAVAILABLE_ERRORS as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc

@@ -73,8 +73,12 @@ class TraceWriter:
 
     def _pending_json(self) -> list[dict[str, Any]]:
         steps = [
-            {"event": s.event, "at": s.at.isoformat(), "duration_ms": s.duration_ms,
-             "detail": s.detail}
+            {
+                "event": s.event,
+                "at": s.at.isoformat(),
+                "duration_ms": s.duration_ms,
+                "detail": s.detail,
+            }
             for s in self.pending
         ]
         self.pending = []
@@ -123,9 +127,7 @@ class _TimedStep:
             self.writer.step(self.event, round(elapsed, 3), **self.detail)
 
 
-async def record_steps(
-    conn: asyncpg.Connection, checkout_id: uuid.UUID, steps: list[Step]
-) -> None:
+async def record_steps(conn: asyncpg.Connection, checkout_id: uuid.UUID, steps: list[Step]) -> None:
     """Write steps outside a transition (a replay, a conflict)."""
     writer = TraceWriter(conn, checkout_id, list(steps))
     await writer.flush()

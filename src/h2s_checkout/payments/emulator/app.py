@@ -5,6 +5,7 @@ import base64
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -71,7 +72,7 @@ class EmulatorApp:
             idempotency_key=request.headers.get("idempotency-key"),
             api_key=_api_key(request.headers),
             stripe_version=request.headers.get("stripe-version"),
-            received_at=self.state.now(),
+            received_at=time.time(),
         )
         self.state.record(record)
         # The global latency stands for the network round trip: every API

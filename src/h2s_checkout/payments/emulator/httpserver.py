@@ -1,9 +1,9 @@
-"""Minimal asyncio HTTP/1.1 server that can drop a connection without answering.
+"""Minimal asyncio HTTP/1.1 server that can drop a connection without answering."""
 
-ASGI servers always answer a failed request with a 500, so they cannot
-emulate a connection that dies before any response byte: this server owns
-the socket and closes it when the handler returns DROP.
-"""
+# Why not ASGI under uvicorn/granian: an ASGI server answers a failing app with
+# a 500 and never lets it cut the socket, so a connection dying before any
+# response byte (the `drop` fault) cannot be emulated there. This server owns
+# the socket and aborts it when the handler returns DROP.
 
 import asyncio
 import logging

@@ -1,14 +1,17 @@
 """Random identifiers shaped like Stripe's (cs_test_..., req_..., pi_...)."""
 
-import secrets
+import random
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
+# Ids need uniqueness, not secrecy: a urandom-seeded Mersenne Twister is
+# ~10x cheaper than `secrets`, and id generation dominated a create's cost.
+_rng = random.Random()
 
 
 def new_id(prefix: str, length: int = 24) -> str:
     """Return `prefix` followed by `length` random alphanumerics."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    return prefix + "".join(_rng.choices(_ALPHABET, k=length))
 
 
 def session_id() -> str:

@@ -1,0 +1,46 @@
+# h2s-checkout: each recipe's comment is its `just --list` description.
+
+set dotenv-load := false
+
+python := env_var_or_default("PYTHON", "python")
+
+# List the recipes
+default:
+    @just --list
+
+# Run the service on embedded defaults (PostgreSQL under ./.data, Stripe emulator, port 8000)
+serve *args:
+    {{python}} -m h2s_checkout serve {{args}}
+
+# Lint, then run the whole test suite against real PostgreSQL and the Stripe emulator
+test *args: lint
+    {{python}} -m pytest {{args}}
+
+# Make N checkouts and verify each end to end (no argument: starts the embedded stack)
+smoke *args:
+    {{python}} -m h2s_checkout smoke {{args}}
+
+# Apply db/migrations to DATABASE_URL (or the embedded database) and refresh db/schema.sql
+migrate:
+    {{python}} -m h2s_checkout migrate
+
+# Regenerate db/schema.sql from the migrations on a throwaway embedded database
+schema:
+    {{python}} -m h2s_checkout.store.schema_dump db/schema.sql
+
+# ruff on the source and the tests
+lint:
+    {{python}} -m ruff check src tests
+
+# Format with ruff
+fmt:
+    {{python}} -m ruff format src tests
+    {{python}} -m ruff check --fix src tests
+
+# Type-check the source
+typecheck:
+    {{python}} -m mypy
+
+# Regenerate the state diagram in docs/ from the state machine class
+docs:
+    {{python}} -m h2s_checkout.domain.diagram > docs/state-diagram.md

@@ -1,0 +1,66 @@
+"""Helpers for the emulator tests: SDK clients pointed at an emulator, sample params."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import stripe
+
+FIXTURES = Path(__file__).parents[2].parent / "shared/stripe/fixtures3.json"
+API_KEY = "sk_test_emulator"
+
+
+def fixture_session_keys() -> list[str]:
+    """Top-level keys of checkout.session in Stripe's fixtures (the file must exist)."""
+    resources = json.loads(FIXTURES.read_text())["resources"]
+    return list(resources["checkout.session"])
+
+
+def make_http_client(kind: str, timeout: float = 5.0) -> stripe.HTTPClient:
+    if kind == "httpx":
+        return stripe.HTTPXClient(timeout=timeout)
+    if kind == "aiohttp":
+        return stripe.AIOHTTPClient(timeout=timeout)
+    raise ValueError(kind)
+
+
+def make_client(
+    base_url: str, http_client: stripe.HTTPClient, retries: int = 0, api_key: str = API_KEY
+) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": base_url},
+        http_client=http_client,
+        max_network_retries=retries,
+    )
+
+
+def session_params(**overrides: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "success_url": "https://shop.test/success?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": "https://shop.test/cancel",
+        "client_reference_id": "order-123",
+        "customer_email": "jane@example.com",
+        "metadata": {"order_id": "order-123"},
+        "line_items": [
+            {
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": 1500,
+                    "product_data": {"name": "Gutter cleaning"},
+                },
+                "quantity": 2,
+            },
+            {
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": 999,
+                    "product_data": {"name": "Call-out fee"},
+                },
+                "quantity": 1,
+            },
+        ],
+    }
+    params.update(overrides)
+    return params

@@ -1,0 +1,40 @@
+"""Each variable has a default; a bad value stops start-up and names the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from h2s_checkout.settings import SettingsError, load_settings
+
+
+def test_defaults_run_everything_embedded():
+    settings = load_settings({})
+    assert settings.port == 8000
+    assert settings.database_url is None
+    assert settings.payment_mode == "embedded-emulator"
+    assert settings.admin_token is None
+    assert settings.public_base_url == "http://localhost:8000"
+
+
+def test_payment_modes():
+    assert load_settings({"STRIPE_API_BASE": "http://127.0.0.1:12111"}).payment_mode == "emulator"
+    assert load_settings({"STRIPE_API_KEY": "sk_test_abc"}).payment_mode == "stripe"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "eighty"),
+        ("PORT", "70000"),
+        ("DATABASE_URL", "mysql://x/y"),
+        ("STRIPE_API_KEY", "pk_test_publishable"),
+        ("STRIPE_API_BASE", "localhost:12111"),
+        ("PUBLIC_BASE_URL", "ftp://shop"),
+        ("H2S_ADMIN_TOKEN", "short"),
+        ("H2S_SESSION_TTL_MINUTES", "5"),
+        ("H2S_LOG_FORMAT", "xml"),
+    ],
+)
+def test_a_bad_value_names_its_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
