@@ -103,6 +103,9 @@ CREATE TABLE public.h2s_checkouts (
     response_body jsonb,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    locked_until timestamp with time zone,
+    attempts integer DEFAULT 1 NOT NULL,
+    session_expires_at timestamp with time zone,
     CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
     CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'failed'::text, 'cleaned'::text])))
 );
@@ -372,7 +375,14 @@ CREATE INDEX h2s_checkout_traces_checkout ON public.h2s_checkout_traces USING bt
 -- Name: h2s_checkouts_client_key; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE UNIQUE INDEX h2s_checkouts_client_key ON public.h2s_checkouts USING btree (idempotency_key) WHERE (key_source = 'client'::text);
+CREATE UNIQUE INDEX h2s_checkouts_client_key ON public.h2s_checkouts USING btree (idempotency_key) WHERE ((key_source = 'client'::text) AND (idempotency_key IS NOT NULL) AND (state <> 'cleaned'::text));
+
+
+--
+-- Name: h2s_checkouts_client_key_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_checkouts_client_key_created ON public.h2s_checkouts USING btree (created_at) WHERE ((key_source = 'client'::text) AND (idempotency_key IS NOT NULL));
 
 
 --
@@ -531,4 +541,5 @@ ALTER TABLE ONLY public.h2s_orders
 --
 
 INSERT INTO public.schema_migrations (version) VALUES
-    ('20261126000001');
+    ('20261126000001'),
+    ('20261126000002');

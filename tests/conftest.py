@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar import Litestar
 
 from h2s_checkout.app import create_app
 from h2s_checkout.payments.emulator.server import EmulatorServer
@@ -84,13 +88,57 @@ def settings(database_url: str, emulator: EmulatorServer) -> Settings:
     )
 
 
+class FakeClock:
+    """An injectable clock: starts at the real time, moves only when told."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture
 async def client(
-    settings: Settings, db: asyncpg.Connection, stripe: Any
-) -> AsyncIterator[AsyncTestClient[Any]]:
-    app = create_app(settings)
-    async with AsyncTestClient(app=app) as test_client:
-        yield test_client
+    settings: Settings, db: asyncpg.Connection, stripe: Any, clock: FakeClock
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, clock=clock)
+    async with running(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test:
+            test.app = app  # type: ignore[attr-defined]
+            yield test
+
+
+@asynccontextmanager
+async def running(app: Litestar) -> AsyncIterator[None]:
+    """Run the app's lifespan on the test's own event loop.
+
+    Litestar's AsyncTestClient runs the app on a portal thread, one request at a time;
+    here concurrent requests really overlap, and tests can reach app.state directly.
+    """
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, inbox.get, outbox.put))  # type: ignore[arg-type]
+    await inbox.put({"type": "lifespan.startup"})
+    started = await outbox.get()
+    if started["type"] != "lifespan.startup.complete":
+        raise RuntimeError(f"app did not start: {started}")
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
 
 
 @pytest.fixture

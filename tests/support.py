@@ -40,3 +40,13 @@ def checkout_body(
 
 async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
     return {t: await conn.fetchval(f"select count(*) from {t}") for t in DATA_TABLES}
+
+
+def command_for(body: dict[str, Any], idempotency_key: str | None = None) -> Any:
+    """The flow's command for a request body, for tests that drive the flow directly."""
+    import msgspec
+
+    from h2s_checkout.api.checkout import to_command
+    from h2s_checkout.api.schemas import CheckoutRequest
+
+    return to_command(msgspec.convert(body, CheckoutRequest), idempotency_key)

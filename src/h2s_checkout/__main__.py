@@ -54,13 +54,35 @@ def _migrate(_: argparse.Namespace) -> int:
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         pg = EmbeddedPostgres(settings.data_dir / "postgres")
-        already_running = pg.is_running()  # a running `serve` keeps its database
         try:
             apply_migrations(pg.start())
         finally:
-            if not already_running:
+            if pg.launched:  # a database a running `serve` owns stays up
                 pg.stop()
     log.info("migrations.applied", database="external" if settings.database_url else "embedded")
+    return 0
+
+
+def _reap_keys(_: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import timedelta
+
+    from h2s_checkout.flows.reaper import reap_keys
+    from h2s_checkout.runtime import embedded_runtime
+    from h2s_checkout.store.pool import create_pool
+
+    settings = load_settings()
+
+    async def once(dsn: str) -> int:
+        pool = await create_pool(dsn, min_size=1, max_size=1)
+        try:
+            return await reap_keys(pool, timedelta(hours=settings.key_retention_hours))
+        finally:
+            await pool.close()
+
+    with embedded_runtime(settings, start_emulator=False) as runtime:
+        reaped = asyncio.run(once(runtime.settings.database_url or ""))
+    print(f"reaped {reaped} idempotency keys older than {settings.key_retention_hours} h")
     return 0
 
 
@@ -88,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply db/migrations to DATABASE_URL (or embedded)")
     migrate.set_defaults(func=_migrate)
+
+    reap = sub.add_parser("reap-keys", help="forget client Idempotency-Keys past retention")
+    reap.set_defaults(func=_reap_keys)
 
     smoke = sub.add_parser("smoke", help="make N checkouts and verify each end to end")
     smoke.add_argument(

@@ -21,6 +21,7 @@ from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
 from h2s_checkout.flows.catalog_cache import CatalogCache
+from h2s_checkout.flows.reaper import reaping
 from h2s_checkout.logging import configure_logging, get_logger
 from h2s_checkout.payments.port import PaymentGateway
 from h2s_checkout.payments.stripe_gateway import StripeGateway
@@ -69,12 +70,14 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             CheckoutSettings(
                 public_base_url=settings.public_base_url,
                 session_ttl=timedelta(minutes=settings.session_ttl_minutes),
+                lease=timedelta(seconds=settings.checkout_lease_s),
                 **({"clock": overrides["clock"]} if "clock" in overrides else {}),
             ),
         )
         log.info("service.started", payment_mode=settings.payment_mode)
         try:
-            yield
+            async with reaping(pool, timedelta(hours=settings.key_retention_hours)):
+                yield
         finally:
             await gateway.close()
             await pool.close()

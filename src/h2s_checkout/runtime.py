@@ -37,7 +37,9 @@ def _admin_token(settings: Settings, embedded: bool) -> str | None:
 
 
 @contextlib.contextmanager
-def embedded_runtime(settings: Settings, *, migrate: bool = True) -> Iterator[Runtime]:
+def embedded_runtime(
+    settings: Settings, *, migrate: bool = True, start_emulator: bool = True
+) -> Iterator[Runtime]:
     """Start what the settings leave unset; stop what was started here on exit."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pg: EmbeddedPostgres | None = None
@@ -49,7 +51,7 @@ def embedded_runtime(settings: Settings, *, migrate: bool = True) -> Iterator[Ru
             log.info("embedded_postgres.started", dsn=settings.database_url)
         if migrate:
             apply_migrations(settings.database_url or "")
-        if settings.payment_mode == "embedded-emulator":
+        if start_emulator and settings.payment_mode == "embedded-emulator":
             from h2s_checkout.payments.emulator.server import EmulatorServer
 
             emulator = EmulatorServer(port=0, public_base_url=None)
@@ -61,7 +63,7 @@ def embedded_runtime(settings: Settings, *, migrate: bool = True) -> Iterator[Ru
     finally:
         if emulator is not None:
             emulator.stop()
-        if pg is not None:
+        if pg is not None and pg.launched:
             pg.stop()
 
 

@@ -30,6 +30,8 @@ class Settings:
     admin_token: str | None = None
     public_base_url: str = "http://localhost:8000"
     session_ttl_minutes: int = 60
+    checkout_lease_s: int = 90
+    key_retention_hours: int = 72
     db_pool_min: int = 2
     db_pool_max: int = 10
     max_body_bytes: int = 64 * 1024
@@ -124,6 +126,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_token=admin_token,
         public_base_url=public_base_url or f"http://localhost:{port}",
         session_ttl_minutes=_int(env, "H2S_SESSION_TTL_MINUTES", 60, 31, 23 * 60 + 55),
+        checkout_lease_s=_int(env, "H2S_CHECKOUT_LEASE_S", 90, 1, 3600),
+        # Stripe keeps keys at least 24 h; so do we.
+        key_retention_hours=_int(env, "H2S_KEY_RETENTION_HOURS", 72, 24, 24 * 365),
         db_pool_min=_int(env, "H2S_DB_POOL_MIN", 2, 0, 100),
         db_pool_max=_int(env, "H2S_DB_POOL_MAX", 10, 1, 200),
         max_body_bytes=_int(env, "H2S_MAX_BODY_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024),

@@ -8,7 +8,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from h2s_checkout.domain.errors import CheckoutError, DatabaseUnavailable
+from h2s_checkout.domain.errors import CheckoutError, CheckoutInProgress, DatabaseUnavailable
 from h2s_checkout.logging import get_logger
 
 log = get_logger(__name__)
@@ -42,10 +42,19 @@ def _body(code: str, message: str, trace_id: str | None, **extra: Any) -> dict[s
 
 def checkout_error(_: Request[Any, Any, Any], exc: CheckoutError) -> Response[Any]:
     trace_id = exc.checkout_id or _trace_id()
-    headers = {"Retry-After": "2"} if isinstance(exc, DatabaseUnavailable) else None
+    headers: dict[str, str] | None = None
+    if isinstance(exc, DatabaseUnavailable):
+        headers = {"Retry-After": "2"}
+    elif isinstance(exc, CheckoutInProgress):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     extra = {k: v for k, v in exc.extra.items() if isinstance(v, (str, int, float, list))}
     return Response(
-        _body(exc.code, exc.message, trace_id if exc.status >= 500 else None, **extra),
+        _body(
+            exc.code,
+            exc.message,
+            trace_id if exc.status >= 500 or isinstance(exc, CheckoutInProgress) else None,
+            **extra,
+        ),
         status_code=exc.status,
         headers=headers,
     )

@@ -58,3 +58,21 @@ class DatabaseUnavailable(CheckoutError):
 class IllegalTransition(CheckoutError):
     code = "illegal_transition"
     status = 500
+
+
+class IdempotencyKeyReused(CheckoutError):
+    """The same Idempotency-Key came with another body (IETF draft: 422)."""
+
+    code = "idempotency_key_reused"
+    status = 422
+
+
+class CheckoutInProgress(CheckoutError):
+    """A request with this key is still running; retry after ``retry_after_s``."""
+
+    code = "checkout_in_progress"
+    status = 409
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 
 
@@ -24,3 +25,14 @@ def derived_key(email_normalized: str, fingerprint: str) -> str:
 def stripe_idempotency_key(checkout_id: uuid.UUID) -> str:
     """Stripe's key comes from our own row, never from the client's key."""
     return f"h2s-checkout-{checkout_id}-session"
+
+
+def request_digest(body: object) -> str:
+    """A digest of the whole request body, independent of JSON key order."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def claim_lock_key(key_source: str, key: str) -> str:
+    """The advisory-lock name under which concurrent requests for one key queue."""
+    return f"h2s-checkout:{key_source}:{key}"

@@ -1,4 +1,4 @@
-"""Begin a checkout: order and job (phase 1), Stripe session (phase 2), link (phase 3)."""
+"""Begin a checkout: claim its key, order and job (phase 1), session (2), link (3)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import structlog
 
 from h2s_checkout.domain import keys
 from h2s_checkout.domain.cart import PricedCart, cart_fingerprint, normalize_email, price_cart
-from h2s_checkout.domain.errors import CheckoutError, DatabaseUnavailable, PaymentProviderError
+from h2s_checkout.domain.errors import (
+    CheckoutError,
+    CheckoutInProgress,
+    DatabaseUnavailable,
+    IdempotencyKeyReused,
+    PaymentProviderError,
+)
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
 from h2s_checkout.flows.machine_io import machine_at
@@ -28,9 +34,11 @@ from h2s_checkout.payments.port import (
 )
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection
-from h2s_checkout.store.traces import TraceWriter, utcnow
+from h2s_checkout.store.traces import Step, TraceWriter, record_steps, utcnow
 
 log = get_logger(__name__)
+
+DERIVED_KEY_WINDOW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +69,74 @@ class CheckoutResult:
 class CheckoutSettings:
     public_base_url: str
     session_ttl: timedelta = timedelta(minutes=60)
+    lease: timedelta = timedelta(seconds=90)
     clock: Callable[[], datetime] = field(default=utcnow)
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class Claim:
+    """Which earlier checkout a request is a retry of, if any."""
+
+    key_source: str  # "client" (Idempotency-Key header) or "derived" (email + cart)
+    idempotency_key: str | None
+    derived_key: str
+    request_digest: str
+    cart_fingerprint: str
+
+    @property
+    def lock_key(self) -> str:
+        key = self.idempotency_key if self.key_source == "client" else self.derived_key
+        return keys.claim_lock_key(self.key_source, key or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What phases 2 and 3 need; rebuilt from stored rows on resume, so that the Stripe
+    request (and its idempotency key) is identical on every attempt."""
+
     checkout_id: uuid.UUID
     order_id: str
     job_id: uuid.UUID
-    cart: PricedCart
-    email_normalized: str
-    fingerprint: str
+    customer_email: str
+    lines: tuple[SessionLine, ...]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Replay:
+    row: asyncpg.Record
+
+
+@dataclass(frozen=True, slots=True)
+class _Conflict:
+    checkout_id: uuid.UUID
+
+
+def _claim_for(command: CheckoutCommand) -> Claim:
+    fingerprint = cart_fingerprint(command.items)
+    return Claim(
+        key_source="client" if command.idempotency_key else "derived",
+        idempotency_key=command.idempotency_key,
+        derived_key=keys.derived_key(normalize_email(command.customer.email), fingerprint),
+        request_digest=keys.request_digest(command.request_body),
+        cart_fingerprint=fingerprint,
+    )
+
+
+def _plan_from_rows(checkout: asyncpg.Record, order: asyncpg.Record) -> Plan:
+    return Plan(
+        checkout_id=checkout["checkout_id"],
+        order_id=order["order_id"],
+        job_id=checkout["job_id"],
+        customer_email=order["customer"]["email"],
+        lines=tuple(
+            SessionLine(
+                item["name"], item["unit_amount_cents"], item["quantity"], order["currency"]
+            )
+            for item in order["items"]
+        ),
+        expires_at=checkout["session_expires_at"],
+    )
 
 
 class CheckoutFlow:
@@ -90,168 +155,270 @@ class CheckoutFlow:
         self._settings = settings
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
-        # Pricing comes first: a bad cart is refused before anything is written.
+        # Pricing comes first: a bad cart is refused before anything is read or written.
         cart = price_cart(command.items, await self._catalog.items())
+        claim = _claim_for(command)
+        now = self._settings.clock()
+        try:
+            finished = await self._find_finished(claim, now)
+            if finished is not None:
+                return await self._replay(finished, claim)
+            outcome = await self._claim_and_queue(claim, cart, command, now)
+        except UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
+        if isinstance(outcome, _Replay):
+            return self._stored_answer(outcome.row)
+        if isinstance(outcome, _Conflict):
+            raise CheckoutInProgress(
+                "a checkout with this key is in progress; retry shortly",
+                checkout_id=str(outcome.checkout_id),
+                retry_after_s=1,
+            )
+        session, session_ms = await self._create_session(outcome)
+        return await self._link_session(outcome, session, session_ms)
+
+    # -- claims ---------------------------------------------------------------------------
+
+    async def _find(
+        self, conn: asyncpg.Connection, claim: Claim, now: datetime
+    ) -> asyncpg.Record | None:
+        if claim.key_source == "client":
+            row = await checkouts.find_by_client_key(conn, claim.idempotency_key or "")
+            if row is not None and row["request_fingerprint"] != claim.request_digest:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was used with a different request body"
+                )
+            return row
+        return await checkouts.find_by_derived_key(
+            conn, claim.derived_key, now - DERIVED_KEY_WINDOW
+        )
+
+    async def _find_finished(self, claim: Claim, now: datetime) -> asyncpg.Record | None:
+        """The fast path: a finished checkout is replayed without taking any lock."""
+        async with connection(self._pool) as conn:
+            row = await self._find(conn, claim, now)
+        if row is not None and row["state"] == "session_created":
+            return row
+        return None
+
+    async def _replay(self, row: asyncpg.Record, claim: Claim) -> CheckoutResult:
+        structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
+        async with connection(self._pool) as conn:
+            await record_steps(
+                conn,
+                row["checkout_id"],
+                [Step.now("checkout.replayed", key_source=claim.key_source)],
+            )
+        return self._stored_answer(row)
+
+    @staticmethod
+    def _stored_answer(row: asyncpg.Record) -> CheckoutResult:
+        return CheckoutResult(
+            status=row["response_status"],
+            body=row["response_body"],
+            checkout_id=row["checkout_id"],
+            replayed=True,
+        )
+
+    async def _claim_and_queue(
+        self, claim: Claim, cart: PricedCart, command: CheckoutCommand, now: datetime
+    ) -> Plan | _Replay | _Conflict:
+        """Phase 1, one transaction: claim the key, then replay, resume, refuse or create."""
+        async with connection(self._pool) as conn, conn.transaction():
+            await checkouts.lock_claim(conn, claim.lock_key)
+            row = await self._find(conn, claim, now)
+            if row is None:
+                return await self._queue_order_and_job(conn, claim, cart, command, now)
+            checkout_id = row["checkout_id"]
+            structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout_id))
+            if row["state"] == "session_created":
+                await record_steps(
+                    conn, checkout_id, [Step.now("checkout.replayed", key_source=claim.key_source)]
+                )
+                return _Replay(row)
+            if row["state"] == "job_queued":
+                attempt = await checkouts.take_over(
+                    conn, checkout_id, until=now + self._settings.lease, now=now
+                )
+                if attempt is not None:
+                    # The attempt that held this checkout died mid-way: carry on from the
+                    # recovery point with the same order, job and Stripe idempotency key.
+                    await record_steps(
+                        conn,
+                        checkout_id,
+                        [Step.now("checkout.resumed", attempt=attempt, from_state="job_queued")],
+                    )
+                    order = await checkouts.get_order(conn, row["order_id"])
+                    assert order is not None
+                    return _plan_from_rows(row, order)
+            await record_steps(
+                conn,
+                checkout_id,
+                [Step.now("checkout.conflict", state=row["state"], key_source=claim.key_source)],
+            )
+            return _Conflict(checkout_id)
+
+    async def _queue_order_and_job(
+        self,
+        conn: asyncpg.Connection,
+        claim: Claim,
+        cart: PricedCart,
+        command: CheckoutCommand,
+        now: datetime,
+    ) -> Plan:
+        """The new-checkout half of phase 1: nothing is written unless all of it is."""
         checkout_id = uuid.uuid4()
         structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout_id))
-        prepared = _Prepared(
+        plan = Plan(
             checkout_id=checkout_id,
             order_id=keys.order_id_for(checkout_id),
             job_id=keys.job_id_for(checkout_id),
-            cart=cart,
-            email_normalized=normalize_email(command.customer.email),
-            fingerprint=cart_fingerprint(command.items),
-        )
-        await self._queue_order_and_job(prepared, command)
-        session, session_ms = await self._create_session(prepared, command)
-        return await self._link_session(prepared, session, session_ms)
-
-    async def _queue_order_and_job(self, p: _Prepared, command: CheckoutCommand) -> None:
-        """Phase 1, one transaction: nothing is written unless all of it is."""
-        try:
-            async with connection(self._pool) as conn, conn.transaction():
-                writer = TraceWriter(conn, p.checkout_id)
-                await checkouts.insert_checkout(
-                    conn,
-                    checkout_id=p.checkout_id,
-                    idempotency_key=command.idempotency_key,
-                    key_source="client" if command.idempotency_key else "derived",
-                    derived_key=keys.derived_key(p.email_normalized, p.fingerprint),
-                    request_fingerprint=p.fingerprint,
-                    request_body=command.request_body,
-                    stripe_idempotency_key=keys.stripe_idempotency_key(p.checkout_id),
-                )
-                writer.step(
-                    "checkout.received",
-                    key_source="client" if command.idempotency_key else "derived",
-                    lines=len(p.cart.lines),
-                    total_cents=p.cart.total_cents,
-                )
-                with writer.timed("recipient.upserted") as detail:
-                    recipient_id = await checkouts.upsert_recipient(
-                        conn,
-                        email_normalized=p.email_normalized,
-                        email=command.customer.email.strip(),
-                        name=command.customer.name,
-                        phone=command.customer.phone,
-                    )
-                    detail["recipient_id"] = str(recipient_id)
-                with writer.timed("order.created") as detail:
-                    await checkouts.insert_order(
-                        conn,
-                        order_id=p.order_id,
-                        checkout_id=p.checkout_id,
-                        recipient_id=recipient_id,
-                        customer={
-                            "email": command.customer.email.strip(),
-                            "name": command.customer.name,
-                            "phone": command.customer.phone,
-                            "address": command.customer.address,
-                        },
-                        items=[
-                            {
-                                "sku": line.sku,
-                                "name": line.name,
-                                "quantity": line.quantity,
-                                "unit_amount_cents": line.unit_amount_cents,
-                                "amount_cents": line.amount_cents,
-                            }
-                            for line in p.cart.lines
-                        ],
-                        subtotal_cents=p.cart.subtotal_cents,
-                        total_cents=p.cart.total_cents,
-                        currency=p.cart.currency,
-                    )
-                    detail["order_id"] = p.order_id
-                with writer.timed("job.queued") as detail:
-                    job = await checkouts.insert_job(
-                        conn,
-                        job_id=p.job_id,
-                        order_id=p.order_id,
-                        recipient_id=recipient_id,
-                        checkout_id=p.checkout_id,
-                    )
-                    detail.update(
-                        job_id=str(p.job_id),
-                        sequence_id=job["sequence_id"],
-                        step_id=job["step_id"],
-                        due_at=job["due_at"].isoformat(),
-                    )
-                machine = await machine_at("pending_payment", writer)
-                await machine.send(
-                    "queue_job", detail={"order_id": p.order_id, "job_id": str(p.job_id)}
-                )
-        except CheckoutError as exc:
-            exc.checkout_id = exc.checkout_id or str(p.checkout_id)
-            raise
-        except UNAVAILABLE_ERRORS as exc:
-            raise DatabaseUnavailable(
-                "the database is unavailable; nothing was written",
-                checkout_id=str(p.checkout_id),
-            ) from exc
-
-    def _session_request(self, p: _Prepared, command: CheckoutCommand) -> SessionRequest:
-        base = self._settings.public_base_url
-        return SessionRequest(
-            idempotency_key=keys.stripe_idempotency_key(p.checkout_id),
-            client_reference_id=p.order_id,
             customer_email=command.customer.email.strip(),
             lines=tuple(
                 SessionLine(line.name, line.unit_amount_cents, line.quantity, line.currency)
-                for line in p.cart.lines
+                for line in cart.lines
             ),
-            success_url=f"{base}/checkout/success?order_id={p.order_id}",
-            cancel_url=f"{base}/checkout/cancel?order_id={p.order_id}",
-            expires_at=self._settings.clock() + self._settings.session_ttl,
+            expires_at=now + self._settings.session_ttl,
+        )
+        try:
+            writer = TraceWriter(conn, checkout_id)
+            await checkouts.insert_checkout(
+                conn,
+                checkout_id=checkout_id,
+                idempotency_key=claim.idempotency_key,
+                key_source=claim.key_source,
+                derived_key=claim.derived_key,
+                request_fingerprint=claim.request_digest,
+                request_body=command.request_body,
+                stripe_idempotency_key=keys.stripe_idempotency_key(checkout_id),
+                created_at=now,
+                locked_until=now + self._settings.lease,
+                session_expires_at=plan.expires_at,
+            )
+            writer.step(
+                "checkout.received",
+                key_source=claim.key_source,
+                lines=len(cart.lines),
+                total_cents=cart.total_cents,
+                cart_fingerprint=claim.cart_fingerprint[:16],
+            )
+            with writer.timed("recipient.upserted") as detail:
+                recipient_id = await checkouts.upsert_recipient(
+                    conn,
+                    email_normalized=normalize_email(command.customer.email),
+                    email=command.customer.email.strip(),
+                    name=command.customer.name,
+                    phone=command.customer.phone,
+                )
+                detail["recipient_id"] = str(recipient_id)
+            with writer.timed("order.created") as detail:
+                await checkouts.insert_order(
+                    conn,
+                    order_id=plan.order_id,
+                    checkout_id=checkout_id,
+                    recipient_id=recipient_id,
+                    customer={
+                        "email": command.customer.email.strip(),
+                        "name": command.customer.name,
+                        "phone": command.customer.phone,
+                        "address": command.customer.address,
+                    },
+                    items=[
+                        {
+                            "sku": line.sku,
+                            "name": line.name,
+                            "quantity": line.quantity,
+                            "unit_amount_cents": line.unit_amount_cents,
+                            "amount_cents": line.amount_cents,
+                        }
+                        for line in cart.lines
+                    ],
+                    subtotal_cents=cart.subtotal_cents,
+                    total_cents=cart.total_cents,
+                    currency=cart.currency,
+                )
+                detail["order_id"] = plan.order_id
+            with writer.timed("job.queued") as detail:
+                job = await checkouts.insert_job(
+                    conn,
+                    job_id=plan.job_id,
+                    order_id=plan.order_id,
+                    recipient_id=recipient_id,
+                    checkout_id=checkout_id,
+                )
+                detail.update(
+                    job_id=str(plan.job_id),
+                    sequence_id=job["sequence_id"],
+                    step_id=job["step_id"],
+                    due_at=job["due_at"].isoformat(),
+                )
+            machine = await machine_at("pending_payment", writer)
+            await machine.send(
+                "queue_job", detail={"order_id": plan.order_id, "job_id": str(plan.job_id)}
+            )
+        except CheckoutError as exc:
+            exc.checkout_id = exc.checkout_id or str(checkout_id)
+            raise
+        return plan
+
+    # -- phases 2 and 3 -------------------------------------------------------------------
+
+    def _session_request(self, plan: Plan) -> SessionRequest:
+        base = self._settings.public_base_url
+        return SessionRequest(
+            idempotency_key=keys.stripe_idempotency_key(plan.checkout_id),
+            client_reference_id=plan.order_id,
+            customer_email=plan.customer_email,
+            lines=plan.lines,
+            success_url=f"{base}/checkout/success?order_id={plan.order_id}",
+            cancel_url=f"{base}/checkout/cancel?order_id={plan.order_id}",
+            expires_at=plan.expires_at,
             metadata={
-                "order_id": p.order_id,
-                "job_id": str(p.job_id),
-                "checkout_trace_id": str(p.checkout_id),
+                "order_id": plan.order_id,
+                "job_id": str(plan.job_id),
+                "checkout_trace_id": str(plan.checkout_id),
             },
         )
 
-    async def _create_session(
-        self, p: _Prepared, command: CheckoutCommand
-    ) -> tuple[ProviderSession, float]:
+    async def _create_session(self, plan: Plan) -> tuple[ProviderSession, float]:
         """Phase 2: the one foreign call, keyed by the checkout's own id."""
-        request = self._session_request(p, command)
+        request = self._session_request(plan)
         started = time.perf_counter()
         try:
             session = await self._gateway.create_session(request)
         except Exception as exc:
-            elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
             await fail_and_clean(
                 self._pool,
                 self._gateway,
-                p.checkout_id,
+                plan.checkout_id,
                 phase="create_session",
                 error=exc,
-                duration_ms=elapsed_ms,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 replay=request,
             )
             if isinstance(exc, PaymentProviderFailure):
                 raise PaymentProviderError(
                     "the payment provider failed; the order and the job were cancelled",
-                    checkout_id=str(p.checkout_id),
+                    checkout_id=str(plan.checkout_id),
                     provider_code=exc.provider_code,
                 ) from exc
             raise
         return session, round((time.perf_counter() - started) * 1000, 3)
 
     async def _link_session(
-        self, p: _Prepared, session: ProviderSession, session_ms: float
+        self, plan: Plan, session: ProviderSession, session_ms: float
     ) -> CheckoutResult:
         """Phase 3, one transaction: the session onto the order, the answer stored."""
         body = {
             "ok": True,
-            "checkout_trace_id": str(p.checkout_id),
-            "order_id": p.order_id,
-            "job_id": str(p.job_id),
+            "checkout_trace_id": str(plan.checkout_id),
+            "order_id": plan.order_id,
+            "job_id": str(plan.job_id),
             "pay": {"session_url": session.url, "session_id": session.id},
         }
         try:
             async with connection(self._pool) as conn, conn.transaction():
-                writer = TraceWriter(conn, p.checkout_id)
+                writer = TraceWriter(conn, plan.checkout_id)
                 writer.step(
                     "stripe.session_created",
                     session_ms,
@@ -261,9 +428,9 @@ class CheckoutFlow:
                 )
                 await checkouts.link_session(
                     conn,
-                    checkout_id=p.checkout_id,
-                    order_id=p.order_id,
-                    job_id=p.job_id,
+                    checkout_id=plan.checkout_id,
+                    order_id=plan.order_id,
+                    job_id=plan.job_id,
                     session_id=session.id,
                     response_status=201,
                     response_body=body,
@@ -271,21 +438,21 @@ class CheckoutFlow:
                 machine = await machine_at("job_queued", writer)
                 await machine.send("create_session", detail={"session_id": session.id})
         except (DatabaseUnavailable, *UNAVAILABLE_ERRORS) as exc:
-            # The session exists and the checkout is resumable from job_queued; with the
-            # database gone there is nothing safe to write, so the reconciler finishes it.
+            # The session exists and the checkout is resumable from job_queued: a retry
+            # after the lease, or the reconciler, finishes it with the same Stripe key.
             log.error("checkout.link_failed", error=type(exc).__name__, session_id=session.id)
             raise DatabaseUnavailable(
-                "the database became unavailable; the checkout will be completed or cleaned up",
-                checkout_id=str(p.checkout_id),
+                "the database became unavailable; retry to complete the checkout",
+                checkout_id=str(plan.checkout_id),
             ) from exc
         except Exception as exc:
             await fail_and_clean(
                 self._pool,
                 self._gateway,
-                p.checkout_id,
+                plan.checkout_id,
                 phase="link_session",
                 error=exc,
                 session_id=session.id,
             )
             raise
-        return CheckoutResult(status=201, body=body, checkout_id=p.checkout_id)
+        return CheckoutResult(status=201, body=body, checkout_id=plan.checkout_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,8 +15,39 @@ JOB_DUE_AFTER = timedelta(hours=24)
 _INSERT_CHECKOUT = """
 insert into h2s_checkouts (
     checkout_id, state, idempotency_key, key_source, derived_key, request_fingerprint,
-    request_body, stripe_idempotency_key, created_at, updated_at)
-values ($1, 'pending_payment', $2, $3, $4, $5, $6, $7, $8, $8)
+    request_body, stripe_idempotency_key, created_at, updated_at, locked_until,
+    session_expires_at)
+values ($1, 'pending_payment', $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
+"""
+
+# Requests for one key queue on this lock for the length of the claim transaction only;
+# no lock is held across the Stripe call.
+_LOCK_CLAIM = "select pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+_FIND_BY_CLIENT_KEY = """
+select * from h2s_checkouts
+where key_source = 'client' and idempotency_key = $1 and state <> 'cleaned'
+"""
+
+# The window runs from the first request of a checkout, not from a clock bucket.
+_FIND_BY_DERIVED_KEY = """
+select * from h2s_checkouts
+where derived_key = $1 and state <> 'cleaned' and created_at > $2
+order by created_at desc
+limit 1
+"""
+
+_TAKE_OVER = """
+update h2s_checkouts
+set locked_until = $2, attempts = attempts + 1
+where checkout_id = $1 and (locked_until is null or locked_until <= $3)
+returning attempts
+"""
+
+_REAP_CLIENT_KEYS = """
+update h2s_checkouts set idempotency_key = null
+where key_source = 'client' and idempotency_key is not null and created_at < $1
+  and state in ('session_created', 'cleaned')
 """
 
 # Concurrent first checkouts of one customer race here; the upsert keeps one row and
@@ -64,7 +95,7 @@ with o as (
     returning order_id
 )
 update h2s_checkouts
-set session_id = $2, response_status = $5, response_body = $6
+set session_id = $2, response_status = $5, response_body = $6, locked_until = null
 where checkout_id = $4 and exists (select 1 from o)
 returning checkout_id
 """
@@ -81,7 +112,9 @@ returning j.job_id
 """
 
 _STORE_RESPONSE = """
-update h2s_checkouts set response_status = $2, response_body = $3 where checkout_id = $1
+update h2s_checkouts
+set response_status = $2, response_body = $3, locked_until = null
+where checkout_id = $1
 """
 
 _INSERT_FAILURE = """
@@ -109,6 +142,9 @@ async def insert_checkout(
     request_fingerprint: str,
     request_body: dict[str, Any],
     stripe_idempotency_key: str,
+    created_at: datetime | None = None,
+    locked_until: datetime | None = None,
+    session_expires_at: datetime | None = None,
 ) -> None:
     await conn.execute(
         _INSERT_CHECKOUT,
@@ -119,8 +155,38 @@ async def insert_checkout(
         request_fingerprint,
         request_body,
         stripe_idempotency_key,
-        utcnow(),
+        created_at or utcnow(),
+        locked_until,
+        session_expires_at,
     )
+
+
+async def lock_claim(conn: asyncpg.Connection, lock_key: str) -> None:
+    await conn.execute(_LOCK_CLAIM, lock_key)
+
+
+async def find_by_client_key(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(_FIND_BY_CLIENT_KEY, key)
+
+
+async def find_by_derived_key(
+    conn: asyncpg.Connection, derived_key: str, created_after: datetime
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(_FIND_BY_DERIVED_KEY, derived_key, created_after)
+
+
+async def take_over(
+    conn: asyncpg.Connection, checkout_id: uuid.UUID, *, until: datetime, now: datetime
+) -> int | None:
+    """Claim a checkout whose lease has run out; the attempt number, or None if still held."""
+    attempts: int | None = await conn.fetchval(_TAKE_OVER, checkout_id, until, now)
+    return attempts
+
+
+async def reap_client_keys(conn: asyncpg.Connection, older_than: datetime) -> int:
+    """Forget client keys past retention; the checkouts themselves stay."""
+    result: str = await conn.execute(_REAP_CLIENT_KEYS, older_than)
+    return int(result.split()[-1])
 
 
 async def upsert_recipient(

@@ -24,6 +24,10 @@ class Step:
     duration_ms: float | None
     detail: dict[str, Any]
 
+    @classmethod
+    def now(cls, event: str, duration_ms: float | None = None, **detail: Any) -> Step:
+        return cls(event, utcnow(), duration_ms, detail)
+
 
 _WRITE_TRANSITION = """
 with moved as (
