@@ -105,7 +105,7 @@ CREATE TABLE public.h2s_checkouts (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     locked_until timestamp with time zone,
     attempts integer DEFAULT 1 NOT NULL,
-    session_expires_at timestamp with time zone,
+    session_request jsonb,
     CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
     CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'failed'::text, 'cleaned'::text])))
 );

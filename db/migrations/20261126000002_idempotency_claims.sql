@@ -5,7 +5,9 @@
 alter table h2s_checkouts
     add column locked_until timestamptz,
     add column attempts integer not null default 1,
-    add column session_expires_at timestamptz;
+    -- The exact Stripe request, kept so that a resumed attempt sends the same parameters
+    -- under the same idempotency key (Stripe refuses a key reused with other parameters).
+    add column session_request jsonb;
 
 -- A cleaned checkout no longer holds its client key, so a retry after a failure with the
 -- same key starts a fresh checkout instead of replaying the failure for 24 hours.
@@ -23,6 +25,6 @@ drop index h2s_checkouts_client_key;
 create unique index h2s_checkouts_client_key
     on h2s_checkouts (idempotency_key) where key_source = 'client';
 alter table h2s_checkouts
-    drop column session_expires_at,
+    drop column session_request,
     drop column attempts,
     drop column locked_until;

@@ -91,15 +91,13 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What phases 2 and 3 need; rebuilt from stored rows on resume, so that the Stripe
-    request (and its idempotency key) is identical on every attempt."""
+    """What phases 2 and 3 need. The Stripe request is stored in phase 1 and read back on
+    resume, so every attempt sends the same parameters under the same idempotency key."""
 
     checkout_id: uuid.UUID
     order_id: str
     job_id: uuid.UUID
-    customer_email: str
-    lines: tuple[SessionLine, ...]
-    expires_at: datetime
+    session_request: SessionRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,19 +121,12 @@ def _claim_for(command: CheckoutCommand) -> Claim:
     )
 
 
-def _plan_from_rows(checkout: asyncpg.Record, order: asyncpg.Record) -> Plan:
+def _plan_from_row(checkout: asyncpg.Record) -> Plan:
     return Plan(
         checkout_id=checkout["checkout_id"],
-        order_id=order["order_id"],
+        order_id=checkout["order_id"],
         job_id=checkout["job_id"],
-        customer_email=order["customer"]["email"],
-        lines=tuple(
-            SessionLine(
-                item["name"], item["unit_amount_cents"], item["quantity"], order["currency"]
-            )
-            for item in order["items"]
-        ),
-        expires_at=checkout["session_expires_at"],
+        session_request=SessionRequest.from_dict(checkout["session_request"]),
     )
 
 
@@ -248,9 +239,7 @@ class CheckoutFlow:
                         checkout_id,
                         [Step.now("checkout.resumed", attempt=attempt, from_state="job_queued")],
                     )
-                    order = await checkouts.get_order(conn, row["order_id"])
-                    assert order is not None
-                    return _plan_from_rows(row, order)
+                    return _plan_from_row(row)
             await record_steps(
                 conn,
                 checkout_id,
@@ -269,16 +258,23 @@ class CheckoutFlow:
         """The new-checkout half of phase 1: nothing is written unless all of it is."""
         checkout_id = uuid.uuid4()
         structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout_id))
+        order_id = keys.order_id_for(checkout_id)
+        job_id = keys.job_id_for(checkout_id)
         plan = Plan(
             checkout_id=checkout_id,
-            order_id=keys.order_id_for(checkout_id),
-            job_id=keys.job_id_for(checkout_id),
-            customer_email=command.customer.email.strip(),
-            lines=tuple(
-                SessionLine(line.name, line.unit_amount_cents, line.quantity, line.currency)
-                for line in cart.lines
+            order_id=order_id,
+            job_id=job_id,
+            session_request=self._session_request(
+                checkout_id,
+                order_id,
+                job_id,
+                command.customer.email.strip(),
+                tuple(
+                    SessionLine(line.name, line.unit_amount_cents, line.quantity, line.currency)
+                    for line in cart.lines
+                ),
+                now + self._settings.session_ttl,
             ),
-            expires_at=now + self._settings.session_ttl,
         )
         try:
             writer = TraceWriter(conn, checkout_id)
@@ -293,7 +289,7 @@ class CheckoutFlow:
                 stripe_idempotency_key=keys.stripe_idempotency_key(checkout_id),
                 created_at=now,
                 locked_until=now + self._settings.lease,
-                session_expires_at=plan.expires_at,
+                session_request=plan.session_request.to_dict(),
             )
             writer.step(
                 "checkout.received",
@@ -363,26 +359,34 @@ class CheckoutFlow:
 
     # -- phases 2 and 3 -------------------------------------------------------------------
 
-    def _session_request(self, plan: Plan) -> SessionRequest:
+    def _session_request(
+        self,
+        checkout_id: uuid.UUID,
+        order_id: str,
+        job_id: uuid.UUID,
+        customer_email: str,
+        lines: tuple[SessionLine, ...],
+        expires_at: datetime,
+    ) -> SessionRequest:
         base = self._settings.public_base_url
         return SessionRequest(
-            idempotency_key=keys.stripe_idempotency_key(plan.checkout_id),
-            client_reference_id=plan.order_id,
-            customer_email=plan.customer_email,
-            lines=plan.lines,
-            success_url=f"{base}/checkout/success?order_id={plan.order_id}",
-            cancel_url=f"{base}/checkout/cancel?order_id={plan.order_id}",
-            expires_at=plan.expires_at,
+            idempotency_key=keys.stripe_idempotency_key(checkout_id),
+            client_reference_id=order_id,
+            customer_email=customer_email,
+            lines=lines,
+            success_url=f"{base}/checkout/success?order_id={order_id}",
+            cancel_url=f"{base}/checkout/cancel?order_id={order_id}",
+            expires_at=expires_at,
             metadata={
-                "order_id": plan.order_id,
-                "job_id": str(plan.job_id),
-                "checkout_trace_id": str(plan.checkout_id),
+                "order_id": order_id,
+                "job_id": str(job_id),
+                "checkout_trace_id": str(checkout_id),
             },
         )
 
     async def _create_session(self, plan: Plan) -> tuple[ProviderSession, float]:
         """Phase 2: the one foreign call, keyed by the checkout's own id."""
-        request = self._session_request(plan)
+        request = plan.session_request
         started = time.perf_counter()
         try:
             session = await self._gateway.create_session(request)

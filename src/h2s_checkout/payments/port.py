@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,40 @@ class SessionRequest:
     cancel_url: str
     expires_at: datetime
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, stored so that a resumed attempt sends the same request."""
+        return {
+            "idempotency_key": self.idempotency_key,
+            "client_reference_id": self.client_reference_id,
+            "customer_email": self.customer_email,
+            "lines": [
+                {
+                    "name": line.name,
+                    "unit_amount_cents": line.unit_amount_cents,
+                    "quantity": line.quantity,
+                    "currency": line.currency,
+                }
+                for line in self.lines
+            ],
+            "success_url": self.success_url,
+            "cancel_url": self.cancel_url,
+            "expires_at": self.expires_at.isoformat(),
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionRequest:
+        return cls(
+            idempotency_key=data["idempotency_key"],
+            client_reference_id=data["client_reference_id"],
+            customer_email=data["customer_email"],
+            lines=tuple(SessionLine(**line) for line in data["lines"]),
+            success_url=data["success_url"],
+            cancel_url=data["cancel_url"],
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+            metadata=dict(data["metadata"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ _INSERT_CHECKOUT = """
 insert into h2s_checkouts (
     checkout_id, state, idempotency_key, key_source, derived_key, request_fingerprint,
     request_body, stripe_idempotency_key, created_at, updated_at, locked_until,
-    session_expires_at)
+    session_request)
 values ($1, 'pending_payment', $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
 """
 
@@ -144,7 +144,7 @@ async def insert_checkout(
     stripe_idempotency_key: str,
     created_at: datetime | None = None,
     locked_until: datetime | None = None,
-    session_expires_at: datetime | None = None,
+    session_request: dict[str, Any] | None = None,
 ) -> None:
     await conn.execute(
         _INSERT_CHECKOUT,
@@ -157,7 +157,7 @@ async def insert_checkout(
         stripe_idempotency_key,
         created_at or utcnow(),
         locked_until,
-        session_expires_at,
+        session_request,
     )
 
 
