@@ -25,9 +25,7 @@ def free_port() -> int:
 class ServerProcess:
     """One service process (granian + its worker) on a port of its own."""
 
-    def __init__(
-        self, database_url: str, stripe_base: str, log_dir: Path, **env: str
-    ) -> None:
+    def __init__(self, database_url: str, stripe_base: str, log_dir: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"server-{self.port}.log"

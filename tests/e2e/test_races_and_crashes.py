@@ -45,15 +45,18 @@ async def test_50_parallel_duplicates_over_two_processes_make_one_checkout(
 
     async with httpx.AsyncClient(timeout=30) as http:
         answers = await asyncio.gather(
-            *(http.post(f"{urls[i % 2]}/api/checkout", json=body, headers=headers)
-              for i in range(50))
+            *(
+                http.post(f"{urls[i % 2]}/api/checkout", json=body, headers=headers)
+                for i in range(50)
+            )
         )
         statuses = sorted({a.status_code for a in answers})
         assert set(statuses) <= {201, 409}, [a.text for a in answers if a.status_code >= 500]
         conflicts = [a for a in answers if a.status_code == 409]
         assert all(int(a.headers["retry-after"]) >= 1 for a in conflicts)
         created = [a.json() for a in answers if a.status_code == 201]
-        assert created and all(c == created[0] for c in created)
+        assert created
+        assert all(c == created[0] for c in created)
         # Those told to come back get the same stored answer.
         for i, _ in enumerate(conflicts):
             retried = await post_until_answered(http, urls[i % 2], body, headers)
