@@ -107,7 +107,7 @@ CREATE TABLE public.h2s_checkouts (
     attempts integer DEFAULT 1 NOT NULL,
     session_request jsonb,
     CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
-    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'failed'::text, 'cleaned'::text])))
+    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'failed'::text, 'cleaned'::text])))
 );
 
 
@@ -126,7 +126,7 @@ CREATE TABLE public.h2s_dispatch_jobs (
     metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT h2s_dispatch_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'cancelled'::text])))
+    CONSTRAINT h2s_dispatch_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'dispatchable'::text, 'cancelled'::text])))
 );
 
 
@@ -172,7 +172,8 @@ CREATE TABLE public.h2s_orders (
     metadata_json jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'cancelled'::text]))),
+    paid_at timestamp with time zone,
+    CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'paid'::text, 'expired'::text, 'cancelled'::text]))),
     CONSTRAINT h2s_orders_subtotal_cents_check CHECK ((subtotal_cents >= 0)),
     CONSTRAINT h2s_orders_total_cents_check CHECK ((total_cents >= 0))
 );
@@ -210,6 +211,21 @@ CREATE TABLE public.h2s_service_catalog (
     CONSTRAINT h2s_service_catalog_max_quantity_check CHECK (((max_quantity >= 1) AND (max_quantity <= 100))),
     CONSTRAINT h2s_service_catalog_sku_check CHECK ((sku ~ '^[a-z0-9][a-z0-9-]{1,63}$'::text)),
     CONSTRAINT h2s_service_catalog_unit_amount_cents_check CHECK ((unit_amount_cents > 0))
+);
+
+
+--
+-- Name: h2s_webhook_events; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_webhook_events (
+    event_id text NOT NULL,
+    type text NOT NULL,
+    session_id text,
+    checkout_id uuid,
+    result text NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    payload jsonb NOT NULL
 );
 
 
@@ -343,6 +359,14 @@ ALTER TABLE ONLY public.h2s_service_catalog
 
 
 --
+-- Name: h2s_webhook_events h2s_webhook_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_webhook_events
+    ADD CONSTRAINT h2s_webhook_events_pkey PRIMARY KEY (event_id);
+
+
+--
 -- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -393,6 +417,13 @@ CREATE INDEX h2s_checkouts_derived_key ON public.h2s_checkouts USING btree (deri
 
 
 --
+-- Name: h2s_checkouts_open_sessions; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_checkouts_open_sessions ON public.h2s_checkouts USING btree (updated_at) WHERE (state = 'session_created'::text);
+
+
+--
 -- Name: h2s_checkouts_state; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -439,6 +470,20 @@ CREATE INDEX h2s_orders_created_at ON public.h2s_orders USING btree (created_at 
 --
 
 CREATE INDEX h2s_orders_recipient ON public.h2s_orders USING btree (recipient_id, created_at DESC);
+
+
+--
+-- Name: h2s_webhook_events_checkout; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_webhook_events_checkout ON public.h2s_webhook_events USING btree (checkout_id);
+
+
+--
+-- Name: h2s_webhook_events_received; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_webhook_events_received ON public.h2s_webhook_events USING btree (received_at DESC);
 
 
 --
@@ -530,6 +575,14 @@ ALTER TABLE ONLY public.h2s_orders
 
 
 --
+-- Name: h2s_webhook_events h2s_webhook_events_checkout_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_webhook_events
+    ADD CONSTRAINT h2s_webhook_events_checkout_id_fkey FOREIGN KEY (checkout_id) REFERENCES public.h2s_checkouts(checkout_id);
+
+
+--
 -- PostgreSQL database dump complete
 --
 
@@ -542,4 +595,5 @@ ALTER TABLE ONLY public.h2s_orders
 
 INSERT INTO public.schema_migrations (version) VALUES
     ('20261126000001'),
-    ('20261126000002');
+    ('20261126000002'),
+    ('20261126000003');

@@ -21,7 +21,7 @@ from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import init_connection
-from support import ADMIN_TOKEN, DATA_TABLES
+from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +80,8 @@ def settings(database_url: str, emulator: EmulatorServer) -> Settings:
         stripe_timeout_s=1.0,
         stripe_max_retries=1,
         admin_token=ADMIN_TOKEN,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        reconcile_interval_s=0,  # tests run passes themselves
         public_base_url="http://shop.test",
         db_pool_min=1,
         db_pool_max=5,

@@ -7,7 +7,9 @@ from typing import Any
 import asyncpg
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+WEBHOOK_SECRET = "whsec_test_0123456789abcdef"  # noqa: S105
 DATA_TABLES = (
+    "h2s_webhook_events",
     "h2s_checkout_failures",
     "h2s_checkout_traces",
     "h2s_dispatch_jobs",
@@ -50,3 +52,32 @@ def command_for(body: dict[str, Any], idempotency_key: str | None = None) -> Any
     from h2s_checkout.api.schemas import CheckoutRequest
 
     return to_command(msgspec.convert(body, CheckoutRequest), idempotency_key)
+
+
+def stripe_event(event_type: str, session: dict[str, Any], event_id: str | None = None) -> dict:
+    """A Stripe event object around a Checkout Session, as Stripe delivers it."""
+    import time
+    import uuid
+
+    return {
+        "id": event_id or f"evt_test_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "api_version": "2026-10-28.endive",
+        "created": int(time.time()),
+        "type": event_type,
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "data": {"object": session},
+    }
+
+
+def signed(event: dict, secret: str = WEBHOOK_SECRET, timestamp: int | None = None):
+    """(body, headers) for posting an event with Stripe's signature."""
+    import json
+
+    import stripe
+
+    body = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(body, secret, timestamp)
+    return body, {"Stripe-Signature": header, "content-type": "application/json"}

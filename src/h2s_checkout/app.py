@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -19,68 +19,47 @@ from h2s_checkout.api.checkout import CheckoutController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
 from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
-from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
-from h2s_checkout.flows.catalog_cache import CatalogCache
+from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.reaper import reaping
+from h2s_checkout.flows.reconcile import reconciling
 from h2s_checkout.logging import configure_logging, get_logger
-from h2s_checkout.payments.port import PaymentGateway
-from h2s_checkout.payments.stripe_gateway import StripeGateway
-from h2s_checkout.settings import EMULATOR_API_KEY, Settings
-from h2s_checkout.store.pool import create_pool
+from h2s_checkout.services import open_services
+from h2s_checkout.settings import Settings
 
 log = get_logger(__name__)
 
 
-def build_gateway(settings: Settings) -> PaymentGateway:
-    if settings.payment_mode == "embedded-emulator":
-        raise RuntimeError(
-            "no payment provider configured: set STRIPE_API_BASE (emulator) or "
-            "STRIPE_API_KEY (Stripe); `h2s-checkout serve` starts the emulator itself"
-        )
-    return StripeGateway(
-        settings.stripe_api_key or EMULATOR_API_KEY,
-        api_base=settings.stripe_api_base,
-        timeout_s=settings.stripe_timeout_s,
-        max_retries=settings.stripe_max_retries,
-    )
-
-
 def create_app(settings: Settings, **overrides: Any) -> Litestar:
-    """The ASGI app. ``settings.database_url`` and a payment provider must be resolved."""
+    """The ASGI app. ``settings.database_url`` and a payment provider must be resolved.
+
+    ``overrides`` (tests): ``gateway`` replaces the Stripe adapter, ``clock`` the time.
+    """
     if settings.database_url is None:
         raise RuntimeError("create_app needs settings.database_url; `serve` resolves it")
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
-        pool = await create_pool(
-            settings.database_url or "",
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-        )
-        gateway = overrides.get("gateway") or build_gateway(settings)
-        catalog = CatalogCache(pool)
-        app.state.db_pool = pool
-        app.state.payment_gateway = gateway
-        app.state.catalog_cache = catalog
-        app.state.checkout_flow = CheckoutFlow(
-            pool,
-            gateway,
-            catalog,
-            CheckoutSettings(
-                public_base_url=settings.public_base_url,
-                session_ttl=timedelta(minutes=settings.session_ttl_minutes),
-                lease=timedelta(seconds=settings.checkout_lease_s),
-                **({"clock": overrides["clock"]} if "clock" in overrides else {}),
-            ),
-        )
-        log.info("service.started", payment_mode=settings.payment_mode)
-        try:
-            async with reaping(pool, timedelta(hours=settings.key_retention_hours)):
-                yield
-        finally:
-            await gateway.close()
-            await pool.close()
+        async with contextlib.AsyncExitStack() as stack:
+            services = await stack.enter_async_context(
+                open_services(settings, **{k: v for k, v in overrides.items() if v})
+            )
+            app.state.db_pool = services.pool
+            app.state.payment_gateway = services.gateway
+            app.state.catalog_cache = services.catalog
+            app.state.checkout_flow = services.checkout_flow
+            app.state.reconciler = services.reconciler
+            await stack.enter_async_context(
+                reaping(services.pool, timedelta(hours=settings.key_retention_hours))
+            )
+            if settings.reconcile_interval_s:
+                await stack.enter_async_context(
+                    reconciling(
+                        services.reconciler, timedelta(seconds=settings.reconcile_interval_s)
+                    )
+                )
+            log.info("service.started", payment_mode=settings.payment_mode)
+            yield
 
     def from_state(name: str) -> Provide:
         def provide(state: State) -> Any:
@@ -89,7 +68,12 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
         return Provide(provide, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[CheckoutController, CheckoutAdminController, HealthController],
+        route_handlers=[
+            CheckoutController,
+            CheckoutAdminController,
+            StripeWebhookController,
+            HealthController,
+        ],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={

@@ -32,6 +32,7 @@ class Settings:
     session_ttl_minutes: int = 60
     checkout_lease_s: int = 90
     key_retention_hours: int = 72
+    reconcile_interval_s: int = 30
     db_pool_min: int = 2
     db_pool_max: int = 10
     max_body_bytes: int = 64 * 1024
@@ -102,6 +103,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     stripe_key = _optional(env, "STRIPE_API_KEY")
     if stripe_key is not None and not stripe_key.startswith(("sk_test_", "sk_live_", "rk_")):
         raise SettingsError("STRIPE_API_KEY must be a Stripe secret key (sk_test_..., sk_live_...)")
+    webhook_secret = _optional(env, "STRIPE_WEBHOOK_SECRET")
+    if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
+        raise SettingsError("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_...)")
     admin_token = _optional(env, "H2S_ADMIN_TOKEN")
     if admin_token is not None and len(admin_token) < 16:
         raise SettingsError("H2S_ADMIN_TOKEN must be at least 16 characters")
@@ -120,7 +124,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(env.get("H2S_DATA_DIR", ".data")),
         stripe_api_key=stripe_key,
         stripe_api_base=_url(env, "STRIPE_API_BASE", ("http", "https")),
-        stripe_webhook_secret=_optional(env, "STRIPE_WEBHOOK_SECRET"),
+        stripe_webhook_secret=webhook_secret,
         stripe_timeout_s=_float(env, "H2S_STRIPE_TIMEOUT_S", 10.0, 0.1, 120.0),
         stripe_max_retries=_int(env, "H2S_STRIPE_MAX_RETRIES", 2, 0, 10),
         admin_token=admin_token,
@@ -129,6 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         checkout_lease_s=_int(env, "H2S_CHECKOUT_LEASE_S", 90, 1, 3600),
         # Stripe keeps keys at least 24 h; so do we.
         key_retention_hours=_int(env, "H2S_KEY_RETENTION_HOURS", 72, 24, 24 * 365),
+        reconcile_interval_s=_int(env, "H2S_RECONCILE_INTERVAL_S", 30, 0, 3600),
         db_pool_min=_int(env, "H2S_DB_POOL_MIN", 2, 0, 100),
         db_pool_max=_int(env, "H2S_DB_POOL_MAX", 10, 1, 200),
         max_body_bytes=_int(env, "H2S_MAX_BODY_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024),

@@ -11,12 +11,16 @@ from h2s_checkout.flows.machine_io import StoredState
 ALLOWED = {
     ("pending_payment", "queue_job"): "job_queued",
     ("job_queued", "create_session"): "session_created",
+    ("session_created", "pay"): "paid",
+    ("session_created", "expire"): "expired",
     ("pending_payment", "fail"): "failed",
     ("job_queued", "fail"): "failed",
     ("failed", "clean"): "cleaned",
 }
-STATES = ["pending_payment", "job_queued", "session_created", "failed", "cleaned"]
-EVENTS = ["queue_job", "create_session", "fail", "clean"]
+STATES = [
+    "pending_payment", "job_queued", "session_created", "paid", "expired", "failed", "cleaned"
+]
+EVENTS = ["queue_job", "create_session", "pay", "expire", "fail", "clean"]
 
 
 class Recorder:
@@ -57,4 +61,4 @@ async def test_a_new_machine_starts_pending_payment():
 
 
 def test_final_states():
-    assert {"session_created", "cleaned"} == FINAL_STATES
+    assert {"paid", "expired", "cleaned"} == FINAL_STATES

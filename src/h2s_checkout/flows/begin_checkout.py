@@ -39,6 +39,8 @@ from h2s_checkout.store.traces import Step, TraceWriter, record_steps, utcnow
 log = get_logger(__name__)
 
 DERIVED_KEY_WINDOW = timedelta(minutes=5)
+# States whose checkout has its final 201 answer stored: a retry replays it.
+ANSWERED_STATES = frozenset({"session_created", "paid", "expired"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,7 @@ class CheckoutFlow:
         """The fast path: a finished checkout is replayed without taking any lock."""
         async with connection(self._pool) as conn:
             row = await self._find(conn, claim, now)
-        if row is not None and row["state"] == "session_created":
+        if row is not None and row["state"] in ANSWERED_STATES:
             return row
         return None
 
@@ -203,12 +205,12 @@ class CheckoutFlow:
         return self._stored_answer(row)
 
     @staticmethod
-    def _stored_answer(row: asyncpg.Record) -> CheckoutResult:
+    def _stored_answer(row: asyncpg.Record, *, replayed: bool = True) -> CheckoutResult:
         return CheckoutResult(
             status=row["response_status"],
             body=row["response_body"],
             checkout_id=row["checkout_id"],
-            replayed=True,
+            replayed=replayed,
         )
 
     async def _claim_and_queue(
@@ -222,7 +224,7 @@ class CheckoutFlow:
                 return await self._queue_order_and_job(conn, claim, cart, command, now)
             checkout_id = row["checkout_id"]
             structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout_id))
-            if row["state"] == "session_created":
+            if row["state"] in ANSWERED_STATES:
                 await record_steps(
                     conn, checkout_id, [Step.now("checkout.replayed", key_source=claim.key_source)]
                 )
@@ -357,6 +359,20 @@ class CheckoutFlow:
             raise
         return plan
 
+    async def resume(self, checkout: asyncpg.Record, *, source: str) -> CheckoutResult:
+        """Finish a checkout leased in ``job_queued`` (by the reconciler): phases 2 and 3
+        with the stored Stripe request, so Stripe returns the session it may already have."""
+        structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout["checkout_id"]))
+        async with connection(self._pool) as conn:
+            await record_steps(
+                conn,
+                checkout["checkout_id"],
+                [Step.now("checkout.resumed", source=source, attempt=checkout["attempts"])],
+            )
+        plan = _plan_from_row(checkout)
+        session, session_ms = await self._create_session(plan)
+        return await self._link_session(plan, session, session_ms)
+
     # -- phases 2 and 3 -------------------------------------------------------------------
 
     def _session_request(
@@ -422,6 +438,15 @@ class CheckoutFlow:
         }
         try:
             async with connection(self._pool) as conn, conn.transaction():
+                current = await checkouts.get_checkout(conn, plan.checkout_id, for_update=True)
+                if (
+                    current is not None
+                    and current["state"] != "job_queued"
+                    and current["response_status"] is not None
+                ):
+                    # A webhook for this session linked it first (the storefront and the
+                    # event raced); its stored answer is this request's answer.
+                    return self._stored_answer(current, replayed=False)
                 writer = TraceWriter(conn, plan.checkout_id)
                 writer.step(
                     "stripe.session_created",

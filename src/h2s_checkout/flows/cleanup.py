@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from h2s_checkout.domain.errors import CheckoutError
-from h2s_checkout.domain.machine import FINAL_STATES
+from h2s_checkout.domain.machine import CLEANABLE_STATES
 from h2s_checkout.flows.machine_io import machine_at
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
@@ -33,6 +33,7 @@ async def _settle_session(
     session_id: str | None,
     error: BaseException,
     replay: SessionRequest | None,
+    session_may_exist: bool,
 ) -> None:
     """Make sure no payable session is left for a checkout about to be cleaned.
 
@@ -40,7 +41,8 @@ async def _settle_session(
     created the session: replaying the same idempotency key returns it if so, and then it
     is expired. If the provider is still failing, the step says so for the reconciler.
     """
-    if session_id is None and isinstance(error, PaymentProviderFailure) and error.ambiguous:
+    ambiguous = isinstance(error, PaymentProviderFailure) and error.ambiguous
+    if session_id is None and (ambiguous or session_may_exist):
         if replay is None:
             return
         try:
@@ -99,10 +101,11 @@ async def fail_and_clean(
     duration_ms: float | None = None,
     session_id: str | None = None,
     replay: SessionRequest | None = None,
+    session_may_exist: bool = False,
 ) -> None:
     """failure row, then ``failed -> cleaned`` with order and job cancelled, in one transaction."""
     settle_steps: list[tuple[str, dict[str, Any]]] = []
-    await _settle_session(gateway, settle_steps, session_id, error, replay)
+    await _settle_session(gateway, settle_steps, session_id, error, replay, session_may_exist)
     fields = _failure_fields(error)
     status = 502 if isinstance(error, PaymentProviderFailure) else 500
     body = error_body(
@@ -115,7 +118,7 @@ async def fail_and_clean(
     try:
         async with connection(pool) as conn, conn.transaction():
             row = await checkouts.get_checkout(conn, checkout_id, for_update=True)
-            if row is None or row["state"] in FINAL_STATES:
+            if row is None or row["state"] not in CLEANABLE_STATES:
                 return
             writer = TraceWriter(conn, checkout_id)
             writer.step(

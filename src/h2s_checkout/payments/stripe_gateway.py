@@ -22,7 +22,11 @@ T = TypeVar("T")
 
 
 def _session(resource: Any, request_id: str | None = None) -> ProviderSession:
-    obj = resource.to_dict()
+    return session_from_dict(resource.to_dict(), request_id)
+
+
+def session_from_dict(obj: dict[str, Any], request_id: str | None = None) -> ProviderSession:
+    """A Checkout Session as Stripe sends it (API answer or event payload)."""
     metadata = obj.get("metadata") or {}
     return ProviderSession(
         id=obj["id"],

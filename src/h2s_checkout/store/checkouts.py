@@ -29,10 +29,11 @@ select * from h2s_checkouts
 where key_source = 'client' and idempotency_key = $1 and state <> 'cleaned'
 """
 
-# The window runs from the first request of a checkout, not from a clock bucket.
+# The window runs from the first request of a checkout, not from a clock bucket. A checkout
+# that ended without payment does not hold the customer's next attempt.
 _FIND_BY_DERIVED_KEY = """
 select * from h2s_checkouts
-where derived_key = $1 and state <> 'cleaned' and created_at > $2
+where derived_key = $1 and state not in ('cleaned', 'expired') and created_at > $2
 order by created_at desc
 limit 1
 """

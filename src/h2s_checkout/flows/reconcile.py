@@ -1,0 +1,175 @@
+"""The reconciler: finishes or cleans up checkouts left behind, and asks Stripe about
+sessions whose webhook never came. Runs in the service on an interval and as a command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from h2s_checkout.domain.errors import CheckoutError
+from h2s_checkout.flows.begin_checkout import CheckoutFlow
+from h2s_checkout.flows.cleanup import fail_and_clean
+from h2s_checkout.flows.settle import EXPIRED, PAID, settle
+from h2s_checkout.logging import get_logger
+from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
+from h2s_checkout.store import checkouts
+from h2s_checkout.store import reconcile as sql
+from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection
+from h2s_checkout.store.traces import utcnow
+
+log = get_logger(__name__)
+
+
+class StuckCheckout(CheckoutError):
+    code = "stuck_checkout"
+    status = 500
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    # A checkout idle this long with no live lease is taken over (the lease is 90 s).
+    stuck_after: timedelta = timedelta(seconds=90)
+    # Past this age a stuck checkout is cleaned up instead of finished.
+    give_up_after: timedelta = timedelta(minutes=15)
+    # A session this far past its expires_at with no event is asked about.
+    expiry_grace: timedelta = timedelta(minutes=2)
+    lease: timedelta = timedelta(seconds=90)
+    batch: int = 50
+
+
+@dataclass
+class ReconcileReport:
+    actions: Counter[str] = field(default_factory=Counter)
+
+    def count(self, action: str) -> None:
+        self.actions[action] += 1
+
+    def __str__(self) -> str:
+        if not self.actions:
+            return "nothing to reconcile"
+        return ", ".join(f"{name}: {n}" for name, n in sorted(self.actions.items()))
+
+
+class Reconciler:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        gateway: PaymentGateway,
+        flow: CheckoutFlow,
+        settings: ReconcileSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._pool = pool
+        self._gateway = gateway
+        self._flow = flow
+        self._settings = settings or ReconcileSettings()
+        self._clock = clock
+
+    async def run_once(self) -> ReconcileReport:
+        report = ReconcileReport()
+        now = self._clock()
+        s = self._settings
+        async with connection(self._pool) as conn:
+            stuck = await sql.lease_stuck(
+                conn,
+                now=now,
+                idle_since=now - s.stuck_after,
+                until=now + s.lease,
+                limit=s.batch,
+            )
+        for checkout in stuck:
+            await self._recover(checkout, now, report)
+        async with connection(self._pool) as conn:
+            due = await sql.lease_open_sessions(
+                conn,
+                now=now,
+                expired_before=now - s.expiry_grace,
+                until=now + s.lease,
+                limit=s.batch,
+            )
+        for checkout in due:
+            await self._ask_about_session(checkout, report)
+        if report.actions:
+            log.info("reconcile.pass", **dict(report.actions))
+        return report
+
+    async def _recover(
+        self, checkout: asyncpg.Record, now: datetime, report: ReconcileReport
+    ) -> None:
+        young = checkout["created_at"] > now - self._settings.give_up_after
+        if checkout["state"] == "job_queued" and young:
+            try:
+                await self._flow.resume(checkout, source="reconciler")
+                report.count("resumed")
+            except CheckoutError as exc:
+                # The flow's own error path has cleaned it up (or left it for next time).
+                report.count(f"resume_failed:{exc.code}")
+            return
+        request = checkout["session_request"]
+        await fail_and_clean(
+            self._pool,
+            self._gateway,
+            checkout["checkout_id"],
+            phase="reconcile",
+            error=StuckCheckout(f"checkout stuck in {checkout['state']} past the deadline"),
+            session_id=checkout["session_id"],
+            replay=SessionRequest.from_dict(request) if request else None,
+            session_may_exist=True,
+        )
+        report.count("cleaned")
+
+    async def _ask_about_session(self, checkout: asyncpg.Record, report: ReconcileReport) -> None:
+        """A session past its expiry with no event: ask Stripe and apply its answer."""
+        try:
+            session = await self._gateway.retrieve_session(checkout["session_id"])
+            if session.status == "open":
+                session = await self._gateway.expire_session(session.id)
+        except PaymentProviderFailure as failure:
+            report.count(f"provider_failed:{failure.provider_code}")
+            async with connection(self._pool) as conn:
+                await sql.release(conn, checkout["checkout_id"])
+            return
+        if session.status == "complete" and session.payment_status in (
+            "paid",
+            "no_payment_required",
+        ):
+            outcome = PAID
+        elif session.status == "expired":
+            outcome = EXPIRED
+        else:
+            outcome = None  # complete but unpaid: a delayed payment still on its way
+        async with connection(self._pool) as conn, conn.transaction():
+            current = await checkouts.get_checkout(conn, checkout["checkout_id"], for_update=True)
+            if outcome is not None and current is not None:
+                result = await settle(
+                    conn, current, session, outcome, source="reconciler", at=self._clock()
+                )
+                report.count(f"session_{result}")
+            await sql.release(conn, checkout["checkout_id"])
+
+
+@contextlib.asynccontextmanager
+async def reconciling(reconciler: Reconciler, every: timedelta) -> AsyncIterator[None]:
+    """Run passes in the background while the context is open (every replica may)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every.total_seconds())
+            try:
+                await reconciler.run_once()
+            except (CheckoutError, asyncpg.PostgresError, *UNAVAILABLE_ERRORS) as exc:
+                log.warning("reconcile.pass_failed", error=type(exc).__name__)
+
+    task = asyncio.create_task(loop(), name="h2s-reconciler")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,131 @@
+"""Stripe webhook events: verified with the SDK, each event id applied exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import stripe
+
+from h2s_checkout.domain.errors import CheckoutError
+from h2s_checkout.flows.settle import EXPIRED, PAID, settle
+from h2s_checkout.logging import get_logger
+from h2s_checkout.payments.stripe_gateway import session_from_dict
+from h2s_checkout.store import payments
+from h2s_checkout.store.pool import connection
+from h2s_checkout.store.traces import utcnow
+
+log = get_logger(__name__)
+
+SIGNATURE_TOLERANCE_S = 300
+
+
+class InvalidSignature(CheckoutError):
+    code = "invalid_signature"
+    status = 400
+
+
+class WebhookNotConfigured(CheckoutError):
+    code = "webhook_not_configured"
+    status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    event_id: str
+    type: str
+    result: str
+    duplicate: bool = False
+
+
+def _outcome(event_type: str, session: dict[str, Any]) -> str | None:
+    if event_type == "checkout.session.completed":
+        # A delayed payment method completes the session unpaid; its money comes later
+        # as async_payment_succeeded (or never, as async_payment_failed).
+        return PAID if session.get("payment_status") in ("paid", "no_payment_required") else None
+    if event_type == "checkout.session.async_payment_succeeded":
+        return PAID
+    if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+        return EXPIRED
+    return None
+
+
+def _uuid_or_none(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def verify(payload: bytes, signature: str | None, secret: str | None) -> dict[str, Any]:
+    """The event, if the signature is Stripe's and fresh; else InvalidSignature (400)."""
+    if not secret:
+        raise WebhookNotConfigured("STRIPE_WEBHOOK_SECRET is not set; the event was not read")
+    if not signature:
+        raise InvalidSignature("missing Stripe-Signature header")
+    try:
+        event = stripe.Webhook.construct_event(
+            payload, signature, secret, tolerance=SIGNATURE_TOLERANCE_S
+        )
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidSignature(f"signature rejected: {exc.user_message or 'invalid'}") from exc
+    except ValueError as exc:
+        raise InvalidSignature("the payload is not a Stripe event") from exc
+    data: dict[str, Any] = event.to_dict()
+    if not data.get("id") or not data.get("type"):
+        raise InvalidSignature("the payload is not a Stripe event")
+    return data
+
+
+async def apply_event(
+    pool: asyncpg.Pool, event: dict[str, Any], clock: Callable[[], datetime] = utcnow
+) -> EventResult:
+    """Record the event id and apply it, in one transaction; a redelivery changes nothing."""
+    event_id, event_type = event["id"], event["type"]
+    obj = (event.get("data") or {}).get("object") or {}
+    is_session = obj.get("object") == "checkout.session"
+    async with connection(pool) as conn, conn.transaction():
+        fresh = await payments.record_event(
+            conn, event_id, event_type, obj.get("id") if is_session else None, event
+        )
+        if not fresh:
+            return EventResult(event_id, event_type, "duplicate", duplicate=True)
+        outcome = _outcome(event_type, obj) if is_session else None
+        if outcome is None:
+            pending = is_session and event_type == "checkout.session.completed"
+            result = "awaiting_async_payment" if pending else "ignored"
+            await payments.set_event_result(conn, event_id, result, None)
+            log.info("webhook.ignored", event_type=event_type, event_id=event_id, result=result)
+            return EventResult(event_id, event_type, result)
+        metadata = obj.get("metadata") or {}
+        checkout = await payments.find_checkout_for_update(
+            conn,
+            checkout_id=_uuid_or_none(metadata.get("checkout_trace_id")),
+            order_id=obj.get("client_reference_id") or metadata.get("order_id"),
+            session_id=obj.get("id"),
+        )
+        if checkout is None:
+            await payments.set_event_result(conn, event_id, "unknown_checkout", None)
+            log.warning("webhook.unknown_checkout", event_id=event_id, session_id=obj.get("id"))
+            return EventResult(event_id, event_type, "unknown_checkout")
+        result = await settle(
+            conn,
+            checkout,
+            session_from_dict(obj),
+            outcome,
+            source=f"webhook:{event_id}",
+            at=clock(),
+        )
+        await payments.set_event_result(conn, event_id, result, checkout["checkout_id"])
+    log.info(
+        "webhook.applied",
+        event_type=event_type,
+        event_id=event_id,
+        result=result,
+        checkout_trace_id=str(checkout["checkout_id"]),
+    )
+    return EventResult(event_id, event_type, result)

@@ -1,0 +1,87 @@
+"""Wire the use cases from settings, a pool and a payment gateway: for the app and commands."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
+from h2s_checkout.flows.catalog_cache import CatalogCache
+from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
+from h2s_checkout.payments.port import PaymentGateway
+from h2s_checkout.payments.stripe_gateway import StripeGateway
+from h2s_checkout.settings import EMULATOR_API_KEY, Settings
+from h2s_checkout.store.pool import create_pool
+from h2s_checkout.store.traces import utcnow
+
+
+@dataclass(frozen=True)
+class Services:
+    pool: asyncpg.Pool
+    gateway: PaymentGateway
+    catalog: CatalogCache
+    checkout_flow: CheckoutFlow
+    reconciler: Reconciler
+
+
+def build_gateway(settings: Settings) -> PaymentGateway:
+    if settings.payment_mode == "embedded-emulator":
+        raise RuntimeError(
+            "no payment provider configured: set STRIPE_API_BASE (emulator) or "
+            "STRIPE_API_KEY (Stripe); `h2s-checkout serve` starts the emulator itself"
+        )
+    return StripeGateway(
+        settings.stripe_api_key or EMULATOR_API_KEY,
+        api_base=settings.stripe_api_base,
+        timeout_s=settings.stripe_timeout_s,
+        max_retries=settings.stripe_max_retries,
+    )
+
+
+def build_services(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    gateway: PaymentGateway,
+    clock: Callable[[], datetime] = utcnow,
+) -> Services:
+    lease = timedelta(seconds=settings.checkout_lease_s)
+    catalog = CatalogCache(pool)
+    flow = CheckoutFlow(
+        pool,
+        gateway,
+        catalog,
+        CheckoutSettings(
+            public_base_url=settings.public_base_url,
+            session_ttl=timedelta(minutes=settings.session_ttl_minutes),
+            lease=lease,
+            clock=clock,
+        ),
+    )
+    reconciler = Reconciler(
+        pool, gateway, flow, ReconcileSettings(stuck_after=lease, lease=lease), clock=clock
+    )
+    return Services(pool, gateway, catalog, flow, reconciler)
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    gateway: PaymentGateway | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> AsyncIterator[Services]:
+    """Pool and gateway opened for the context's length; closed after."""
+    pool = await create_pool(
+        settings.database_url or "", min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    owned_gateway = gateway or build_gateway(settings)
+    try:
+        yield build_services(settings, pool, owned_gateway, clock)
+    finally:
+        if gateway is None:
+            await owned_gateway.close()
+        await pool.close()

@@ -1,0 +1,88 @@
+"""SQL for what happens after the session: paid, expired, and the webhook event log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+_MARK_PAID = """
+with o as (
+    update h2s_orders set status = 'paid', paid_at = $2, updated_at = $2
+    where order_id = $1 and status = 'pending_payment'
+    returning order_id
+)
+update h2s_dispatch_jobs j set status = 'dispatchable', updated_at = $2
+from o where j.order_id = o.order_id and j.status = 'queued'
+returning j.job_id
+"""
+
+# No technician goes to an unpaid job: the order ends expired and its job is cancelled.
+_MARK_EXPIRED = """
+with o as (
+    update h2s_orders set status = 'expired', updated_at = $2
+    where order_id = $1 and status = 'pending_payment'
+    returning order_id
+)
+update h2s_dispatch_jobs j set status = 'cancelled', updated_at = $2
+from o where j.order_id = o.order_id and j.status = 'queued'
+returning j.job_id
+"""
+
+_RECORD_EVENT = """
+insert into h2s_webhook_events (event_id, type, session_id, result, payload)
+values ($1, $2, $3, 'received', $4)
+on conflict (event_id) do nothing
+returning event_id
+"""
+
+_EVENT_RESULT = """
+update h2s_webhook_events set result = $2, checkout_id = $3 where event_id = $1
+"""
+
+_FIND_CHECKOUT_FOR_UPDATE = """
+select * from h2s_checkouts
+where checkout_id = coalesce($1::uuid, (select checkout_id from h2s_orders where order_id = $2),
+                             (select checkout_id from h2s_checkouts where session_id = $3))
+for update
+"""
+
+
+async def mark_paid(conn: asyncpg.Connection, order_id: str, at: datetime) -> bool:
+    """Order paid and its job dispatchable, together; False if the order was not pending."""
+    return await conn.fetchval(_MARK_PAID, order_id, at) is not None
+
+
+async def mark_expired(conn: asyncpg.Connection, order_id: str, at: datetime) -> bool:
+    return await conn.fetchval(_MARK_EXPIRED, order_id, at) is not None
+
+
+async def record_event(
+    conn: asyncpg.Connection,
+    event_id: str,
+    type_: str,
+    session_id: str | None,
+    payload: dict[str, Any],
+) -> bool:
+    """True the first time an event id is seen; False for a redelivery."""
+    return await conn.fetchval(_RECORD_EVENT, event_id, type_, session_id, payload) is not None
+
+
+async def set_event_result(
+    conn: asyncpg.Connection, event_id: str, result: str, checkout_id: uuid.UUID | None
+) -> None:
+    await conn.execute(_EVENT_RESULT, event_id, result, checkout_id)
+
+
+async def find_checkout_for_update(
+    conn: asyncpg.Connection,
+    *,
+    checkout_id: uuid.UUID | None,
+    order_id: str | None,
+    session_id: str | None,
+) -> asyncpg.Record | None:
+    """The checkout a session belongs to: by our trace id, else the order id, else the
+    session id, so an event that arrives before the session was linked still lands."""
+    return await conn.fetchrow(_FIND_CHECKOUT_FOR_UPDATE, checkout_id, order_id, session_id)
