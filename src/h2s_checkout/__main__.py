@@ -7,7 +7,7 @@ import os
 import sys
 
 from h2s_checkout.logging import configure_logging, get_logger
-from h2s_checkout.settings import SettingsError, load_settings
+from h2s_checkout.settings import Settings, SettingsError, load_settings
 
 log = get_logger("h2s_checkout.cli")
 
@@ -86,6 +86,24 @@ def _reap_keys(_: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(_: argparse.Namespace) -> int:
+    import asyncio
+
+    from h2s_checkout.runtime import embedded_runtime, provider_settings
+    from h2s_checkout.services import open_services
+
+    settings = load_settings()
+
+    async def once(resolved: Settings) -> str:
+        async with open_services(resolved) as services:
+            return str(await services.reconciler.run_once())
+
+    with embedded_runtime(settings, start_emulator=False) as runtime:
+        report = asyncio.run(once(provider_settings(runtime.settings)))
+    print(f"reconcile: {report}")
+    return 0
+
+
 def _smoke(args: argparse.Namespace) -> int:
     from h2s_checkout.smoke import run_smoke
 
@@ -110,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply db/migrations to DATABASE_URL (or embedded)")
     migrate.set_defaults(func=_migrate)
+
+    reconcile = sub.add_parser(
+        "reconcile", help="one pass: finish or clean up stuck checkouts, settle silent sessions"
+    )
+    reconcile.set_defaults(func=_reconcile)
 
     reap = sub.add_parser("reap-keys", help="forget client Idempotency-Keys past retention")
     reap.set_defaults(func=_reap_keys)

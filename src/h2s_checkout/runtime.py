@@ -16,6 +16,25 @@ from h2s_checkout.store.migrate import apply_migrations
 log = get_logger(__name__)
 
 
+EMULATOR_URL_FILE = "stripe-emulator-url"
+
+
+def provider_settings(settings: Settings) -> Settings:
+    """For a command beside a running embedded `serve`: point it at that emulator."""
+    if settings.payment_mode != "embedded-emulator":
+        return settings
+    path = settings.data_dir / EMULATOR_URL_FILE
+    if not path.exists():
+        raise RuntimeError(
+            "no payment provider: set STRIPE_API_BASE or STRIPE_API_KEY, or start "
+            "`h2s-checkout serve` (its emulator's address is kept in "
+            f"{path})"
+        )
+    return settings.with_overrides(
+        stripe_api_base=path.read_text().strip(), stripe_api_key=EMULATOR_API_KEY
+    )
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
@@ -63,6 +82,7 @@ def embedded_runtime(
     finally:
         if emulator is not None:
             emulator.stop()
+            (settings.data_dir / EMULATOR_URL_FILE).unlink(missing_ok=True)
         if pg is not None and pg.launched:
             pg.stop()
 
