@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
-WEBHOOK_SECRET = "whsec_test_0123456789abcdef"  # noqa: S105
+WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
 DATA_TABLES = (
     "h2s_webhook_events",
     "h2s_checkout_failures",

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from h2s_checkout.domain.errors import PaymentProviderError
-
 from support import checkout_body, command_for, signed, stripe_event
 
 WEBHOOK = "/api/stripe/webhook"
