@@ -104,6 +104,34 @@ def _reconcile(_: argparse.Namespace) -> int:
     return 0
 
 
+def _trace(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from h2s_checkout.domain.errors import NotFound
+    from h2s_checkout.flows.inspect_checkout import timeline
+    from h2s_checkout.runtime import embedded_runtime
+    from h2s_checkout.store.pool import create_pool
+    from h2s_checkout.trace_view import render
+
+    settings = load_settings()
+
+    async def read(dsn: str) -> dict:
+        pool = await create_pool(dsn, min_size=1, max_size=1)
+        try:
+            return await timeline(pool, args.ref)
+        finally:
+            await pool.close()
+
+    with embedded_runtime(settings, migrate=False, start_emulator=False) as runtime:
+        try:
+            found = asyncio.run(read(runtime.settings.database_url or ""))
+        except NotFound:
+            print(f"no checkout {args.ref!r}", file=sys.stderr)
+            return 1
+    print(render(found))
+    return 0
+
+
 def _smoke(args: argparse.Namespace) -> int:
     from h2s_checkout.smoke import run_smoke
 
@@ -133,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile", help="one pass: finish or clean up stuck checkouts, settle silent sessions"
     )
     reconcile.set_defaults(func=_reconcile)
+
+    trace = sub.add_parser("trace", help="print a checkout's timeline (trace id or order id)")
+    trace.add_argument("ref", help="checkout trace id or order id (ORD-...)")
+    trace.set_defaults(func=_trace)
 
     reap = sub.add_parser("reap-keys", help="forget client Idempotency-Keys past retention")
     reap.set_defaults(func=_reap_keys)

@@ -1,0 +1,50 @@
+"""`h2s-checkout trace <id>`: a checkout's timeline, readable in a terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MARKS = {
+    "checkout.replayed": "↺ replay",
+    "checkout.resumed": "⟳ resumed",
+    "checkout.conflict": "⚠ conflict",
+}
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    shown = {k: v for k, v in detail.items() if v not in (None, "", {})}
+    return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def render(timeline: dict[str, Any]) -> str:
+    """The timeline as text: a header, one line per step, then the failures."""
+    lines = [
+        f"checkout {timeline['checkout_trace_id']}  state: {timeline['state']}",
+        f"order {timeline['order_id'] or '-'}  job {timeline['job_id'] or '-'}  "
+        f"session {timeline['session_id'] or '-'}  key: {timeline['key_source']}",
+        "",
+        f"{'time (UTC)':<15} {'+ms':>9} {'took ms':>9}  step",
+    ]
+    for step in timeline["steps"]:
+        at = step["at"][11:23]
+        since = step["since_previous_ms"]
+        took = step["duration_ms"]
+        if step["kind"] == "transition":
+            what = f"● {step['from_state']} → {step['to_state']} ({step['event']})"
+        else:
+            what = f"  {_MARKS.get(step['event'], step['event'])}"
+        detail = _detail(step["detail"])
+        lines.append(
+            f"{at:<15} {'' if since is None else f'{since:.1f}':>9} "
+            f"{'' if took is None else f'{took:.1f}':>9}  {what}"
+            + (f"  [{detail}]" if detail else "")
+        )
+    for failure in timeline["failures"]:
+        lines.append("")
+        lines.append(
+            f"FAILED in {failure['phase']}: {failure['error_code']} ({failure['error_class']})"
+            f" provider_code={failure.get('provider_code')} http={failure.get('http_status')}"
+            f" request={failure.get('provider_request_id')}"
+        )
+        lines.append(f"  {failure['message']}")
+    return "\n".join(lines)
