@@ -67,7 +67,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
 
         return Provide(provide, sync_to_thread=False)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             CheckoutController,
             CheckoutAdminController,
@@ -80,7 +80,6 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             name: from_state(name)
             for name in ("db_pool", "payment_gateway", "checkout_flow", "catalog_cache")
         },
-        middleware=[RequestContextMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -95,6 +94,10 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
         ),
         debug=False,
     )
+    # Outside the router, so that 404, 405 and other answers made before any route runs
+    # also get the request context, the no-store header and their log line.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app
 
 
 def create_app_from_env() -> Litestar:

@@ -103,8 +103,6 @@ async def checkout_view(pool: asyncpg.Pool, gateway: PaymentGateway, ref: str) -
                 "provider_code": failure.provider_code,
             }
     order_view = _plain(order)
-    if order_view is not None:
-        order_view.pop("customer", None)  # contact data stays in the timeline's admin view
     return {
         "checkout_trace_id": str(checkout["checkout_id"]),
         "state": checkout["state"],
