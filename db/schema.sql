@@ -106,6 +106,7 @@ CREATE TABLE public.h2s_checkouts (
     locked_until timestamp with time zone,
     attempts integer DEFAULT 1 NOT NULL,
     session_request jsonb,
+    needs_settlement boolean DEFAULT false NOT NULL,
     CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
     CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'failed'::text, 'cleaned'::text])))
 );
@@ -417,6 +418,13 @@ CREATE INDEX h2s_checkouts_derived_key ON public.h2s_checkouts USING btree (deri
 
 
 --
+-- Name: h2s_checkouts_needs_settlement; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_checkouts_needs_settlement ON public.h2s_checkouts USING btree (updated_at) WHERE needs_settlement;
+
+
+--
 -- Name: h2s_checkouts_open_sessions; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -596,4 +604,5 @@ ALTER TABLE ONLY public.h2s_webhook_events
 INSERT INTO public.schema_migrations (version) VALUES
     ('20261126000001'),
     ('20261126000002'),
-    ('20261126000003');
+    ('20261126000003'),
+    ('20261126000004');

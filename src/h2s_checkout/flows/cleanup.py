@@ -27,41 +27,46 @@ def error_body(checkout_id: uuid.UUID, code: str, message: str) -> dict[str, Any
     }
 
 
-async def _settle_session(
+async def settle_provider_session(
     gateway: PaymentGateway,
-    writer_steps: list[tuple[str, dict[str, Any]]],
+    steps: list[tuple[str, dict[str, Any]]],
     session_id: str | None,
-    error: BaseException,
     replay: SessionRequest | None,
+    *,
     session_may_exist: bool,
-) -> None:
-    """Make sure no payable session is left for a checkout about to be cleaned.
+) -> tuple[bool, str | None]:
+    """Make sure no payable session is left for a checkout that is being cleaned.
 
-    After an ambiguous failure (timeout, dropped connection, 5xx) the provider may have
-    created the session: replaying the same idempotency key returns it if so, and then it
-    is expired. If the provider is still failing, the step says so for the reconciler.
+    When a session may exist without our knowing its id (a timeout, a dropped connection,
+    a 5xx, a crash), replaying the create with the same idempotency key returns it if
+    Stripe made it; then it is expired. Returns (settled, session id); not settled means
+    the provider could not be asked or refused, and the reconciler must try again.
     """
-    ambiguous = isinstance(error, PaymentProviderFailure) and error.ambiguous
-    if session_id is None and (ambiguous or session_may_exist):
-        if replay is None:
-            return
+    if session_id is None and session_may_exist and replay is not None:
         try:
             session_id = (await gateway.create_session(replay)).id
-            writer_steps.append(("stripe.session_recovered", {"session_id": session_id}))
+            steps.append(("stripe.session_recovered", {"session_id": session_id}))
         except PaymentProviderFailure as again:
-            writer_steps.append(
-                ("stripe.settlement_pending", {"provider_code": again.provider_code})
-            )
-            return
+            if again.http_status == 400 and again.provider_code != "idempotency_error":
+                # Refused as a new request (say its expiry has passed): none was made.
+                return True, None
+            steps.append(("stripe.settlement_pending", {"provider_code": again.provider_code}))
+            return False, None
     if session_id is None:
-        return
+        return True, None
     try:
         session = await gateway.expire_session(session_id)
-        writer_steps.append(
+        steps.append(
             ("stripe.session_expired", {"session_id": session_id, "status": session.status})
         )
+        return True, session_id
     except PaymentProviderFailure as failure:
-        writer_steps.append(
+        if failure.http_status == 400:
+            # Stripe refuses to expire a session that is no longer open: it already ended
+            # (expired, or paid, which the webhook or the reconciler records for refund).
+            steps.append(("stripe.session_not_open", {"session_id": session_id}))
+            return True, session_id
+        steps.append(
             (
                 "stripe.expire_failed",
                 {
@@ -71,6 +76,7 @@ async def _settle_session(
                 },
             )
         )
+        return False, session_id
 
 
 def _failure_fields(error: BaseException) -> dict[str, Any]:
@@ -105,7 +111,10 @@ async def fail_and_clean(
 ) -> None:
     """failure row, then ``failed -> cleaned`` with order and job cancelled, in one transaction."""
     settle_steps: list[tuple[str, dict[str, Any]]] = []
-    await _settle_session(gateway, settle_steps, session_id, error, replay, session_may_exist)
+    ambiguous = isinstance(error, PaymentProviderFailure) and error.ambiguous
+    settled, session_id = await settle_provider_session(
+        gateway, settle_steps, session_id, replay, session_may_exist=session_may_exist or ambiguous
+    )
     fields = _failure_fields(error)
     status = 502 if isinstance(error, PaymentProviderFailure) else 500
     body = error_body(
@@ -134,6 +143,9 @@ async def fail_and_clean(
                 await machine.send("fail", detail={"phase": phase, "code": fields["error_code"]})
             cancelled = await checkouts.cancel_order_and_job(conn, checkout_id)
             await checkouts.store_response(conn, checkout_id, status, body)
+            await checkouts.set_settlement(
+                conn, checkout_id, session_id=session_id, needs_settlement=not settled
+            )
             await machine.send("clean", detail={"order_and_job_cancelled": cancelled})
     except (CheckoutError, *UNAVAILABLE_ERRORS) as exc:
         # Nothing could be written: the checkout stays in its non-final state and the

@@ -9,19 +9,20 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
-from h2s_checkout.flows.cleanup import fail_and_clean
+from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
 from h2s_checkout.flows.settle import EXPIRED, PAID, settle
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
 from h2s_checkout.store import reconcile as sql
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection
-from h2s_checkout.store.traces import utcnow
+from h2s_checkout.store.traces import Step, record_steps, utcnow
 
 log = get_logger(__name__)
 
@@ -95,6 +96,10 @@ class Reconciler:
             )
         for checkout in due:
             await self._ask_about_session(checkout, report)
+        async with connection(self._pool) as conn:
+            unsettled = await sql.lease_unsettled(conn, now=now, until=now + s.lease, limit=s.batch)
+        for checkout in unsettled:
+            await self._settle_cleaned(checkout, report)
         if report.actions:
             log.info("reconcile.pass", **dict(report.actions))
         return report
@@ -152,6 +157,41 @@ class Reconciler:
                 )
                 report.count(f"session_{result}")
             await sql.release(conn, checkout["checkout_id"])
+
+    async def _settle_cleaned(self, checkout: asyncpg.Record, report: ReconcileReport) -> None:
+        """A cleaned checkout whose session could not be expired: try again, and record a
+        payment that slipped through as needing a refund."""
+        steps: list[tuple[str, dict[str, Any]]] = []
+        request = checkout["session_request"]
+        settled, session_id = await settle_provider_session(
+            self._gateway,
+            steps,
+            checkout["session_id"],
+            SessionRequest.from_dict(request) if request else None,
+            session_may_exist=True,
+        )
+        paid = None
+        if settled and session_id:
+            try:
+                session = await self._gateway.retrieve_session(session_id)
+                if session.status == "complete" and session.payment_status == "paid":
+                    paid = session
+            except PaymentProviderFailure:
+                settled = False
+        async with connection(self._pool) as conn, conn.transaction():
+            current = await checkouts.get_checkout(conn, checkout["checkout_id"], for_update=True)
+            await record_steps(
+                conn,
+                checkout["checkout_id"],
+                [Step.now(event, source="reconciler", **detail) for event, detail in steps],
+            )
+            if paid is not None and current is not None:
+                await settle(conn, current, paid, PAID, source="reconciler", at=self._clock())
+            await checkouts.set_settlement(
+                conn, checkout["checkout_id"], session_id=session_id, needs_settlement=not settled
+            )
+            await sql.release(conn, checkout["checkout_id"])
+        report.count("settled" if settled else "settlement_pending")
 
 
 @contextlib.asynccontextmanager

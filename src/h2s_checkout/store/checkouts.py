@@ -118,6 +118,12 @@ set response_status = $2, response_body = $3, locked_until = null
 where checkout_id = $1
 """
 
+_SET_SETTLEMENT = """
+update h2s_checkouts
+set session_id = coalesce($2, session_id), needs_settlement = $3
+where checkout_id = $1
+"""
+
 _INSERT_FAILURE = """
 insert into h2s_checkout_failures (
     checkout_id, phase, error_code, error_class, message, provider_request_id,
@@ -284,6 +290,17 @@ async def store_response(
     conn: asyncpg.Connection, checkout_id: uuid.UUID, status: int, body: dict[str, Any]
 ) -> None:
     await conn.execute(_STORE_RESPONSE, checkout_id, status, body)
+
+
+async def set_settlement(
+    conn: asyncpg.Connection,
+    checkout_id: uuid.UUID,
+    *,
+    session_id: str | None,
+    needs_settlement: bool,
+) -> None:
+    """Remember a cleaned checkout's session, and whether the provider still owes an answer."""
+    await conn.execute(_SET_SETTLEMENT, checkout_id, session_id, needs_settlement)
 
 
 async def insert_failure(

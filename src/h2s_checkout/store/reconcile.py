@@ -38,6 +38,19 @@ from due where c.checkout_id = due.checkout_id
 returning c.*
 """
 
+_LEASE_UNSETTLED = """
+with due as (
+    select checkout_id from h2s_checkouts
+    where needs_settlement and (locked_until is null or locked_until <= $1)
+    order by updated_at
+    limit $2
+    for update skip locked
+)
+update h2s_checkouts c set locked_until = $3
+from due where c.checkout_id = due.checkout_id
+returning c.*
+"""
+
 _RELEASE = "update h2s_checkouts set locked_until = null where checkout_id = $1"
 
 
@@ -61,6 +74,12 @@ async def lease_open_sessions(
     limit: int,
 ) -> list[asyncpg.Record]:
     return await conn.fetch(_LEASE_OPEN_SESSIONS, now, expired_before, limit, until)
+
+
+async def lease_unsettled(
+    conn: asyncpg.Connection, *, now: datetime, until: datetime, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(_LEASE_UNSETTLED, now, limit, until)
 
 
 async def release(conn: asyncpg.Connection, checkout_id: object) -> None:
