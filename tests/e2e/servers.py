@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from h2s_checkout.settings import EMULATOR_API_KEY
-from support import ADMIN_TOKEN
+from support import ADMIN_TOKEN, WEBHOOK_SECRET
 
 
 def free_port() -> int:
@@ -35,6 +35,7 @@ class ServerProcess:
             "STRIPE_API_BASE": stripe_base,
             "STRIPE_API_KEY": EMULATOR_API_KEY,
             "H2S_ADMIN_TOKEN": ADMIN_TOKEN,
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "PORT": str(self.port),
             "H2S_LOG_FORMAT": "json",
             "H2S_STRIPE_TIMEOUT_S": "5",

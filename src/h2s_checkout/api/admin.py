@@ -9,9 +9,13 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from h2s_checkout.api.auth import require_admin
+from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import CheckoutView, Timeline
 from h2s_checkout.flows import inspect_checkout
 from h2s_checkout.payments.stripe_gateway import StripeGateway
+
+
+_ERRORS = error_responses(401, 404, 503)
 
 
 class CheckoutAdminController(Controller):
@@ -20,13 +24,21 @@ class CheckoutAdminController(Controller):
     guards = [require_admin]
     security = [{"BearerToken": []}]
 
-    @get("/checkouts/{ref:str}/timeline", summary="Every step of a checkout, in order")
+    @get(
+        "/checkouts/{ref:str}/timeline",
+        summary="Every step of a checkout, in order",
+        responses=_ERRORS,
+    )
     async def timeline(
         self, ref: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]
     ) -> Timeline:
         return msgspec.convert(await inspect_checkout.timeline(db_pool, ref), Timeline)
 
-    @get("/orders/{order_id:str}/timeline", summary="The timeline of an order's checkout")
+    @get(
+        "/orders/{order_id:str}/timeline",
+        summary="The timeline of an order's checkout",
+        responses=_ERRORS,
+    )
     async def order_timeline(
         self, order_id: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]
     ) -> Timeline:
@@ -35,6 +47,7 @@ class CheckoutAdminController(Controller):
     @get(
         "/checkouts/{ref:str}",
         summary="A checkout with its order, job and the provider's view of its session",
+        responses=_ERRORS,
     )
     async def checkout(
         self,

@@ -7,15 +7,14 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody
 
+from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import (
     Catalog,
     CatalogEntry,
     CheckoutRequest,
     CheckoutResponse,
-    ErrorResponse,
 )
 from h2s_checkout.flows.begin_checkout import CheckoutCommand, CheckoutFlow, Customer
 from h2s_checkout.flows.catalog_cache import CatalogCache
@@ -31,13 +30,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_ERRORS = {
-    400: ResponseSpec(ErrorResponse, description="Malformed body (invalid_request)"),
-    413: ResponseSpec(ErrorResponse, description="Body too large (payload_too_large)"),
-    422: ResponseSpec(ErrorResponse, description="Unknown SKU or quantity out of range"),
-    502: ResponseSpec(ErrorResponse, description="Payment provider failed; checkout cleaned"),
-    503: ResponseSpec(ErrorResponse, description="Database unavailable; retry later"),
-}
+_ERRORS = error_responses(400, 409, 413, 422, 502, 503)
 
 
 def to_command(data: CheckoutRequest, idempotency_key: str | None) -> CheckoutCommand:
@@ -59,7 +52,11 @@ class CheckoutController(Controller):
     path = "/api"
     tags = ["checkout"]
 
-    @get("/catalog", summary="Services for sale, with server-side prices")
+    @get(
+        "/catalog",
+        summary="Services for sale, with server-side prices",
+        responses=error_responses(503),
+    )
     async def catalog(self, catalog_cache: NamedDependency[CatalogCache]) -> Catalog:
         items = await catalog_cache.items()
         return Catalog(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 
 from h2s_checkout.api.schemas import Health
 from h2s_checkout.store.migrate import pending_migrations_async
@@ -20,7 +21,11 @@ class HealthController(Controller):
     async def healthz(self) -> Health:
         return Health(status="ok")
 
-    @get("/readyz", summary="Database reachable and every migration applied")
+    @get(
+        "/readyz",
+        summary="Database reachable and every migration applied",
+        responses={503: ResponseSpec(Health, description="Not ready; the body says why")},
+    )
     async def readyz(self, db_pool: NamedDependency[asyncpg.Pool]) -> Response[Health]:
         try:
             async with db_pool.acquire(timeout=2) as conn:

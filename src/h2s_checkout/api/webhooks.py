@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 
+from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.flows.webhooks import apply_event, verify
 
 
@@ -28,6 +29,7 @@ class StripeWebhookController(Controller):
         "/webhook",
         summary="Stripe events (signature checked with STRIPE_WEBHOOK_SECRET, 300 s tolerance)",
         status_code=200,
+        responses=error_responses(400, 503),
         # Event payloads carry the whole session; larger than a checkout request.
         request_max_body_size=1024 * 1024,
     )
