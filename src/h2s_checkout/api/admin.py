@@ -14,7 +14,6 @@ from h2s_checkout.api.schemas import CheckoutView, Timeline
 from h2s_checkout.flows import inspect_checkout
 from h2s_checkout.payments.stripe_gateway import StripeGateway
 
-
 _ERRORS = error_responses(401, 404, 503)
 
 
