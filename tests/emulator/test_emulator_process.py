@@ -64,3 +64,51 @@ def test_separate_process_serves_the_sync_sdk_and_the_admin_api(process_url: str
     assert config["latency_ms"] == 1
     assert session.url == f"{process_url}/c/pay/{session.id}"
     assert [(r["status"], r["fault"]) for r in logged] == [(500, "status"), (200, None)]
+
+
+def test_separate_process_sends_webhooks_configured_by_environment() -> None:
+    from webhook_receiver import Receiver
+
+    secret = "whsec_from_env"
+    with Receiver() as endpoint:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+            "H2S_EMULATOR_WEBHOOK_URL": endpoint.url,
+            "STRIPE_WEBHOOK_SECRET": secret,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "h2s_checkout.payments.emulator", "serve", "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            assert proc.stdout is not None
+            match = re.search(r"listening on (http://\S+)", proc.stdout.readline())
+            assert match
+            url = match.group(1)
+            client = stripe.StripeClient(
+                API_KEY,
+                base_addresses={"api": url},
+                http_client=stripe.HTTPXClient(allow_sync_methods=True),
+                max_network_retries=0,
+            )
+            session = client.v1.checkout.sessions.create(session_params())
+            with httpx.Client() as browser:
+                page = browser.get(session.url)
+                paid = browser.post(f"{session.url}/pay")
+                config = browser.get(f"{url}/_emulator/config").json()
+            [received] = endpoint.wait(1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    assert "$39.99" in page.text
+    assert paid.status_code == 303
+    assert (config["webhook_url"], config["webhook_secret"]) == (endpoint.url, secret)
+    event = stripe.Webhook.construct_event(
+        received.body, received.headers["Stripe-Signature"], secret
+    )
+    assert event.type == "checkout.session.completed"
+    assert event.data.object.id == session.id

@@ -9,6 +9,7 @@ from .errors import StripeError
 from .faults import FaultRule
 from .httpserver import Request, Response
 from .state import EmulatorState
+from .webhooks import WebhookRule
 
 _JSON = [("Content-Type", "application/json")]
 
@@ -39,7 +40,20 @@ def _dispatch(state: EmulatorState, request: Request) -> Any:
     if path == "/_emulator/config":
         if method == "POST":
             _configure(state, _json(request))
-        return {"latency_ms": state.latency_ms, "now": state.now()}
+        return {
+            "latency_ms": state.latency_ms,
+            "now": state.now(),
+            "webhook_url": state.webhooks.url,
+            "webhook_secret": state.webhooks.secret,
+            "webhook_retry": state.webhooks.retry.to_dict(),
+        }
+    if path.startswith("/_emulator/events") or path.startswith("/_emulator/webhooks"):
+        return _webhooks(state, method, path, request)
+    if path == "/_emulator/deliveries" and method == "GET":
+        event_id = parse_qs(request.query).get("event", [None])[0]
+        return {
+            "deliveries": [d.to_dict() for d in state.deliveries if event_id in (None, d.event_id)]
+        }
     if path == "/_emulator/faults":
         if method == "GET":
             return {"faults": [r.to_dict() for r in state.faults.rules]}
@@ -62,7 +76,7 @@ def _dispatch(state: EmulatorState, request: Request) -> Any:
             return {"ok": True}
     if path == "/_emulator/sessions" and method == "GET":
         return {"sessions": state.sessions}
-    if m := re.fullmatch(r"/_emulator/sessions/([^/]+)(/complete|/expire)?", path):
+    if m := re.fullmatch(r"/_emulator/sessions/([^/]+)(/complete|/expire|/events)?", path):
         session_id, action = m.groups()
         if method == "GET" and action is None:
             session = state.get_session(session_id)
@@ -70,19 +84,98 @@ def _dispatch(state: EmulatorState, request: Request) -> Any:
                 raise _NotFound
             return session
         if method == "POST" and action == "/complete":
-            body = _json(request)
+            body = _object(request)
             return state.complete_session(
-                session_id, body.get("email") if isinstance(body, dict) else None
+                session_id,
+                body.get("email"),
+                delayed=bool(body.get("delayed", False)),
+                succeeds=body.get("outcome", "succeeded") == "succeeded",
+                delay_s=None if body.get("delay_s") is None else float(body["delay_s"]),
             )
         if method == "POST" and action == "/expire":
             return state.expire_session(session_id)
+        if method == "POST" and action == "/events":
+            body = _object(request)
+            if not isinstance(body.get("type"), str):
+                raise ValueError('"type" (an event type) is required')
+            event = state.send_event(
+                session_id, body["type"], body.get("email"), bool(body.get("force", False))
+            )
+            return {"event": event}
     raise _NotFound
 
 
+def _webhooks(state: EmulatorState, method: str, path: str, request: Request) -> Any:
+    hooks = state.webhooks
+    if path == "/_emulator/events" and method == "GET":
+        query = parse_qs(request.query)
+        event_type = query.get("type", [None])[0]
+        session_id = query.get("session", [None])[0]
+        return {
+            "events": [
+                e
+                for e in hooks.events
+                if event_type in (None, e["type"])
+                and session_id in (None, e["data"]["object"].get("id"))
+            ]
+        }
+    if (m := re.fullmatch(r"/_emulator/events/([^/]+)", path)) and method == "GET":
+        event = hooks.get_event(m.group(1))
+        if event is None:
+            raise _NotFound
+        return event
+    if (m := re.fullmatch(r"/_emulator/events/([^/]+)/redeliver", path)) and method == "POST":
+        try:
+            return {"event": hooks.redeliver(m.group(1))}
+        except KeyError:
+            raise _NotFound from None
+    if path == "/_emulator/webhooks/faults":
+        if method == "GET":
+            return {"faults": [r.to_dict() for r in hooks.rules]}
+        if method == "POST":
+            rules = [hooks.add_rule(WebhookRule.from_dict(d)) for d in _fault_dicts(_json(request))]
+            return {"faults": [r.to_dict() for r in rules]}
+        if method == "DELETE":
+            hooks.clear_rules()
+            return {"ok": True}
+    if (m := re.fullmatch(r"/_emulator/webhooks/faults/([^/]+)", path)) and method == "DELETE":
+        if not hooks.remove_rule(m.group(1)):
+            raise _NotFound
+        return {"ok": True}
+    if path == "/_emulator/webhooks/hold" and method == "POST":
+        hooks.hold()
+        return {"holding": True}
+    if path == "/_emulator/webhooks/release" and method == "POST":
+        return {"released": hooks.release(_object(request).get("order", "fifo"))}
+    if path == "/_emulator/webhooks" and method == "GET":
+        return {"holding": hooks.holding, "idle": hooks.idle}
+    raise _NotFound
+
+
+_CONFIG_FIELDS = {
+    "latency_ms",
+    "seed",
+    "advance_clock",
+    "webhook_url",
+    "webhook_secret",
+    "webhook_retry",
+}
+
+
 def _configure(state: EmulatorState, body: dict[str, Any]) -> None:
-    unknown = set(body) - {"latency_ms", "seed", "advance_clock"}
+    if not isinstance(body, dict):
+        raise ValueError("the config is a JSON object")
+    unknown = set(body) - _CONFIG_FIELDS
     if unknown:
         raise ValueError(f"unknown config fields: {sorted(unknown)}")
+    if "webhook_retry" in body:
+        if not isinstance(body["webhook_retry"], dict):
+            raise ValueError("webhook_retry is an object of RetryPolicy fields")
+        state.webhooks.retry = state.webhooks.retry.updated(body["webhook_retry"])
+    if "webhook_url" in body:
+        state.webhooks.url = body["webhook_url"] or None
+    if "webhook_secret" in body:
+        state.webhooks.secret = body["webhook_secret"] or None
     if "latency_ms" in body:
         state.latency_ms = float(body["latency_ms"])
     if "seed" in body:
@@ -99,6 +192,13 @@ def _fault_dicts(body: Any) -> list[dict[str, Any]]:
     if not all(isinstance(r, dict) for r in rules):
         raise ValueError("a fault is a JSON object")
     return rules
+
+
+def _object(request: Request) -> dict[str, Any]:
+    body = _json(request)
+    if not isinstance(body, dict):
+        raise ValueError("the body is a JSON object")
+    return body
 
 
 def _json(request: Request) -> Any:

@@ -13,8 +13,10 @@ from . import admin, checkout, ids
 from .errors import StripeError, api_error
 from .faults import FaultRule
 from .forms import decode_form
+from .hosted import HostedPages
 from .httpserver import DROP, Drop, Request, Response
 from .state import EmulatorState, RecordedRequest, StoredResponse
+from .webhooks import CURRENT_REQUEST
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class EmulatorApp:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
         self._pages: list[tuple[str, re.Pattern[str], PageHandler]] = []
+        HostedPages(state).register(self)
 
     def add_route(self, method: str, path_regex: str, handler: PageHandler) -> None:
         """Serve a non-API path (e.g. a hosted checkout page) with `handler`.
@@ -132,7 +135,12 @@ class EmulatorApp:
             # meets the in-flight key (409), as on Stripe.
             if slow:
                 await asyncio.sleep(slow)
-            status, body, store = 200, _run(handler, self.state, params, args, parse_error), True
+            token = CURRENT_REQUEST.set({"id": request_id, "idempotency_key": key})
+            try:
+                result = _run(handler, self.state, params, args, parse_error)
+            finally:
+                CURRENT_REQUEST.reset(token)
+            status, body, store = 200, result, True
         except StripeError as exc:
             status, body, store = exc.status, exc.body(), exc.stored
             headers += list(exc.headers.items())

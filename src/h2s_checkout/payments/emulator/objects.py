@@ -198,12 +198,15 @@ def _inline_price(line: LineItemSpec, created: int) -> dict[str, Any]:
     }
 
 
-def mark_complete(session: dict[str, Any], email: str | None = None) -> None:
-    """Turn an open session into a paid, completed one (as after a card payment)."""
+def mark_complete(
+    session: dict[str, Any], email: str | None = None, payment_status: str = "paid"
+) -> None:
+    """Turn an open session into a completed one: paid after a card payment, or
+    "unpaid" while a delayed payment method (a bank debit) is still processing."""
     email = email or session["customer_email"] or "customer@example.com"
     session.update(
         status="complete",
-        payment_status="paid",
+        payment_status=payment_status,
         payment_intent=new_id("pi_"),
         url=None,
         customer_details={
@@ -222,6 +225,12 @@ def mark_complete(session: dict[str, Any], email: str | None = None) -> None:
             "individual_name": None,
         },
     )
+
+
+def mark_async_outcome(session: dict[str, Any], succeeded: bool) -> None:
+    """A delayed payment's outcome: the money arrived, or the session stays unpaid."""
+    if succeeded:
+        session["payment_status"] = "paid"
 
 
 def mark_expired(session: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import threading
 from .app import EmulatorApp
 from .httpserver import HTTPServer
 from .state import EmulatorState
+from .webhooks import RetryPolicy
 
 
 class EmulatorServer:
@@ -13,7 +14,9 @@ class EmulatorServer:
 
     `latency_ms=None` takes the global latency from H2S_EMULATOR_LATENCY_MS
     (default 0). `public_base_url` prefixes the sessions' hosted-page `url`;
-    by default the server's own base URL.
+    by default the server's own base URL. Events go to `webhook_url` (none:
+    only logged), signed with `webhook_secret`, retried per `webhook_retry`;
+    the expiry sweeper runs every `sweep_interval_s`.
     """
 
     def __init__(
@@ -23,10 +26,21 @@ class EmulatorServer:
         latency_ms: float | None = None,
         public_base_url: str | None = None,
         seed: int | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhook_retry: RetryPolicy | None = None,
+        sweep_interval_s: float = 1.0,
     ) -> None:
         self.host = host
         self.port = port
-        self.state = EmulatorState(latency_ms=latency_ms, seed=seed)
+        self.state = EmulatorState(
+            latency_ms=latency_ms,
+            seed=seed,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            webhook_retry=webhook_retry,
+            sweep_interval_s=sweep_interval_s,
+        )
         self.app = EmulatorApp(self.state)
         self._public_base_url = public_base_url
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -49,6 +63,7 @@ class EmulatorServer:
             asyncio.set_event_loop(self._loop)
             try:
                 _, self.port = self._loop.run_until_complete(self._http.start())
+                self._loop.run_until_complete(self.state.start())
             except BaseException as exc:  # reported to start()'s caller
                 failure.append(exc)
                 ready.set()
@@ -56,6 +71,7 @@ class EmulatorServer:
             ready.set()
             self._loop.run_forever()
             self._loop.run_until_complete(self._http.close())
+            self._loop.run_until_complete(self.state.stop())
             self._loop.close()
 
         self._thread = threading.Thread(target=run, name="stripe-emulator", daemon=True)

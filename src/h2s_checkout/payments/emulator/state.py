@@ -1,5 +1,8 @@
-"""In-memory emulator state: sessions, idempotency records, request log, faults and clock."""
+"""In-memory emulator state: sessions, idempotency records, request log, faults, clock, events."""
 
+import asyncio
+import heapq
+import logging
 import os
 import threading
 import time
@@ -11,7 +14,27 @@ from typing import Any
 from . import ids
 from .errors import StripeError, resource_missing
 from .faults import FaultRule, FaultSet
-from .objects import SessionSpec, build_line_items, build_session, mark_complete, mark_expired
+from .objects import (
+    SessionSpec,
+    build_line_items,
+    build_session,
+    mark_async_outcome,
+    mark_complete,
+    mark_expired,
+)
+from .webhooks import (
+    ASYNC_FAILED,
+    ASYNC_SUCCEEDED,
+    COMPLETED,
+    CURRENT_REQUEST,
+    EXPIRED,
+    Delivery,
+    RetryPolicy,
+    WebhookDispatcher,
+    build_event,
+)
+
+log = logging.getLogger(__name__)
 
 LATENCY_ENV = "H2S_EMULATOR_LATENCY_MS"
 MAX_IDEMPOTENCY_KEY = 255
@@ -67,7 +90,13 @@ def _clone(value: Any) -> Any:
 
 
 class EmulatorState:
-    """Everything the emulator remembers; safe to use from tests in other threads."""
+    """Everything the emulator remembers; safe to use from tests in other threads.
+
+    Session transitions publish Stripe events to `webhooks` (a WebhookDispatcher),
+    which delivers them to `webhook_url`, signed with `webhook_secret`, once
+    `start()` ran on the serving loop. The same loop runs a sweeper that expires
+    sessions at `expires_at` and settles delayed payments when due.
+    """
 
     def __init__(
         self,
@@ -75,6 +104,10 @@ class EmulatorState:
         seed: int | None = None,
         public_base_url: str = "",
         clock: Callable[[], float] = time.time,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhook_retry: RetryPolicy | None = None,
+        sweep_interval_s: float = 1.0,
     ) -> None:
         if latency_ms is None:
             latency_ms = float(os.environ.get(LATENCY_ENV) or 0)
@@ -88,16 +121,130 @@ class EmulatorState:
         self._line_items: dict[str, list[dict[str, Any]]] = {}
         self._idempotency: dict[tuple[str, str], _IdempotencyEntry] = {}
         self._requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED_REQUESTS)
+        self.webhooks = WebhookDispatcher(webhook_url, webhook_secret, webhook_retry)
+        self.sweep_interval_s = sweep_interval_s
+        self._expiry: list[tuple[int, str]] = []  # heap of (expires_at, session id)
+        # Delayed payments awaiting their outcome: session id -> (due on the
+        # emulator's clock, or None to wait for a command; succeeded?).
+        self._async_pending: dict[str, tuple[float | None, bool]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- background work (on the serving loop) -------------------------------
+
+    async def start(self) -> None:
+        """Start webhook delivery and the expiry sweeper on the running loop."""
+        await self.webhooks.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="emulator-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        await self.webhooks.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("emulator sweep failed")
+
+    def sweep(self) -> None:
+        """Expire sessions whose expires_at passed and settle due delayed payments."""
+        with self._lock:
+            now = self.now()
+            while self._expiry and self._expiry[0][0] <= now:
+                _, session_id = heapq.heappop(self._expiry)
+                self._live(session_id)  # expires it, with its event, if still open
+            exact = self._now_exact()
+            due = [
+                (sid, ok)
+                for sid, (at, ok) in self._async_pending.items()
+                if at is not None and at <= exact
+            ]
+            for session_id, succeeded in due:
+                self._settle_async_locked(session_id, succeeded)
+
+    # -- events --------------------------------------------------------------
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event emitted, oldest first (copies)."""
+        return self.webhooks.events
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every webhook delivery attempt."""
+        return self.webhooks.deliveries
+
+    def _emit(
+        self,
+        event_type: str,
+        session: dict[str, Any],
+        request: dict[str, str | None] | None = None,
+    ) -> dict[str, Any]:
+        event = build_event(
+            event_type,
+            session,
+            created=self.now(),
+            request=request,
+            pending_webhooks=1 if self.webhooks.url else 0,
+        )
+        self.webhooks.publish(event)
+        return _clone(event)  # the log keeps its own
+
+    def send_event(
+        self, session_id: str, event_type: str, email: str | None = None, force: bool = False
+    ) -> dict[str, Any]:
+        """Apply the change `event_type` stands for to the session, and emit it.
+
+        completed: pays an open session; expired: expires an open session;
+        async_payment_succeeded/failed: settles a complete, unpaid one. Where
+        the session is in another state, raises a 400 unless `force`, which
+        emits the event with the session as it is (any checkout.session.* type).
+        """
+        with self._lock:
+            session = self._require(session_id)
+            status, paid = session["status"], session["payment_status"]
+            if event_type == COMPLETED and status == "open":
+                return self._complete_locked(session, email)[1]
+            if event_type == EXPIRED and status == "open":
+                return self._expire_locked(session)
+            if (
+                event_type in (ASYNC_SUCCEEDED, ASYNC_FAILED)
+                and status == "complete"
+                and paid == "unpaid"
+            ):
+                return self._settle_async_locked(session_id, event_type == ASYNC_SUCCEEDED)[1]
+            if not event_type.startswith("checkout.session."):
+                raise ValueError(f"unsupported event type {event_type!r}")
+            if not force:
+                raise StripeError(
+                    400,
+                    f"Cannot send {event_type} for a session with status {status!r} and "
+                    f"payment_status {paid!r}; pass force to send it anyway.",
+                )
+            return self._emit(event_type, _clone(session))
 
     # -- clock -------------------------------------------------------------
 
     def now(self) -> int:
         return int(self._clock() + self._clock_offset)
 
+    def _now_exact(self) -> float:
+        return self._clock() + self._clock_offset
+
     def advance_clock(self, seconds: float) -> None:
-        """Move the emulator's clock forward, e.g. past a session's expires_at."""
+        """Move the emulator's clock forward, e.g. past a session's expires_at.
+
+        Sessions that expire and delayed payments that fall due meanwhile do so
+        (with their events) before this returns.
+        """
         with self._lock:
             self._clock_offset += seconds
+            self.sweep()
 
     # -- sessions ----------------------------------------------------------
 
@@ -109,6 +256,7 @@ class EmulatorState:
         with self._lock:
             self._sessions[session_id] = session
             self._line_items[session_id] = build_line_items(spec, now)
+            heapq.heappush(self._expiry, (session["expires_at"], session_id))
             return _clone(session)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
@@ -149,19 +297,70 @@ class EmulatorState:
                     # An endpoint-level refusal: Stripe stores it for replay.
                     stored=True,
                 )
-            mark_expired(session)
+            # Inside an API request the event names it, as Stripe's do.
+            self._expire_locked(session, CURRENT_REQUEST.get())
             return _clone(session)
 
-    def complete_session(self, session_id: str, email: str | None = None) -> dict[str, Any]:
-        """Mark an open session paid, as if the customer paid on the hosted page."""
+    def complete_session(
+        self,
+        session_id: str,
+        email: str | None = None,
+        *,
+        delayed: bool = False,
+        succeeds: bool = True,
+        delay_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Pay an open session, as the customer does on the hosted page; emits completed.
+
+        `delayed` stands for a delayed payment method (e.g. a bank debit): the
+        session completes with payment_status "unpaid", and its money arrives
+        (`succeeds`) or not `delay_s` seconds later on the emulator's clock, or,
+        with `delay_s=None`, when `settle_async_payment` or an admin call says so.
+        """
         with self._lock:
             session = self._require(session_id)
             if session["status"] != "open":
                 raise StripeError(
                     400, f"This Checkout Session is {session['status']} and can no longer be paid."
                 )
-            mark_complete(session, email)
-            return _clone(session)
+            if delayed:
+                due = None if delay_s is None else self._now_exact() + delay_s
+                self._async_pending[session_id] = (due, succeeds)
+            return self._complete_locked(session, email, delayed)[0]
+
+    def settle_async_payment(self, session_id: str, succeeded: bool) -> dict[str, Any]:
+        """Settle a delayed payment now; emits async_payment_succeeded or _failed."""
+        with self._lock:
+            session = self._require(session_id)
+            if session["status"] != "complete" or session["payment_status"] != "unpaid":
+                raise StripeError(
+                    400,
+                    f"This Checkout Session ({session['status']}, {session['payment_status']}) "
+                    "has no delayed payment to settle.",
+                )
+            return self._settle_async_locked(session_id, succeeded)[0]
+
+    def _complete_locked(
+        self, session: dict[str, Any], email: str | None, delayed: bool = False
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        mark_complete(session, email, payment_status="unpaid" if delayed else "paid")
+        snapshot = _clone(session)
+        return snapshot, self._emit(COMPLETED, snapshot)
+
+    def _expire_locked(
+        self, session: dict[str, Any], request: dict[str, str | None] | None = None
+    ) -> dict[str, Any]:
+        mark_expired(session)
+        return self._emit(EXPIRED, _clone(session), request)
+
+    def _settle_async_locked(
+        self, session_id: str, succeeded: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._async_pending.pop(session_id, None)
+        session = self._sessions[session_id]
+        mark_async_outcome(session, succeeded)
+        snapshot = _clone(session)
+        return snapshot, self._emit(ASYNC_SUCCEEDED if succeeded else ASYNC_FAILED, snapshot)
 
     def _require(self, session_id: str) -> dict[str, Any]:
         session = self._live(session_id)
@@ -171,14 +370,14 @@ class EmulatorState:
 
     def _live(self, session_id: str) -> dict[str, Any] | None:
         session = self._sessions.get(session_id)
-        # Stripe expires sessions on its own at expires_at; doing it lazily on
-        # read gives the same observable result without a timer.
+        # Stripe expires sessions on its own at expires_at. The sweeper does it
+        # within a second; a read in between must not see it open either.
         if (
             session is not None
             and session["status"] == "open"
             and self.now() >= session["expires_at"]
         ):
-            mark_expired(session)
+            self._expire_locked(session)
         return session
 
     # -- request log -------------------------------------------------------
@@ -263,11 +462,15 @@ class EmulatorState:
     # -- reset -------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget sessions, idempotency keys, requests and faults; reset the clock."""
+        """Forget sessions, idempotency keys, requests, faults, events and undelivered
+        webhooks; reset the clock. The webhook endpoint and secret stay."""
         with self._lock:
             self._sessions.clear()
             self._line_items.clear()
             self._idempotency.clear()
             self._requests.clear()
+            self._expiry.clear()
+            self._async_pending.clear()
             self._clock_offset = 0.0
+            self.webhooks.reset()
         self.faults.clear()

@@ -1,0 +1,10 @@
+"""Names shared by the emulator's webhooks and its command line (cheap to import)."""
+
+WEBHOOK_URL_ENV = "H2S_EMULATOR_WEBHOOK_URL"
+WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET"  # noqa: S105 - a variable name
+
+COMPLETED = "checkout.session.completed"
+EXPIRED = "checkout.session.expired"
+ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
+ASYNC_FAILED = "checkout.session.async_payment_failed"
+SESSION_EVENT_TYPES = (COMPLETED, EXPIRED, ASYNC_SUCCEEDED, ASYNC_FAILED)
