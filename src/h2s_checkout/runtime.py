@@ -73,9 +73,19 @@ def embedded_runtime(
         if start_emulator and settings.payment_mode == "embedded-emulator":
             from h2s_checkout.payments.emulator.server import EmulatorServer
 
-            emulator = EmulatorServer(port=0, public_base_url=None)
+            # The emulator delivers its signed events to this service, as Stripe would.
+            secret = settings.stripe_webhook_secret or "whsec_" + secrets.token_hex(24)
+            emulator = EmulatorServer(
+                port=0,
+                webhook_url=f"http://127.0.0.1:{settings.port}/api/stripe/webhook",
+                webhook_secret=secret,
+            )
             url = emulator.start()
-            settings = settings.with_overrides(stripe_api_base=url, stripe_api_key=EMULATOR_API_KEY)
+            settings = settings.with_overrides(
+                stripe_api_base=url, stripe_api_key=EMULATOR_API_KEY, stripe_webhook_secret=secret
+            )
+            # Commands run beside `serve` (reconcile, doctor) find the emulator here.
+            (settings.data_dir / EMULATOR_URL_FILE).write_text(url + "\n")
             log.info("stripe_emulator.started", url=url)
         settings = settings.with_overrides(admin_token=_admin_token(settings, pg is not None))
         yield Runtime(settings, pg, emulator.base_url if emulator else None)
@@ -94,6 +104,7 @@ def export_environment(settings: Settings) -> None:
         "STRIPE_API_BASE": settings.stripe_api_base,
         "STRIPE_API_KEY": settings.stripe_api_key,
         "H2S_ADMIN_TOKEN": settings.admin_token,
+        "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
         "PUBLIC_BASE_URL": settings.public_base_url,
         "PORT": str(settings.port),
     }
