@@ -24,6 +24,10 @@ smoke *args:
 migrate:
     {{python}} -m h2s_checkout migrate
 
+# Count orders without jobs, stuck checkouts and orphan sessions; non-zero exit if any (--json)
+doctor *args:
+    {{python}} -m h2s_checkout doctor {{args}}
+
 # Regenerate db/schema.sql from the migrations on a throwaway embedded database
 schema:
     {{python}} -m h2s_checkout.store.schema_dump db/schema.sql

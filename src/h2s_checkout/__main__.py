@@ -104,6 +104,37 @@ def _reconcile(_: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from h2s_checkout.doctor_report import UNUSABLE, run_doctor
+    from h2s_checkout.flows.doctor import DoctorOptions
+    from h2s_checkout.runtime import provider_settings
+    from h2s_checkout.store.embedded import EmbeddedPostgres
+
+    settings = load_settings()
+    try:
+        provider: Settings | None = provider_settings(settings)
+    except RuntimeError:
+        provider = None  # no provider configured and no embedded emulator running: skipped
+    options = DoctorOptions(since_hours=args.since_hours, stuck_minutes=args.stuck_minutes)
+    if settings.database_url is not None:
+        return asyncio.run(run_doctor(settings.database_url, provider, options, as_json=args.json))
+    if not (settings.data_dir / "postgres").exists():
+        print(
+            f"h2s-checkout doctor: no database: set DATABASE_URL or run `h2s-checkout "
+            f"serve` (embedded under {settings.data_dir})",
+            file=sys.stderr,
+        )
+        return UNUSABLE
+    pg = EmbeddedPostgres(settings.data_dir / "postgres")
+    try:
+        return asyncio.run(run_doctor(pg.start(), provider, options, as_json=args.json))
+    finally:
+        if pg.launched:  # a database a running `serve` owns stays up
+            pg.stop()
+
+
 def _trace(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -143,6 +174,16 @@ def _smoke(args: argparse.Namespace) -> int:
     )
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="h2s-checkout", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile", help="one pass: finish or clean up stuck checkouts, settle silent sessions"
     )
     reconcile.set_defaults(func=_reconcile)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="count orders without jobs, stuck checkouts, orphan sessions; non-zero if any",
+    )
+    doctor.add_argument(
+        "--since-hours", type=_positive_int, default=48, help="window for orders and sessions"
+    )
+    doctor.add_argument(
+        "--stuck-minutes", type=_positive_int, default=10, help="idle time that counts as stuck"
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(func=_doctor)
 
     trace = sub.add_parser("trace", help="print a checkout's timeline (trace id or order id)")
     trace.add_argument("ref", help="checkout trace id or order id (ORD-...)")

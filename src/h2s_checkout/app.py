@@ -19,6 +19,7 @@ from h2s_checkout.api.checkout import CheckoutController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
 from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
+from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.reaper import reaping
 from h2s_checkout.flows.reconcile import reconciling
@@ -71,6 +72,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
         route_handlers=[
             CheckoutController,
             CheckoutAdminController,
+            PortalController,
             StripeWebhookController,
             HealthController,
         ],

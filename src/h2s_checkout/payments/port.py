@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -72,6 +73,7 @@ class ProviderSession:
     amount_total: int | None
     expires_at: int | None
     request_id: str | None = None
+    created: int | None = None
 
 
 class PaymentProviderFailure(Exception):
@@ -110,5 +112,9 @@ class PaymentGateway(Protocol):
     async def retrieve_session(self, session_id: str) -> ProviderSession: ...
 
     async def expire_session(self, session_id: str) -> ProviderSession: ...
+
+    def list_sessions(self, created_gte: int) -> AsyncIterator[ProviderSession]:
+        """Sessions created at or after ``created_gte`` (Unix seconds), newest first."""
+        ...
 
     async def close(self) -> None: ...

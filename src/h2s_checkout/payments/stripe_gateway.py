@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import stripe
@@ -38,6 +38,7 @@ def session_from_dict(obj: dict[str, Any], request_id: str | None = None) -> Pro
         amount_total=obj.get("amount_total"),
         expires_at=obj.get("expires_at"),
         request_id=request_id,
+        created=obj.get("created"),
     )
 
 
@@ -173,6 +174,29 @@ class StripeGateway:
             lambda: self._client.v1.checkout.sessions.expire_async(session_id),
         )
         return _session(session)
+
+    async def list_sessions(self, created_gte: int) -> AsyncIterator[ProviderSession]:
+        """Sessions created since ``created_gte``, newest first, fetched 100 to a page.
+
+        ``created[gte]`` narrows the list at Stripe; a provider that ignores it (the local
+        emulator) still lists newest first, so paging stops at the first older session.
+        """
+        params: dict[str, Any] = {"limit": 100, "created": {"gte": created_gte}}
+        while True:
+            page = await self._call(
+                "list_sessions",
+                lambda: self._client.v1.checkout.sessions.list_async(dict(params)),  # type: ignore[arg-type]
+            )
+            last_id: str | None = None
+            for resource in page.data:
+                session = _session(resource)
+                if session.created is not None and session.created < created_gte:
+                    return
+                last_id = session.id
+                yield session
+            if not page.has_more or last_id is None:
+                return
+            params["starting_after"] = last_id
 
     async def close(self) -> None:
         await self._http.close_async()

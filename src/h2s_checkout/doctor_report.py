@@ -1,0 +1,81 @@
+"""`h2s-checkout doctor` on a live database: run the checks, print a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import asyncpg
+
+from h2s_checkout.flows.doctor import CheckResult, DoctorOptions, any_failing, run_checks
+from h2s_checkout.payments.port import PaymentGateway
+from h2s_checkout.settings import Settings
+from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, create_pool
+
+# Exit codes: 0 nothing found, 1 something found (or a check could not run), 2 no database.
+CLEAN, FOUND, UNUSABLE = 0, 1, 2
+
+
+def render_table(results: list[CheckResult]) -> str:
+    """One line per check: name, count (or skipped/error), meaning; examples under it."""
+    width = max(len(r.name) for r in results)
+    lines = [f"{'check':<{width}}  {'count':>7}  meaning"]
+    for r in results:
+        shown = str(r.count) if r.status in ("ok", "problem") else r.status
+        meaning = r.meaning
+        if r.skipped:
+            meaning += f" (skipped: {r.skipped})"
+        lines.append(f"{r.name:<{width}}  {shown:>7}  {meaning}")
+        if r.error:
+            lines.append(f"{'':<{width}}  {'':>7}  error: {r.error}")
+        if r.count and r.examples:
+            lines.append(f"{'':<{width}}  {'':>7}  e.g. {', '.join(r.examples)}")
+    found = [r for r in results if r.failing]
+    lines.append("")
+    lines.append(
+        f"doctor: {len(found)} of {len(results)} checks found something"
+        if found
+        else "doctor: nothing wrong found"
+    )
+    return "\n".join(lines)
+
+
+def report(results: list[CheckResult], options: DoctorOptions) -> dict[str, Any]:
+    return {
+        "ok": not any_failing(results),
+        "since_hours": options.since_hours,
+        "stuck_minutes": options.stuck_minutes,
+        "checks": [r.to_dict() for r in results],
+    }
+
+
+async def run_doctor(
+    dsn: str, provider: Settings | None, options: DoctorOptions, *, as_json: bool
+) -> int:
+    """Print the report; the exit code. ``provider`` None skips the provider's checks."""
+    from h2s_checkout.services import build_gateway
+
+    try:
+        pool = await create_pool(dsn, min_size=1, max_size=1)
+    except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
+        print(f"h2s-checkout doctor: cannot reach the database: {exc}", file=sys.stderr)
+        return UNUSABLE
+    gateway: PaymentGateway | None = build_gateway(provider) if provider else None
+    try:
+        results = await run_checks(pool, gateway, options)
+    except asyncpg.UndefinedTableError as exc:
+        print(
+            f"h2s-checkout doctor: {exc}: run `h2s-checkout migrate` on this database first",
+            file=sys.stderr,
+        )
+        return UNUSABLE
+    finally:
+        if gateway is not None:
+            await gateway.close()
+        await pool.close()
+    if as_json:
+        print(json.dumps(report(results, options), indent=2))
+    else:
+        print(render_table(results))
+    return FOUND if any_failing(results) else CLEAN

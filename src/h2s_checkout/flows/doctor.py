@@ -1,0 +1,195 @@
+"""Count what should never exist: orders without jobs, stuck checkouts, orphan sessions.
+
+The seed verified itself with one query ("orders without jobs, should be 0"); the doctor
+runs it beside its siblings, in the database and at the payment provider, and answers
+one result per check. Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure
+from h2s_checkout.store import doctor as sql
+from h2s_checkout.store.traces import utcnow
+
+NO_PROVIDER = "no payment provider configured"
+# Sessions looked up at the provider at once: far below Stripe's rate limits.
+PROVIDER_CONCURRENCY = 8
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check: ``count`` rows found (None when skipped or when it could not run)."""
+
+    name: str
+    meaning: str
+    count: int | None
+    examples: tuple[str, ...] = ()
+    skipped: str | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "error"
+        if self.skipped is not None:
+            return "skipped"
+        return "problem" if self.count else "ok"
+
+    @property
+    def failing(self) -> bool:
+        return self.status in ("problem", "error")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "count": self.count,
+            "meaning": self.meaning,
+            "examples": list(self.examples),
+            "skipped": self.skipped,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorOptions:
+    since_hours: int = 48
+    stuck_minutes: int = 10
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+
+def any_failing(results: list[CheckResult]) -> bool:
+    return any(r.failing for r in results)
+
+
+async def run_checks(
+    db: sql.Queryable,
+    gateway: PaymentGateway | None,
+    options: DoctorOptions | None = None,
+) -> list[CheckResult]:
+    """Every check, in a fixed order. ``gateway`` None skips the provider's checks."""
+    options = options or DoctorOptions()
+    now = options.clock()
+    since = now - timedelta(hours=options.since_hours)
+    stuck_before = now - timedelta(minutes=options.stuck_minutes)
+    window = f"created in the last {options.since_hours} h"
+
+    async def counted(name: str, meaning: str, query: str, bound: datetime) -> CheckResult:
+        n, examples = await sql.count(db, query, bound)
+        return CheckResult(name, meaning, n, tuple(examples))
+
+    results = [
+        await counted(
+            "orders_without_jobs",
+            f"orders {window} with no dispatch job (joined on h2s_dispatch_jobs.order_id)",
+            sql.ORDERS_WITHOUT_JOBS,
+            since,
+        ),
+        await counted(
+            "orders_without_jobs_by_metadata",
+            f"the seed's query: orders {window} that no job names in metadata->>'order_id'",
+            sql.ORDERS_WITHOUT_JOBS_BY_METADATA,
+            since,
+        ),
+        await counted(
+            "jobs_without_orders",
+            f"dispatch jobs {window} whose order_id has no order",
+            sql.JOBS_WITHOUT_ORDERS,
+            since,
+        ),
+        await counted(
+            "stuck_checkouts",
+            f"checkouts still pending_payment, job_queued or failed "
+            f"{options.stuck_minutes} min after their last change",
+            sql.STUCK_CHECKOUTS,
+            stuck_before,
+        ),
+        await counted(
+            "sessions_past_expiry_without_outcome",
+            f"checkouts at session_created {options.stuck_minutes} min after the session "
+            f"expired: no webhook came and the reconciler did not settle them",
+            sql.SESSIONS_PAST_EXPIRY,
+            stuck_before,
+        ),
+        await counted(
+            "paid_after_cleanup",
+            f"checkouts paid after they were cleaned up or expired, in the last "
+            f"{options.since_hours} h: a refund is needed",
+            sql.PAID_AFTER_CLEANUP,
+            since,
+        ),
+    ]
+    results.append(await _orders_missing_at_provider(db, gateway, since, window))
+    results.append(await _sessions_without_live_order(db, gateway, since, options.since_hours))
+    return results
+
+
+async def _orders_missing_at_provider(
+    db: sql.Queryable, gateway: PaymentGateway | None, since: datetime, window: str
+) -> CheckResult:
+    name = "orders_missing_at_provider"
+    meaning = f"orders {window} whose session id the payment provider does not know"
+    if gateway is None:
+        return CheckResult(name, meaning, None, skipped=NO_PROVIDER)
+    orders = await sql.orders_with_sessions(db, since)
+    limit = asyncio.Semaphore(PROVIDER_CONCURRENCY)
+    missing: list[str] = []
+    failures: list[PaymentProviderFailure] = []
+
+    async def look_up(order_id: str, session_id: str) -> None:
+        async with limit:
+            try:
+                await gateway.retrieve_session(session_id)
+            except PaymentProviderFailure as failure:
+                if failure.http_status == 404:
+                    missing.append(order_id)
+                else:
+                    failures.append(failure)
+
+    await asyncio.gather(*(look_up(o, s) for o, s in orders))
+    newest_first = {order_id: i for i, (order_id, _) in enumerate(orders)}
+    missing.sort(key=newest_first.__getitem__)
+    error = None
+    if failures:
+        error = (
+            f"{len(failures)} of {len(orders)} sessions could not be looked up: "
+            f"{failures[0].message}"
+        )
+    return CheckResult(name, meaning, len(missing), tuple(missing[:5]), error=error)
+
+
+async def _sessions_without_live_order(
+    db: sql.Queryable, gateway: PaymentGateway | None, since: datetime, since_hours: int
+) -> CheckResult:
+    name = "provider_sessions_without_live_order"
+    meaning = (
+        f"open or paid sessions created at the provider in the last {since_hours} h whose "
+        f"order is missing, cancelled or cleaned up"
+    )
+    if gateway is None:
+        return CheckResult(name, meaning, None, skipped=NO_PROVIDER)
+    live: list[tuple[str, str]] = []
+    try:
+        async for session in gateway.list_sessions(int(since.timestamp())):
+            # A session another system made on the same account names no order of ours.
+            order_id = session.client_reference_id or session.metadata.get("order_id")
+            payable_or_paid = session.status == "open" or session.payment_status == "paid"
+            if order_id and payable_or_paid:
+                live.append((session.id, order_id))
+    except PaymentProviderFailure as failure:
+        return CheckResult(name, meaning, None, error=f"listing sessions failed: {failure.message}")
+    orders = await sql.orders_by_id(db, sorted({order_id for _, order_id in live}))
+    orphans = [
+        session_id
+        for session_id, order_id in live
+        if order_id not in orders
+        or orders[order_id][0] == "cancelled"
+        or orders[order_id][1] == "cleaned"
+    ]
+    return CheckResult(name, meaning, len(orphans), tuple(orphans[:5]))

@@ -1,0 +1,94 @@
+"""SQL for `h2s-checkout doctor`: each query counts rows that should not exist.
+
+Every query answers ``n`` (the count) and ``examples`` (up to five ids, newest first) so
+that the person reading the report can start from a real row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+# Joined on the real column: phase 1 writes the order and its job in one transaction.
+ORDERS_WITHOUT_JOBS = """
+select count(*) as n, (array_agg(o.order_id order by o.created_at desc))[1:5] as examples
+from h2s_orders o
+left join h2s_dispatch_jobs j on j.order_id = o.order_id
+where o.created_at > $1 and j.job_id is null
+"""
+
+# The seed's own verification query: the job found through its metadata's order id.
+ORDERS_WITHOUT_JOBS_BY_METADATA = """
+select count(*) as n, (array_agg(o.order_id order by o.created_at desc))[1:5] as examples
+from h2s_orders o
+left join h2s_dispatch_jobs j on j.metadata->>'order_id' = o.order_id
+where o.created_at > $1 and j.job_id is null
+"""
+
+JOBS_WITHOUT_ORDERS = """
+select count(*) as n, (array_agg(j.job_id::text order by j.created_at desc))[1:5] as examples
+from h2s_dispatch_jobs j
+left join h2s_orders o on o.order_id = j.order_id
+where j.created_at > $1 and o.order_id is null
+"""
+
+# The reconciler resumes or cleans these within minutes; one still here is stuck.
+STUCK_CHECKOUTS = """
+select count(*) as n,
+       (array_agg(checkout_id::text order by updated_at desc))[1:5] as examples
+from h2s_checkouts
+where state in ('pending_payment', 'job_queued', 'failed') and updated_at < $1
+"""
+
+# Stripe sends checkout.session.expired at expires_at; the reconciler asks after 2 minutes.
+SESSIONS_PAST_EXPIRY = """
+select count(*) as n,
+       (array_agg(checkout_id::text order by updated_at desc))[1:5] as examples
+from h2s_checkouts
+where state = 'session_created' and (session_request->>'expires_at')::timestamptz < $1
+"""
+
+# One checkout may be recorded more than once (a completed event, then an async one).
+PAID_AFTER_CLEANUP = """
+select count(distinct checkout_id) as n,
+       (array_agg(distinct checkout_id::text))[1:5] as examples
+from h2s_checkout_failures
+where error_code = 'paid_after_cleanup' and at > $1
+"""
+
+ORDERS_WITH_SESSIONS = """
+select order_id, session_id from h2s_orders
+where session_id is not null and created_at > $1
+order by created_at desc
+"""
+
+ORDERS_BY_ID = """
+select o.order_id, o.status, c.state
+from h2s_orders o
+join h2s_checkouts c on c.checkout_id = o.checkout_id
+where o.order_id = any($1::text[])
+"""
+
+
+class Queryable(Protocol):
+    """An asyncpg connection or pool."""
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+
+async def count(db: Queryable, query: str, bound: datetime) -> tuple[int, list[str]]:
+    """One of the counting queries above, with its one time bound."""
+    row = await db.fetchrow(query, bound)
+    return int(row["n"]), list(row["examples"] or [])
+
+
+async def orders_with_sessions(db: Queryable, since: datetime) -> list[tuple[str, str]]:
+    return [(r["order_id"], r["session_id"]) for r in await db.fetch(ORDERS_WITH_SESSIONS, since)]
+
+
+async def orders_by_id(db: Queryable, order_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Order id -> (order status, checkout state), for the ids that exist."""
+    rows = await db.fetch(ORDERS_BY_ID, order_ids)
+    return {r["order_id"]: (r["status"], r["state"]) for r in rows}

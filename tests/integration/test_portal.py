@@ -1,0 +1,238 @@
+"""The dispatch portal finds a job by its order right after checkout, filters and pages."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from support import checkout_body, signed, stripe_event
+
+JOBS = "/api/portal/jobs"
+CREATE = "POST /v1/checkout/sessions"
+
+
+async def checkout(client, email: str = "ana@example.com") -> dict:
+    answer = await client.post("/api/checkout", json=checkout_body(email=email))
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+async def pay(client, stripe, body: dict) -> None:
+    session = stripe.complete_session(body["pay"]["session_id"])
+    event_body, headers = signed(stripe_event("checkout.session.completed", session))
+    answer = await client.post("/api/stripe/webhook", content=event_body, headers=headers)
+    assert answer.json()["result"] == "paid"
+
+
+async def portal(client, admin, **params) -> dict:
+    answer = await client.get(JOBS, params=params, headers=admin)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["cache-control"] == "no-store"
+    return answer.json()
+
+
+async def test_a_job_is_found_by_its_order_id_right_after_checkout(client, db, admin):
+    body = await checkout(client)
+
+    found = await portal(client, admin, order_id=body["order_id"])
+
+    job = await db.fetchrow("select * from h2s_dispatch_jobs where order_id = $1", body["order_id"])
+    assert found == {
+        "jobs": [
+            {
+                "job_id": body["job_id"],
+                "order_id": body["order_id"],
+                "order_status": "pending_payment",
+                "recipient_id": str(job["recipient_id"]),
+                "sequence_id": "bundle-default",
+                "step_id": "bundle-default.schedule",
+                "status": "queued",
+                "due_at": found["jobs"][0]["due_at"],
+                "created_at": found["jobs"][0]["created_at"],
+            }
+        ],
+        "next_cursor": None,
+    }
+    assert datetime.fromisoformat(found["jobs"][0]["due_at"]) == job["due_at"]
+    assert datetime.fromisoformat(found["jobs"][0]["created_at"]) == job["created_at"]
+    # Order ids are matched whatever their case, as the timeline does.
+    lower = await portal(client, admin, order_id=body["order_id"].lower())
+    assert [j["job_id"] for j in lower["jobs"]] == [body["job_id"]]
+
+
+async def test_an_unknown_order_finds_no_job(client, db, admin):
+    await checkout(client)
+    assert await portal(client, admin, order_id="ORD-0000000000000000") == {
+        "jobs": [],
+        "next_cursor": None,
+    }
+
+
+async def test_filters_by_recipient_status_and_creation_time(client, db, stripe, admin):
+    ana_1 = await checkout(client, "ana@example.com")
+    bo = await checkout(client, "bo@example.com")
+    ana_2 = await client.post(
+        "/api/checkout",
+        json=checkout_body(email="ana@example.com", items=[{"sku": "smart-lock", "quantity": 1}]),
+    )
+    ana_2 = ana_2.json()
+    await pay(client, stripe, ana_2)
+    ana = await db.fetchval(
+        "select recipient_id from h2s_recipients where email_normalized = 'ana@example.com'"
+    )
+    await db.execute(
+        "update h2s_dispatch_jobs set created_at = created_at - interval '3 days'"
+        " where order_id = $1",
+        ana_1["order_id"],
+    )
+
+    by_recipient = await portal(client, admin, recipient_id=str(ana))
+    assert {j["job_id"] for j in by_recipient["jobs"]} == {ana_1["job_id"], ana_2["job_id"]}
+
+    dispatchable = await portal(client, admin, status="dispatchable")
+    assert [(j["job_id"], j["order_status"]) for j in dispatchable["jobs"]] == [
+        (ana_2["job_id"], "paid")
+    ]
+
+    queued = await portal(client, admin, status="queued")
+    assert {j["job_id"] for j in queued["jobs"]} == {ana_1["job_id"], bo["job_id"]}
+
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    recent = await portal(client, admin, created_since=since)
+    assert {j["job_id"] for j in recent["jobs"]} == {bo["job_id"], ana_2["job_id"]}
+
+    combined = await portal(client, admin, recipient_id=str(ana), created_since=since)
+    assert [j["job_id"] for j in combined["jobs"]] == [ana_2["job_id"]]
+
+    # A date alone is its midnight (UTC); an unencoded "+" in the offset is still read.
+    today = datetime.now(UTC).date().isoformat()
+    assert len((await portal(client, admin, created_since=today))["jobs"]) == 2
+    raw = await client.get(f"{JOBS}?created_since={today}T00:00:00+00:00", headers=admin)
+    assert raw.status_code == 200, raw.text
+    assert len(raw.json()["jobs"]) == 2
+
+
+async def test_pages_over_every_job_once_newest_first(client, db, admin):
+    made = [await checkout(client, f"user{i}@example.com") for i in range(7)]
+
+    first = await portal(client, admin, limit=3)
+    # A job created between two pages does not shift the pages that follow.
+    late = await checkout(client, "late@example.com")
+    second = await portal(client, admin, limit=3, cursor=first["next_cursor"])
+    third = await portal(client, admin, limit=3, cursor=second["next_cursor"])
+
+    pages = [first["jobs"], second["jobs"], third["jobs"]]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert third["next_cursor"] is None
+    seen = [j["job_id"] for page in pages for j in page]
+    assert seen == [b["job_id"] for b in reversed(made)]
+    keys = [(j["created_at"], j["job_id"]) for page in pages for j in page]
+    assert keys == sorted(keys, reverse=True)
+    everything = await portal(client, admin, limit=200)
+    assert [j["job_id"] for j in everything["jobs"]] == [late["job_id"], *seen]
+    assert everything["next_cursor"] is None
+
+
+async def test_a_page_holds_50_jobs_unless_told_otherwise(client, db, admin):
+    for i in range(51):
+        await checkout(client, f"user{i}@example.com")
+
+    first = await portal(client, admin)
+    rest = await portal(client, admin, cursor=first["next_cursor"])
+
+    assert (len(first["jobs"]), len(rest["jobs"])) == (50, 1)
+    assert rest["next_cursor"] is None
+
+
+async def test_a_cleaned_checkouts_job_is_shown_only_when_cancelled_is_asked_for(
+    client, db, stripe, admin
+):
+    good = await checkout(client, "good@example.com")
+    stripe.faults.add("status", CREATE, status=400)
+    failed = await client.post("/api/checkout", json=checkout_body(email="bad@example.com"))
+    assert failed.status_code == 502
+    order_id = await db.fetchval(
+        "select order_id from h2s_checkouts where checkout_id = $1::uuid",
+        failed.json()["checkout_trace_id"],
+    )
+    job_status = await db.fetchval(
+        "select status from h2s_dispatch_jobs where order_id = $1", order_id
+    )
+    assert job_status == "cancelled"
+
+    assert (await portal(client, admin, order_id=order_id))["jobs"] == []
+    everything = await portal(client, admin)
+    assert [j["job_id"] for j in everything["jobs"]] == [good["job_id"]]
+    cancelled = await portal(client, admin, status="cancelled")
+    assert [(j["order_id"], j["status"], j["order_status"]) for j in cancelled["jobs"]] == [
+        (order_id, "cancelled", "cancelled")
+    ]
+    by_order = await portal(client, admin, order_id=order_id, status="cancelled")
+    assert [j["order_id"] for j in by_order["jobs"]] == [order_id]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": "Basic x"}],
+    ids=["no_token", "wrong_token", "wrong_scheme"],
+)
+async def test_the_portal_needs_the_admin_token(client, db, headers):
+    answer = await client.get(JOBS, headers=headers)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "unauthorized"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+BAD_PARAMS = {
+    "recipient_not_uuid": "recipient_id=not-a-uuid",
+    "recipient_empty": "recipient_id=",
+    "date_words": "created_since=yesterday",
+    "date_impossible": "created_since=2026-02-30",
+    "date_overflow": "created_since=0001-01-01T00:00:00%2B14:00",
+    "status_unknown": "status=done",
+    "status_wrong_case": "status=Queued",
+    "limit_zero": "limit=0",
+    "limit_too_big": "limit=201",
+    "limit_negative": "limit=-1",
+    "limit_not_a_number": "limit=ten",
+    "limit_float": "limit=2.5",
+    "cursor_garbage": "cursor=%%%not-base64",
+    "cursor_not_json": "cursor=" + _b64(b"hello"),
+    "cursor_wrong_shape": "cursor=" + _b64(b"[1, 2]"),
+    "cursor_bad_uuid": "cursor=" + _b64(b'["2026-11-26T00:00:00+00:00", "x"]'),
+    "cursor_naive_time": "cursor="
+    + _b64(b'["2026-11-26T00:00:00", "00000000-0000-0000-0000-000000000000"]'),
+    "cursor_too_long": "cursor=" + "A" * 400,
+    "order_id_nul": "order_id=ORD-%00",
+    "order_id_too_long": "order_id=" + "A" * 65,
+    "unknown_parameter": "stauts=cancelled",
+    "repeated_parameter": "status=queued&status=cancelled",
+}
+
+
+@pytest.mark.parametrize("query", BAD_PARAMS.values(), ids=BAD_PARAMS.keys())
+async def test_bad_parameters_are_a_400_with_a_stable_code(client, db, admin, query):
+    await checkout(client)
+    answer = await client.get(f"{JOBS}?{query}", headers=admin)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["ok"] is False
+    assert answer.json()["error"]["code"] == "invalid_request"
+
+
+async def test_the_portal_is_in_the_openapi_schema(client):
+    answer = await client.get("/schema/openapi.json")
+    assert answer.status_code == 200
+    operation = answer.json()["paths"][JOBS]["get"]
+    assert {p["name"] for p in operation["parameters"]} >= {
+        "order_id",
+        "recipient_id",
+        "status",
+        "created_since",
+        "limit",
+        "cursor",
+    }
