@@ -21,6 +21,7 @@ CLEAN = {
     "stuck_checkouts": 0,
     "sessions_past_expiry_without_outcome": 0,
     "paid_after_cleanup": 0,
+    "unsettled_cleanups": 0,
     "orders_missing_at_provider": 0,
     "provider_sessions_without_live_order": 0,
 }
@@ -335,7 +336,7 @@ async def test_the_command_exits_0_when_healthy_and_non_zero_after_an_anomaly(
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert lines["stuck_checkouts"].split()[1] == "1"
     assert lines["orders_without_jobs"].split()[1] == "0"
-    assert "doctor: 1 of 8 checks found something" in out
+    assert "doctor: 1 of 9 checks found something" in out
 
 
 async def test_the_command_skips_the_provider_when_none_is_configured(
@@ -352,3 +353,12 @@ async def test_the_command_skips_the_provider_when_none_is_configured(
     assert checks["provider_sessions_without_live_order"]["skipped"] == (
         "no payment provider configured"
     )
+
+
+async def test_a_cleanup_the_provider_has_not_settled(client, db, stripe):
+    await healthy_history(client, stripe)
+    await db.execute(
+        "update h2s_checkouts set needs_settlement = true,"
+        " updated_at = now() - interval '11 minutes' where state = 'cleaned'"
+    )
+    assert await counts(client, db) == CLEAN | {"unsettled_cleanups": 1}

@@ -124,6 +124,13 @@ async def run_checks(
             sql.PAID_AFTER_CLEANUP,
             since,
         ),
+        await counted(
+            "unsettled_cleanups",
+            f"cleaned checkouts whose session the provider has not yet been made to end, "
+            f"{options.stuck_minutes} min after cleanup",
+            sql.UNSETTLED_CLEANUPS,
+            stuck_before,
+        ),
     ]
     results.append(await _orders_missing_at_provider(db, gateway, since, window))
     results.append(await _sessions_without_live_order(db, gateway, since, options.since_hours))

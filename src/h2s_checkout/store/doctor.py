@@ -56,6 +56,14 @@ from h2s_checkout_failures
 where error_code = 'paid_after_cleanup' and at > $1
 """
 
+# Cleanup could not make the provider end the session; the reconciler retries.
+UNSETTLED_CLEANUPS = """
+select count(*) as n,
+       (array_agg(checkout_id::text order by updated_at desc))[1:5] as examples
+from h2s_checkouts
+where needs_settlement and updated_at < $1
+"""
+
 ORDERS_WITH_SESSIONS = """
 select order_id, session_id from h2s_orders
 where session_id is not null and created_at > $1
