@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -106,6 +107,9 @@ async def test_killed_servers_leave_nothing_stuck_or_doubled_after_one_reconcile
         else:
             assert order["state"] == "cleaned"
             assert all(s["status"] != "open" for s in sessions)
+    doctor = run_cli(database_url, emulator.base_url, "doctor", "--json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert all(check["count"] == 0 for check in json.loads(doctor.stdout)["checks"])
     emails = await db.fetch(
         "select customer->>'email' email, count(*) from h2s_orders o"
         " join h2s_checkouts c using (checkout_id) where c.state <> 'cleaned' group by 1"

@@ -122,3 +122,11 @@ async def test_a_database_outage_answers_503_and_the_pool_recovers(
     finally:
         await conn.close()
     assert (stuck, orphans) == (0, 0)
+    doctor = subprocess.run(
+        [sys.executable, "-m", "h2s_checkout", "doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
