@@ -16,6 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from h2s_checkout import __version__
 from h2s_checkout.api.admin import CheckoutAdminController
 from h2s_checkout.api.checkout import CheckoutController
+from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
 from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
@@ -75,6 +76,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             PortalController,
             StripeWebhookController,
             HealthController,
+            DebugPageController,
         ],
         lifespan=[lifespan],
         state=State({"settings": settings}),

@@ -350,3 +350,20 @@ async def get_job_by_order(conn: asyncpg.Connection, order_id: str) -> asyncpg.R
 
 async def get_failures(conn: asyncpg.Connection, checkout_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(_GET_FAILURES, checkout_id)
+
+
+_SEARCH_BY_EMAIL = """
+select c.checkout_id, c.state, c.order_id, c.created_at, o.total_cents, o.currency
+from h2s_recipients r
+join h2s_orders o on o.recipient_id = r.recipient_id
+join h2s_checkouts c on c.checkout_id = o.checkout_id
+where r.email_normalized = $1
+order by c.created_at desc
+limit $2
+"""
+
+
+async def search_by_email(
+    conn: asyncpg.Connection, email_normalized: str, limit: int = 20
+) -> list[asyncpg.Record]:
+    return await conn.fetch(_SEARCH_BY_EMAIL, email_normalized, limit)

@@ -1,0 +1,253 @@
+"""GET /debug/checkouts/{ref}: one page that shows what happened to a checkout.
+
+Server-rendered HTML (no build step), escaped everywhere, readable on a phone. It needs
+the admin token, as a bearer header or as the HttpOnly cookie the login form sets.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from html import escape
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import asyncpg
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery
+
+from h2s_checkout.domain.cart import normalize_email
+from h2s_checkout.domain.errors import NotFound
+from h2s_checkout.flows import inspect_checkout
+from h2s_checkout.store import checkouts
+from h2s_checkout.store.pool import connection
+
+COOKIE = "h2s_admin"
+MARKED = {
+    "checkout.replayed": ("replay", "Replayed the stored answer"),
+    "checkout.resumed": ("resumed", "Resumed after a dead attempt"),
+    "checkout.conflict": ("conflict", "Refused: still in flight (409)"),
+    "payment.needs_refund": ("failure", "Paid after cleanup: refund needed"),
+}
+STYLE = """
+:root { font-family: system-ui, sans-serif; color: #1d2330; background: #f6f7f9; }
+body { margin: 0 auto; max-width: 760px; padding: 12px; }
+h1 { font-size: 1.2rem; margin: .4rem 0; word-break: break-all; }
+form.search { display: flex; gap: 6px; margin: 8px 0 14px; }
+form.search input { flex: 1; min-width: 0; padding: 8px; font-size: 1rem; }
+button { padding: 8px 12px; font-size: 1rem; }
+.card { background: #fff; border-radius: 8px; padding: 10px 12px; margin-bottom: 12px;
+        box-shadow: 0 1px 2px rgba(0,0,0,.08); }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 10px; margin: 0; }
+dt { color: #5b6475; } dd { margin: 0; word-break: break-all; }
+.badge { display: inline-block; padding: 2px 8px; border-radius: 10px; font-size: .8rem;
+         background: #e4e7ec; }
+.state-paid, .state-session_created { background: #d7f5dd; color: #12602a; }
+.state-cleaned, .state-failed, .state-expired { background: #fde2e1; color: #8a1c14; }
+ol.timeline { list-style: none; margin: 0; padding: 0 0 0 14px; border-left: 3px solid #c9ced8; }
+ol.timeline li { position: relative; padding: 6px 0 10px 12px; }
+ol.timeline li::before { content: ""; position: absolute; left: -22px; top: 11px; width: 11px;
+    height: 11px; border-radius: 50%; background: #9aa3b5; }
+ol.timeline li.transition::before { background: #2457c5; }
+ol.timeline li.failure::before, ol.timeline li.step-failure::before { background: #c5221f; }
+ol.timeline li.step-failure .what { color: #a1170f; }
+ol.timeline li.replay::before, ol.timeline li.resumed::before,
+ol.timeline li.conflict::before { background: #b26a00; }
+.when { color: #5b6475; font-size: .82rem; font-variant-numeric: tabular-nums; }
+.what { font-weight: 600; }
+.detail { font-size: .82rem; color: #3b4252; word-break: break-all; }
+.failure-box { border-left: 4px solid #c5221f; background: #fff5f5; }
+.mark { font-size: .75rem; text-transform: uppercase; letter-spacing: .03em; color: #b26a00; }
+a { color: #2457c5; }
+"""
+
+
+def _is_admin(request: Request[Any, Any, Any]) -> bool:
+    expected: str | None = request.app.state.settings.admin_token
+    if not expected:
+        return False
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        presented = request.cookies.get(COOKIE, "")
+    return hmac.compare_digest(presented.strip().encode(), expected.encode())
+
+
+def _page(title: str, body: str, status: int = 200) -> Response[str]:
+    html = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f'<form class=search method=get action="/debug"><input name=q '
+        'placeholder="Trace id, order id or email" aria-label="Search">'
+        "<button>Find</button></form>"
+        f"{body}</body></html>"
+    )
+    return Response(html, status_code=status, media_type="text/html; charset=utf-8")
+
+
+def _login(message: str = "") -> Response[str]:
+    note = f"<p>{escape(message)}</p>" if message else ""
+    return _page(
+        "Sign in",
+        f'<div class=card><h1>Admin token needed</h1>{note}<form method=post action="/debug/login">'
+        '<input type=password name=token aria-label="Admin token" autocomplete=off> '
+        "<button>Sign in</button></form></div>",
+        status=401,
+    )
+
+
+def _detail_text(detail: dict[str, Any]) -> str:
+    parts = [f"{k}={v}" for k, v in detail.items() if v not in (None, "", {}, [])]
+    return escape(" · ".join(parts))
+
+
+def _step_html(step: dict[str, Any]) -> str:
+    since = step["since_previous_ms"]
+    took = step["duration_ms"]
+    timing = escape(step["at"][11:23]) + " UTC"
+    if since is not None:
+        timing += f" · +{since:.1f} ms"
+    if took is not None:
+        timing += f" · took {took:.1f} ms"
+    event = step["event"]
+    if step["kind"] == "transition":
+        css, mark = "transition", ""
+        what = f"{escape(step['from_state'])} → {escape(step['to_state'])}"
+        what += f" <span class=detail>({escape(event)})</span>"
+    else:
+        css, label = MARKED.get(event, ("", ""))
+        if not css and (event.endswith(".failed") or "failed" in event or "pending" in event):
+            css = "step-failure"
+        mark = f"<div class=mark>{escape(label)}</div>" if label else ""
+        what = escape(event)
+    detail = _detail_text(step["detail"])
+    return (
+        f'<li class="{css}">{mark}<div class=when>{timing}</div>'
+        f"<div class=what>{what}</div>"
+        + (f"<div class=detail>{detail}</div>" if detail else "")
+        + "</li>"
+    )
+
+
+def _failure_html(failure: dict[str, Any]) -> str:
+    return (
+        "<div class='card failure-box'>"
+        f"<div class=what>Failed in {escape(str(failure['phase']))}: "
+        f"{escape(str(failure['error_code']))}</div>"
+        f"<dl><dt>error</dt><dd>{escape(str(failure['error_class']))}</dd>"
+        f"<dt>provider code</dt><dd>{escape(str(failure.get('provider_code')))}</dd>"
+        f"<dt>HTTP status</dt><dd>{escape(str(failure.get('http_status')))}</dd>"
+        f"<dt>provider request</dt><dd>{escape(str(failure.get('provider_request_id')))}</dd>"
+        f"<dt>message</dt><dd>{escape(str(failure['message']))}</dd>"
+        f"<dt>at</dt><dd>{escape(str(failure['at']))}</dd></dl></div>"
+    )
+
+
+def render_checkout(timeline: dict[str, Any], session_url: str | None) -> str:
+    trace_id = timeline["checkout_trace_id"]
+    order_id = timeline["order_id"]
+    state = timeline["state"]
+    links = [f'<a href="/api/checkouts/{escape(trace_id)}">order and job (JSON)</a>']
+    if order_id:
+        links.append(
+            f'<a href="/api/portal/jobs?order_id={escape(order_id)}">job in the portal</a>'
+        )
+    if session_url:
+        links.append(f'<a href="{escape(session_url)}">Stripe session</a>')
+    summary = (
+        "<div class=card>"
+        f"<h1>Checkout {escape(trace_id)}</h1>"
+        f"<span class='badge state-{escape(state)}' data-state='{escape(state)}'>"
+        f"{escape(state)}</span>"
+        "<dl>"
+        f"<dt>order</dt><dd>{escape(order_id or '-')}</dd>"
+        f"<dt>job</dt><dd>{escape(timeline['job_id'] or '-')}</dd>"
+        f"<dt>session</dt><dd>{escape(timeline['session_id'] or '-')}</dd>"
+        f"<dt>key</dt><dd>{escape(timeline['key_source'])}</dd>"
+        f"<dt>created</dt><dd>{escape(timeline['created_at'])}</dd>"
+        f"<dt>links</dt><dd>{' · '.join(links)}</dd>"
+        "</dl></div>"
+    )
+    failures = "".join(_failure_html(f) for f in timeline["failures"])
+    steps = "".join(_step_html(s) for s in timeline["steps"])
+    return summary + failures + f"<div class=card><ol class=timeline>{steps}</ol></div>"
+
+
+class DebugPageController(Controller):
+    path = "/debug"
+    include_in_schema = False
+
+    @get("/checkouts/{ref:str}")
+    async def checkout_page(
+        self,
+        request: Request[Any, Any, Any],
+        ref: FromPath[str],
+        db_pool: NamedDependency[asyncpg.Pool],
+    ) -> Response[str]:
+        if not _is_admin(request):
+            return _login()
+        try:
+            timeline = await inspect_checkout.timeline(db_pool, ref)
+        except NotFound:
+            return _page("Not found", f"<div class=card>No checkout {escape(ref)}.</div>", 404)
+        async with connection(db_pool) as conn:
+            row = await checkouts.get_checkout(conn, uuid.UUID(timeline["checkout_trace_id"]))
+        body = (row["response_body"] or {}) if row else {}
+        session_url = (body.get("pay") or {}).get("session_url")
+        return _page(f"Checkout {timeline['state']}", render_checkout(timeline, session_url))
+
+    @get("/")
+    async def search(
+        self,
+        request: Request[Any, Any, Any],
+        db_pool: NamedDependency[asyncpg.Pool],
+        q: FromQuery[str] = "",
+    ) -> Response[str]:
+        if not _is_admin(request):
+            return _login()
+        q = q.strip()
+        if not q:
+            return _page(
+                "Checkouts", "<div class=card>Search by trace id, order id or email.</div>"
+            )
+        if "@" not in q:
+            return Response(
+                "", status_code=303, headers={"Location": f"/debug/checkouts/{quote(q, safe='')}"}
+            )
+        async with connection(db_pool) as conn:
+            rows = await checkouts.search_by_email(conn, normalize_email(q))
+        items = "".join(
+            f"<li><a href='/debug/checkouts/{r['checkout_id']}'>{escape(r['order_id'] or '-')}</a>"
+            f" <span class='badge state-{escape(r['state'])}'>{escape(r['state'])}</span>"
+            f" <span class=when>{escape(r['created_at'].isoformat()[:19])}</span></li>"
+            for r in rows
+        )
+        return _page(
+            "Checkouts",
+            f"<div class=card><h1>{len(rows)} checkout(s)</h1><ul>{items}</ul></div>",
+        )
+
+    @post("/login")
+    async def login(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Response[str]:
+        expected: str | None = request.app.state.settings.admin_token
+        token = data.get("token", "")
+        if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+            return _login("That token is not right.")
+        response: Response[str] = Response(
+            "", status_code=303, headers={"Location": request.headers.get("referer", "/debug")}
+        )
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            path="/debug",
+            secure=request.url.scheme == "https",
+        )
+        return response
