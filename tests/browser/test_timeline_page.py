@@ -19,6 +19,7 @@ if CHROMIUM is None:
     if os.environ.get("CI"):
         raise RuntimeError("CI must have Debian's chromium: .ci/run installs it")
     pytest.skip("no chromium here: apt-get install chromium", allow_module_level=True)
+# `H2S_UPDATE_SCREENSHOTS=1 just test tests/browser` refreshes the screenshots in docs/.
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -65,7 +66,10 @@ def paid_and_failed(server: ServerProcess, stripe) -> tuple[dict, dict]:
     return paid, failed
 
 
-def test_a_person_sees_what_happened_to_a_paid_and_a_failed_checkout(server, stripe, browser):
+def test_a_person_sees_what_happened_to_a_paid_and_a_failed_checkout(
+    server, stripe, browser, tmp_path
+):
+    shots = DOCS if os.environ.get("H2S_UPDATE_SCREENSHOTS") else tmp_path
     paid, failed = paid_and_failed(server, stripe)
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
 
@@ -92,7 +96,7 @@ def test_a_person_sees_what_happened_to_a_paid_and_a_failed_checkout(server, str
         page.locator("a", has_text="Stripe session").get_attribute("href")
         == (paid["pay"]["session_url"])
     )
-    page.screenshot(path=str(DOCS / "timeline-paid.png"), full_page=True)
+    page.screenshot(path=str(shots / "timeline-paid.png"), full_page=True)
 
     # Found through the search box by the trace id a 502 answer carries.
     page.fill("input[name=q]", failed["checkout_trace_id"])
@@ -102,7 +106,7 @@ def test_a_person_sees_what_happened_to_a_paid_and_a_failed_checkout(server, str
     assert "payment_provider_error" in failure
     assert "429" in failure
     assert "job_queued → failed" in page.locator("body").inner_text()
-    page.screenshot(path=str(DOCS / "timeline-failed.png"), full_page=True)
+    page.screenshot(path=str(shots / "timeline-failed.png"), full_page=True)
 
     # And by the customer's email.
     page.fill("input[name=q]", "BO@example.com")
