@@ -47,4 +47,4 @@ typecheck:
 
 # Regenerate the state diagram in docs/ from the state machine class
 docs:
-    {{python}} -m h2s_checkout.domain.diagram > docs/state-diagram.md
+    {{python}} -m h2s_checkout.diagram docs
