@@ -16,8 +16,10 @@ from h2s_checkout.api.schemas import (
     CheckoutRequest,
     CheckoutResponse,
 )
+from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.begin_checkout import CheckoutCommand, CheckoutFlow, Customer
 from h2s_checkout.flows.catalog_cache import CatalogCache
+from h2s_checkout.metrics import CHECKOUT_REQUESTS
 
 IdempotencyKey = Annotated[
     str | None,
@@ -85,7 +87,12 @@ class CheckoutController(Controller):
         checkout_flow: NamedDependency[CheckoutFlow],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CheckoutResponse]:
-        result = await checkout_flow.begin(to_command(data, idempotency_key))
+        try:
+            result = await checkout_flow.begin(to_command(data, idempotency_key))
+        except CheckoutError as exc:
+            CHECKOUT_REQUESTS.labels(exc.code).inc()
+            raise
+        CHECKOUT_REQUESTS.labels("replayed" if result.replayed else "created").inc()
         headers: dict[str, Any] = {"Location": f"/api/checkouts/{result.checkout_id}"}
         if result.replayed:
             headers["Idempotent-Replayed"] = "true"

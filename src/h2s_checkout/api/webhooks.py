@@ -10,7 +10,9 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 
 from h2s_checkout.api.openapi import error_responses
+from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.webhooks import apply_event, verify
+from h2s_checkout.metrics import WEBHOOK_EVENTS
 
 
 class WebhookAnswer(msgspec.Struct):
@@ -37,12 +39,17 @@ class StripeWebhookController(Controller):
         self, request: Request[Any, Any, Any], db_pool: NamedDependency[asyncpg.Pool]
     ) -> WebhookAnswer:
         payload = await request.body()
-        event = verify(
-            payload,
-            request.headers.get("stripe-signature"),
-            request.app.state.settings.stripe_webhook_secret,
-        )
+        try:
+            event = verify(
+                payload,
+                request.headers.get("stripe-signature"),
+                request.app.state.settings.stripe_webhook_secret,
+            )
+        except CheckoutError as exc:
+            WEBHOOK_EVENTS.labels("unverified", exc.code).inc()
+            raise
         result = await apply_event(db_pool, event)
+        WEBHOOK_EVENTS.labels(result.type, result.result).inc()
         return WebhookAnswer(
             received=True,
             event_id=result.event_id,

@@ -25,6 +25,7 @@ from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
 from h2s_checkout.flows.machine_io import machine_at
 from h2s_checkout.logging import get_logger
+from h2s_checkout.metrics import PHASE_SECONDS
 from h2s_checkout.payments.port import (
     PaymentGateway,
     PaymentProviderFailure,
@@ -156,7 +157,8 @@ class CheckoutFlow:
             finished = await self._find_finished(claim, now)
             if finished is not None:
                 return await self._replay(finished, claim)
-            outcome = await self._claim_and_queue(claim, cart, command, now)
+            with PHASE_SECONDS.labels("claim_and_queue").time():
+                outcome = await self._claim_and_queue(claim, cart, command, now)
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
         if isinstance(outcome, _Replay):
@@ -167,8 +169,10 @@ class CheckoutFlow:
                 checkout_id=str(outcome.checkout_id),
                 retry_after_s=1,
             )
-        session, session_ms = await self._create_session(outcome)
-        return await self._link_session(outcome, session, session_ms)
+        with PHASE_SECONDS.labels("create_session").time():
+            session, session_ms = await self._create_session(outcome)
+        with PHASE_SECONDS.labels("link_session").time():
+            return await self._link_session(outcome, session, session_ms)
 
     # -- claims ---------------------------------------------------------------------------
 

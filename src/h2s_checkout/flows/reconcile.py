@@ -18,6 +18,7 @@ from h2s_checkout.flows.begin_checkout import CheckoutFlow
 from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
 from h2s_checkout.flows.settle import EXPIRED, PAID, settle
 from h2s_checkout.logging import get_logger
+from h2s_checkout.metrics import RECONCILER_ACTIONS
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
 from h2s_checkout.store import reconcile as sql
@@ -102,6 +103,8 @@ class Reconciler:
             await self._settle_cleaned(checkout, report)
         if report.actions:
             log.info("reconcile.pass", **dict(report.actions))
+            for action, n in report.actions.items():
+                RECONCILER_ACTIONS.labels(action).inc(n)
         return report
 
     async def _recover(

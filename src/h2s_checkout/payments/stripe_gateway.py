@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import stripe
 
 from h2s_checkout.logging import get_logger
+from h2s_checkout.metrics import STRIPE_CALL_SECONDS
 from h2s_checkout.payments.port import (
     PaymentProviderFailure,
     ProviderSession,
@@ -105,10 +106,16 @@ class StripeGateway:
         deadline = time.monotonic() + self._budget_s
         attempt = 0
         while True:
+            started = time.perf_counter()
             try:
-                return await call()
+                result = await call()
+                STRIPE_CALL_SECONDS.labels(operation, "ok").observe(time.perf_counter() - started)
+                return result
             except stripe.StripeError as exc:
                 failure = _failure(operation, exc)
+                STRIPE_CALL_SECONDS.labels(operation, failure.provider_code or "error").observe(
+                    time.perf_counter() - started
+                )
                 attempt += 1
                 delay = failure.retry_after_s or self._initial_backoff_s * 2 ** (attempt - 1)
                 delay *= random.uniform(0.8, 1.2)  # jitter, so that retries of a crowd spread

@@ -1,0 +1,49 @@
+"""Prometheus metrics: what the service did, by outcome, and how long each part took.
+
+One registry per process; with several granian workers set PROMETHEUS_MULTIPROC_DIR so
+that /metrics adds every worker up (prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+CHECKOUT_REQUESTS = Counter(
+    "h2s_checkout_requests_total",
+    "POST /api/checkout answers by outcome: created, replayed, or the error code",
+    ["outcome"],
+)
+TRANSITIONS = Counter(
+    "h2s_checkout_transitions_total",
+    "State machine transitions written, by the state entered (final states included)",
+    ["to_state"],
+)
+PHASE_SECONDS = Histogram(
+    "h2s_checkout_phase_seconds",
+    "Time spent in each phase of a checkout",
+    ["phase"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+STRIPE_CALL_SECONDS = Histogram(
+    "h2s_stripe_call_seconds",
+    "Each Stripe API call attempt, by operation and outcome (ok or the error code)",
+    ["operation", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RECONCILER_ACTIONS = Counter(
+    "h2s_reconciler_actions_total", "What the reconciler did, by action", ["action"]
+)
+WEBHOOK_EVENTS = Counter(
+    "h2s_webhook_events_total",
+    "Stripe events received, by type and result (paid, duplicate, invalid_signature, ...)",
+    ["type", "result"],
+)
+
+
+class TransitionCounter:
+    """A CheckoutMachine listener that counts the transitions it sees."""
+
+    async def after_transition(self, target: Any) -> None:
+        TRANSITIONS.labels(target.id).inc()

@@ -1,0 +1,59 @@
+"""GET /metrics counts outcomes, transitions, Stripe calls, reconciler actions and events."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from support import checkout_body, signed, stripe_event
+
+
+async def scrape(client) -> dict[tuple[str, tuple], float]:
+    answer = await client.get("/metrics")
+    assert answer.status_code == 200
+    samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def delta(before, after, name, **labels) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_metrics_follow_what_happened(client, db, stripe, clock):
+    before = await scrape(client)
+
+    created = (await client.post("/api/checkout", json=checkout_body())).json()
+    await client.post("/api/checkout", json=checkout_body())  # a replay
+    stripe.faults.add("status", "POST /v1/checkout/sessions", status=400, times=1)
+    await client.post("/api/checkout", json=checkout_body(email="bo@example.com"))
+    session = stripe.complete_session(created["pay"]["session_id"])
+    body, headers = signed(stripe_event("checkout.session.completed", session))
+    await client.post("/api/stripe/webhook", content=body, headers=headers)
+    await client.post("/api/stripe/webhook", content=body, headers=headers)
+    await client.post("/api/checkout", json=checkout_body(email="cy@example.com"))
+    clock.advance(minutes=63)
+    await client.app.state.reconciler.run_once()
+
+    after = await scrape(client)
+    requests = "h2s_checkout_requests_total"
+    assert delta(before, after, requests, outcome="created") == 2
+    assert delta(before, after, requests, outcome="replayed") == 1
+    assert delta(before, after, requests, outcome="payment_provider_error") == 1
+    transitions = "h2s_checkout_transitions_total"
+    assert delta(before, after, transitions, to_state="paid") == 1
+    assert delta(before, after, transitions, to_state="cleaned") == 1
+    assert delta(before, after, transitions, to_state="expired") == 1
+    assert (
+        delta(
+            before, after, "h2s_stripe_call_seconds_count", operation="create_session", outcome="ok"
+        )
+        >= 2
+    )
+    assert delta(before, after, "h2s_checkout_phase_seconds_count", phase="create_session") == 3
+    events = "h2s_webhook_events_total"
+    assert delta(before, after, events, type="checkout.session.completed", result="paid") == 1
+    assert delta(before, after, events, type="checkout.session.completed", result="duplicate") == 1
+    assert delta(before, after, "h2s_reconciler_actions_total", action="session_expired") == 1
