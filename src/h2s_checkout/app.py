@@ -23,8 +23,8 @@ from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
 from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.webhooks import StripeWebhookController
-from h2s_checkout.flows.reaper import reaping
-from h2s_checkout.flows.reconcile import reconciling
+from h2s_checkout.flows.periodic import every
+from h2s_checkout.flows.reaper import reap_keys
 from h2s_checkout.logging import configure_logging, get_logger
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import Settings
@@ -58,13 +58,20 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             app.state.catalog_cache = services.catalog
             app.state.checkout_flow = services.checkout_flow
             app.state.reconciler = services.reconciler
+            retention = timedelta(hours=settings.key_retention_hours)
             await stack.enter_async_context(
-                reaping(services.pool, timedelta(hours=settings.key_retention_hours))
+                every(
+                    timedelta(minutes=15),
+                    lambda: reap_keys(services.pool, retention),
+                    name="h2s-key-reaper",
+                )
             )
             if settings.reconcile_interval_s:
                 await stack.enter_async_context(
-                    reconciling(
-                        services.reconciler, timedelta(seconds=settings.reconcile_interval_s)
+                    every(
+                        timedelta(seconds=settings.reconcile_interval_s),
+                        services.reconciler.run_once,
+                        name="h2s-reconciler",
                     )
                 )
             log.info("service.started", payment_mode=settings.payment_mode)

@@ -3,10 +3,8 @@ sessions whose webhook never came. Runs in the service on an interval and as a c
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +20,7 @@ from h2s_checkout.metrics import RECONCILER_ACTIONS
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
 from h2s_checkout.store import reconcile as sql
-from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection
+from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import Step, record_steps, utcnow
 
 log = get_logger(__name__)
@@ -195,24 +193,3 @@ class Reconciler:
             )
             await sql.release(conn, checkout["checkout_id"])
         report.count("settled" if settled else "settlement_pending")
-
-
-@contextlib.asynccontextmanager
-async def reconciling(reconciler: Reconciler, every: timedelta) -> AsyncIterator[None]:
-    """Run passes in the background while the context is open (every replica may)."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(every.total_seconds())
-            try:
-                await reconciler.run_once()
-            except (CheckoutError, asyncpg.PostgresError, *UNAVAILABLE_ERRORS) as exc:
-                log.warning("reconcile.pass_failed", error=type(exc).__name__)
-
-    task = asyncio.create_task(loop(), name="h2s-reconciler")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
