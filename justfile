@@ -48,3 +48,7 @@ typecheck:
 # Regenerate the state diagram in docs/ from the state machine class
 docs:
     {{python}} -m h2s_checkout.diagram docs
+
+# Benchmark the service against its ceilings; writes docs/benchmarks.md and .png (--quick: seconds)
+bench *args:
+    {{python}} -m h2s_checkout.bench {{args}}

@@ -1,0 +1,552 @@
+"""The benchmark run: start the stack, run each workload in turn, collect the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from h2s_checkout.bench import ceiling, dbstats, load, profile
+from h2s_checkout.bench.stack import (
+    CpuMeter,
+    CpuSplit,
+    Database,
+    EmulatorProcess,
+    RssSampler,
+    ServerProcess,
+)
+from h2s_checkout.logging import configure_logging
+from h2s_checkout.settings import EMULATOR_API_KEY, Settings
+from h2s_checkout.store.migrate import apply_migrations
+
+T = TypeVar("T")
+
+
+@dataclass
+class BenchConfig:
+    """How long and how hard; ``quick()`` is the few-seconds variant the test runs."""
+
+    out_dir: Path
+    database_url: str | None = None
+    durable: bool = True
+    quick: bool = False
+    duration_s: float = 6.0  # each throughput workload
+    slow_duration_s: float = 8.0  # the Stripe-latency workloads
+    ceiling_duration_s: float = 5.0
+    warmup_s: float = 2.0
+    clients_fast: tuple[int, ...] = (1, 16, 64)
+    clients_slow: tuple[int, ...] = (64, 256)
+    stripe_latency_ms: float = 300.0
+    replay_clients: int = 64
+    scaling_clients: int = 64
+    round_trip_checkouts: int = 400
+    issue3_carts: int = 100
+    issue3_copies: int = 10
+    issue3_servers: int = 3
+    issue3_in_flight: int = 100
+    profile_s: float = 6.0
+    run_profile: bool = True
+    # Before each workload, wait up to quiet_wait_s (and quiet_budget_s over the whole run)
+    # for other processes to use at most quiet_cores.
+    quiet_wait_s: float = 30.0
+    quiet_budget_s: float = 120.0
+    quiet_cores: float = 0.25
+    max_requests: int = 200_000  # per workload: every loop is bounded in count and in time
+
+    @classmethod
+    def quick_config(cls, out_dir: Path, database_url: str | None = None) -> BenchConfig:
+        return cls(
+            out_dir=out_dir,
+            database_url=database_url,
+            durable=False,
+            quick=True,
+            duration_s=0.6,
+            slow_duration_s=1.0,
+            ceiling_duration_s=0.5,
+            warmup_s=0.3,
+            round_trip_checkouts=30,
+            issue3_carts=10,
+            issue3_copies=10,
+            profile_s=1.0,
+            max_requests=5_000,
+            quiet_wait_s=0.0,
+        )
+
+
+@dataclass
+class Results:
+    config: BenchConfig
+    env: dict[str, str] = field(default_factory=dict)
+    workloads: dict[str, load.Outcome] = field(default_factory=dict)
+    cpu: dict[str, CpuSplit] = field(default_factory=dict)
+    round_trips: dbstats.RoundTrips | None = None
+    recorded: ceiling.Compiled | None = None
+    rss_mb: dict[str, float] = field(default_factory=dict)  # "label pid" -> peak MB
+    storm: load.StormResult | None = None
+    profile: profile.Profile | None = None
+    notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    wall_s: float = 0.0
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def _say(text: str) -> None:
+    print(f"[bench] {text}", flush=True)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if importlib.util.find_spec("uvloop") is None:
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+def _server_loop() -> str:
+    """What granian's default (`auto`) loop resolves to in this environment."""
+    for name in ("rloop", "uvloop"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return "asyncio"
+
+
+def _git_revision() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}{' (with uncommitted changes)' if dirty else ''}" if head else "unknown"
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+class _Bench:
+    def __init__(self, config: BenchConfig, work: Path, runner: asyncio.Runner) -> None:
+        self.config = config
+        self.work = work
+        self.runner = runner
+        self.results = Results(config)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.db = Database(config.database_url, work / "pg", durable=config.durable)
+        self.emulator = EmulatorProcess(work)
+        self.rss = RssSampler()
+        self.servers: list[ServerProcess] = []
+        self.skus: list[str] = []
+        self.quiet_budget_s = config.quiet_budget_s
+        self.waited_s = 0.0
+
+    def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coro)
+
+    # -- processes ------------------------------------------------------------------------
+
+    def start_servers(self, count: int, workers: int, label: str) -> list[ServerProcess]:
+        started = []
+        for _ in range(count):  # one at a time: each applies the migrations on start
+            server = ServerProcess(self.db.dsn, self.emulator.url, self.work, workers=workers)
+            self.servers.append(server)
+            server.start()
+            self.rss.watch(server.worker_pids(), label)
+            started.append(server)
+        return started
+
+    def stop_servers(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.servers = []
+
+    def meter(self) -> CpuMeter:
+        groups: dict[str, list[int]] = {"server": [s.pid for s in self.servers]}
+        if self.db.postmaster_pid is not None:
+            groups["postgres"] = [self.db.postmaster_pid]
+        groups["emulator"] = [self.emulator.pid]
+        groups["generator"] = [os.getpid()]
+        return CpuMeter(groups, solo=("generator",))
+
+    # -- workloads ------------------------------------------------------------------------
+
+    def measure(
+        self,
+        key: str,
+        name: str,
+        make: Callable[[int], load.Req],
+        *,
+        clients: int,
+        duration_s: float,
+        urls: Sequence[str] | None = None,
+        expect: int = 201,
+        keep_bodies: int = 0,
+        max_requests: int | None = None,
+        settle: bool = True,
+    ) -> load.Outcome:
+        urls = urls or [self.servers[0].url]
+        if settle:
+            self.settle(name)
+        with self.meter() as meter:
+            outcome = self.run_async(
+                load.closed_loop(
+                    name,
+                    urls,
+                    make,
+                    clients=clients,
+                    duration_s=duration_s,
+                    max_requests=max_requests or self.config.max_requests,
+                    expect_status=expect,
+                    keep_bodies=keep_bodies,
+                )
+            )
+        self.results.workloads[key] = outcome
+        self.results.cpu[key] = meter.result
+        _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
+        return outcome
+
+    def new_checkouts(self, tag: str) -> Callable[[int], load.Req]:
+        return load.new_checkouts(self.run_id, tag, self.skus)
+
+    def ceiling_runs(self) -> None:
+        config = self.config
+        settings = Settings(
+            database_url=self.db.dsn,
+            stripe_api_base=self.emulator.url,
+            stripe_api_key=EMULATOR_API_KEY,
+            public_base_url=self.servers[0].url,
+        )
+        emails = [f"bench-{self.run_id}-rec-{i}@example.com" for i in range(2)]
+        bodies = [load.checkout_body(e, self.skus[0]) for e in emails]
+        recordings = self.run_async(ceiling.record_checkouts(settings, bodies, emails))
+        compiled = ceiling.compile_recordings(recordings[0], recordings[1])
+        self.results.recorded = compiled
+        _say(
+            f"recorded one checkout: {compiled.statements} statements, "
+            f"{compiled.transactions} transactions, {compiled.acquires} pool acquires, "
+            f"{compiled.stripe_calls} Stripe call(s); db-made values {compiled.learned}; "
+            f"self-check {'ok' if not compiled.self_check else compiled.self_check}"
+        )
+        for with_stripe, prefix in ((True, "ceilA"), (False, "ceilAsql")):
+            for clients in config.clients_fast:
+                key = f"{prefix}@{clients}"
+                self.settle(key)
+                meter = self.meter()
+                outcome = self.run_async(
+                    ceiling.run_ceiling(
+                        f"ceiling {'A' if with_stripe else 'A-sql'}, {_n(clients, 'task')}",
+                        compiled,
+                        settings,
+                        with_stripe=with_stripe,
+                        clients=clients,
+                        duration_s=config.ceiling_duration_s,
+                        max_count=config.max_requests,
+                        tag=f"{self.run_id}-{prefix}{clients}",
+                        meter=meter,
+                    )
+                )
+                self.results.workloads[key] = outcome
+                self.results.cpu[key] = meter.result
+                _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
+        self.emulator.reset()
+
+    def round_trip_count(self) -> None:
+        problem = self.run_async(dbstats.ensure_extension(self.db.dsn))
+        if problem:
+            self.results.notes.append(f"round trips not counted: {problem}")
+            _say(f"round trips not counted: {problem}")
+            return
+        before = self.run_async(dbstats.snapshot(self.db.dsn))
+        outcome = self.measure(
+            "roundtrips",
+            "new checkouts for the round-trip count, 16 clients",
+            self.new_checkouts("rt"),
+            clients=16,
+            duration_s=max(self.config.duration_s * 3, 10.0),
+            max_requests=self.config.round_trip_checkouts,
+        )
+        after = self.run_async(dbstats.snapshot(self.db.dsn))
+        trips = dbstats.delta(before, after, outcome.ok)
+        self.results.round_trips = trips
+        _say(
+            f"per checkout: {trips.statements:.2f} top-level statements (BEGIN "
+            f"{trips.begins:.2f}, COMMIT {trips.commits:.2f}, pool resets "
+            f"{trips.pool_resets:.2f}) = {trips.round_trips:.2f} round trips; "
+            f"{trips.nested_calls:.2f} foreign-key checks run by PostgreSQL"
+        )
+
+    def profile_worker(self) -> None:
+        config = self.config
+        if not config.run_profile:
+            return
+        if profile.py_spy() is None:
+            self.results.notes.append("profile skipped: py-spy not installed (pip install py-spy)")
+            _say("py-spy not installed: no profile")
+            return
+        worker = self.servers[0].worker_pids()[0]
+        raw = self.work / "profile.raw"
+        self.settle("the profile")
+        spy = profile.start(worker, config.profile_s, raw)
+        time.sleep(0.3)  # let py-spy attach before the load starts
+        self.measure(
+            "profiled",
+            "new checkouts under py-spy, 64 clients",
+            self.new_checkouts("prof"),
+            clients=64,
+            duration_s=config.profile_s + 0.5,
+            settle=False,
+        )
+        try:
+            _out, err = spy.communicate(timeout=config.profile_s + 60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(timeout=10)
+            self.results.notes.append("profile skipped: py-spy did not finish")
+            return
+        if spy.returncode != 0 or not raw.exists():
+            message = err.decode(errors="replace").strip()[-300:]
+            self.results.notes.append(f"profile failed: {message}")
+            _say(f"py-spy failed: {message}")
+            return
+        self.results.profile = profile.summarize(raw)
+        _say(f"profile: {self.results.profile.samples} samples of worker {worker}")
+
+    def storm(self) -> None:
+        config = self.config
+        urls = [s.url for s in self.servers[: config.issue3_servers]]
+        tag = f"bench-{self.run_id}-i3"
+        bodies = [
+            load.checkout_body(f"{tag}-{c}@example.com", self.skus[c % len(self.skus)])
+            for c in range(config.issue3_carts)
+        ]
+        self.settle("the duplicate storm")
+        with self.meter() as meter:
+            result = self.run_async(
+                load.duplicate_storm(
+                    urls, bodies, copies=config.issue3_copies, in_flight=config.issue3_in_flight
+                )
+            )
+        self.results.cpu["storm"] = meter.result
+        orders, _checkouts = self.run_async(dbstats.count_orders(self.db.dsn, f"{tag}-%"))
+        result.orders_in_db = orders
+        result.resumed_steps = self.run_async(
+            dbstats.count_trace_steps(self.db.dsn, f"{tag}-%", "checkout.resumed")
+        )
+        self.results.storm = result
+        _say(
+            f"issue 3: {config.issue3_carts} carts x {config.issue3_copies} over "
+            f"{len(urls)} servers: {orders} orders in the database, "
+            f"{len(result.order_ids)} order ids answered, 409s {result.conflicts_409}, "
+            f"statuses {dict(result.statuses)}"
+        )
+
+    def settle(self, label: str) -> None:
+        """Other processes on a 2-core machine skew every figure: before each workload,
+        wait (bounded per workload and in total) until they use little CPU."""
+        config = self.config
+        limit = min(config.quiet_wait_s, self.quiet_budget_s)
+        if limit <= 0:
+            return
+        started: float | None = None  # when the first busy sample was seen
+        while True:
+            with self.meter() as meter:
+                time.sleep(0.5)
+            other = meter.result.cores.get("other", 0.0)
+            if other <= config.quiet_cores:
+                break
+            if started is None:
+                started = time.monotonic()
+                _say(f"other work on the machine uses {other:.2f} cores; waiting before {label}")
+            elif time.monotonic() - started >= limit:
+                break
+        if started is not None:
+            waited = time.monotonic() - started
+            self.quiet_budget_s -= waited
+            self.waited_s += waited
+
+    def busy_note(self) -> None:
+        if self.waited_s >= 1:
+            self.results.notes.append(
+                f"the run waited {self.waited_s:.0f} s in all for other work on the machine "
+                f"to stop (at most {self.config.quiet_wait_s:g} s per workload)"
+            )
+        busy = [
+            f"{self.results.workloads[k].name} ({cpu.cores.get('other', 0.0):.2f})"
+            for k, cpu in self.results.cpu.items()
+            if k in self.results.workloads and cpu.cores.get("other", 0.0) > 0.25
+        ]
+        if busy:
+            self.results.notes.append(
+                "other work on the machine took more than 0.25 cores during: " + "; ".join(busy)
+            )
+
+    # -- the whole run --------------------------------------------------------------------
+
+    def environment(self) -> None:
+        env = self.results.env
+        env["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        env["revision"] = _git_revision()
+        env["machine"] = f"{os.cpu_count()} CPUs ({_cpu_model()}), Linux {platform.release()}"
+        env["python"] = platform.python_version()
+        env["postgres"] = (
+            f"{self.run_async(dbstats.server_version(self.db.dsn))}, "
+            + ("embedded" if self.db.embedded else "given by DATABASE_URL")
+            + (
+                (", durable (fsync on)" if self.config.durable else ", fsync off")
+                if self.db.embedded
+                else ""
+            )
+        )
+        import granian
+
+        env["server"] = (
+            f"granian {granian.__version__}, `h2s-checkout serve`, event loop "
+            f"{_server_loop()}, asyncpg pool 2..10 per worker, log level info (JSON to a file)"
+        )
+        env["generator"] = (
+            f"aiohttp {__import__('aiohttp').__version__} closed loop, one process, "
+            f"event loop {'uvloop' if _loop_factory() else 'asyncio'}"
+        )
+
+    def go(self) -> Results:
+        config = self.config
+        _say(f"run {self.run_id} in {self.work} ({'quick' if config.quick else 'full'})")
+        dsn = self.db.start()
+        apply_migrations(dsn)
+        self.emulator.start()
+        self.environment()
+        _say(f"postgres {self.results.env['postgres']}; emulator {self.emulator.url}")
+        self.start_servers(1, 1, "1 worker")
+        catalog = httpx.get(f"{self.servers[0].url}/api/catalog", timeout=10).json()
+        self.skus = [item["sku"] for item in catalog["items"]]
+
+        self.measure(
+            "warmup",
+            "warm-up",
+            self.new_checkouts("warm"),
+            clients=16,
+            duration_s=config.warmup_s,
+        )
+        self.measure(
+            "healthz@64",
+            "ceiling B: GET /healthz, 64 clients",
+            load.fixed("/healthz"),
+            clients=64,
+            duration_s=config.duration_s,
+            expect=200,
+        )
+        for clients in config.clients_fast:
+            self.measure(
+                f"new0@{clients}",
+                f"new checkouts, Stripe 0 ms, {_n(clients, 'client')}",
+                self.new_checkouts(f"n0c{clients}"),
+                clients=clients,
+                duration_s=config.duration_s,
+                keep_bodies=20_000 if clients == max(config.clients_fast) else 0,
+            )
+        stored = self.results.workloads[f"new0@{max(config.clients_fast)}"].ok_bodies
+        self.measure(
+            f"replay@{config.replay_clients}",
+            f"replays of stored checkouts, {config.replay_clients} clients",
+            load.replays(stored or [load.checkout_body("nobody@example.com", self.skus[0])]),
+            clients=config.replay_clients,
+            duration_s=config.duration_s,
+        )
+        self.round_trip_count()
+        self.profile_worker()
+        self.ceiling_runs()
+
+        self.emulator.set_latency(config.stripe_latency_ms)
+        for clients in config.clients_slow:
+            self.measure(
+                f"new{int(config.stripe_latency_ms)}@{clients}",
+                f"new checkouts, Stripe {config.stripe_latency_ms:.0f} ms, {clients} clients",
+                self.new_checkouts(f"n300c{clients}"),
+                clients=clients,
+                duration_s=config.slow_duration_s,
+            )
+        self.emulator.set_latency(0)
+        self.emulator.reset()
+        self.stop_servers()
+
+        self.start_servers(1, 2, "2 workers")
+        self.measure(
+            "workers2",
+            f"new checkouts, 2 granian workers, {config.scaling_clients} clients",
+            self.new_checkouts("w2"),
+            clients=config.scaling_clients,
+            duration_s=config.duration_s,
+        )
+        self.stop_servers()
+
+        replicas = self.start_servers(2, 1, "replica")
+        self.measure(
+            "replicas2",
+            f"new checkouts, 2 replicas, {config.scaling_clients} clients",
+            self.new_checkouts("r2"),
+            clients=config.scaling_clients,
+            duration_s=config.duration_s,
+            urls=[s.url for s in replicas],
+        )
+        self.emulator.reset()
+        if config.issue3_servers > len(self.servers):
+            self.start_servers(config.issue3_servers - len(self.servers), 1, "replica")
+        self.storm()
+        self.stop_servers()
+        self.results.rss_mb = {
+            f"{self.rss.labels[pid]} (pid {pid})": mb for pid, mb in self.rss.peaks_mb.items()
+        }
+        self.busy_note()
+        self.results.wall_s = time.monotonic() - self.results.started
+        return self.results
+
+
+@contextlib.contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="h2s-bench-") as tmp:
+        yield Path(tmp)
+
+
+def run_bench(config: BenchConfig, *, keep_workdir: Path | None = None) -> Results:
+    """Start everything, measure everything, stop everything (also on failure)."""
+    configure_logging("warning", "console")
+    with _workdir(keep_workdir) as work, asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        bench = _Bench(config, work, runner)
+        try:
+            with bench.rss:
+                return bench.go()
+        finally:
+            bench.stop_servers()
+            bench.emulator.stop()
+            bench.db.stop()
+            sys.stdout.flush()

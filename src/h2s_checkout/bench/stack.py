@@ -1,0 +1,352 @@
+"""The processes under test: PostgreSQL, the Stripe emulator and `h2s-checkout serve`.
+
+Everything listens on 127.0.0.1. Every wait is bounded; every process started here is
+stopped here, by its own id (servers run in a session of their own so that their granian
+workers go with them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from h2s_checkout.settings import EMULATOR_API_KEY
+
+# The admin token of the throwaway servers the bench starts on 127.0.0.1.
+BENCH_ADMIN_TOKEN = "bench-admin-token-0123456789"  # noqa: S105
+_LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+
+
+class StackError(RuntimeError):
+    """A process of the stack did not start or answer in time."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return ""
+
+
+def _stop_process(proc: subprocess.Popen[bytes], *, group: bool, timeout_s: float = 20) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; ``group``: the process's own session."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    if group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
+    proc.wait(timeout=10)
+
+
+class Database:
+    """The given PostgreSQL (``dsn``), or an embedded one under ``data_dir`` that we own."""
+
+    def __init__(self, dsn: str | None, data_dir: Path, *, durable: bool) -> None:
+        self._given = dsn
+        self._data_dir = data_dir
+        self.durable = durable
+        self._embedded: object | None = None
+        self.dsn = dsn or ""
+        self.postmaster_pid: int | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self._given is None
+
+    def start(self) -> str:
+        if self._given is not None:
+            return self._given
+        from h2s_checkout.store.embedded import EmbeddedPostgres
+
+        pg = EmbeddedPostgres(self._data_dir, durable=self.durable)
+        self.dsn = pg.start()
+        self._embedded = pg
+        pid_line = (self._data_dir / "postmaster.pid").read_text().splitlines()[0]
+        self.postmaster_pid = int(pid_line)
+        return self.dsn
+
+    def stop(self) -> None:
+        from h2s_checkout.store.embedded import EmbeddedPostgres
+
+        if isinstance(self._embedded, EmbeddedPostgres):
+            self._embedded.stop()
+            self._embedded = None
+
+
+class EmulatorProcess:
+    """`python -m h2s_checkout.payments.emulator` on a free port, as a separate process."""
+
+    def __init__(self, log_dir: Path, latency_ms: float = 0.0) -> None:
+        self.log_path = log_dir / "stripe-emulator.log"
+        self.latency_ms = latency_ms
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout_s: float = 30) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("H2S_", "STRIPE_"))}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "h2s_checkout.payments.emulator",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--latency-ms",
+                    str(self.latency_ms),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StackError(f"stripe emulator exited:\n{_tail(self.log_path)}")
+            match = _LISTENING.search(_tail(self.log_path, 20000))
+            if match:
+                self.url = match.group(1)
+                return self.url
+            time.sleep(0.05)
+        raise StackError(f"stripe emulator not listening after {timeout_s} s")
+
+    def _admin(self, path: str, body: dict[str, object] | None = None) -> None:
+        answer = httpx.post(f"{self.url}{path}", json=body or {}, timeout=10)
+        answer.raise_for_status()
+
+    def set_latency(self, latency_ms: float) -> None:
+        self._admin("/_emulator/config", {"latency_ms": latency_ms})
+        self.latency_ms = latency_ms
+
+    def reset(self) -> None:
+        """Forget sessions, keys and logged requests (the latency setting stays)."""
+        self._admin("/_emulator/reset")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process(self.proc, group=False)
+
+
+class ServerProcess:
+    """`h2s-checkout serve --workers N` with DATABASE_URL and STRIPE_API_BASE set: granian
+    serving the app exactly as in production, nothing embedded."""
+
+    def __init__(
+        self,
+        database_url: str,
+        stripe_base: str,
+        log_dir: Path,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.log_path = log_dir / f"server-{self.port}.log"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("H2S_", "STRIPE_"))},
+            "DATABASE_URL": database_url,
+            "STRIPE_API_BASE": stripe_base,
+            "STRIPE_API_KEY": EMULATOR_API_KEY,
+            "H2S_ADMIN_TOKEN": BENCH_ADMIN_TOKEN,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "PUBLIC_BASE_URL": self.url,
+            "H2S_LOG_FORMAT": "json",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout_s: float = 60) -> ServerProcess:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "h2s_checkout", "serve", "--workers", str(self.workers)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StackError(f"server exited early:\n{_tail(self.log_path)}")
+            try:
+                ready = httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+            if ready and len(self.worker_pids()) >= self.workers:
+                return self
+            time.sleep(0.1)
+        raise StackError(f"server not ready in {timeout_s} s:\n{_tail(self.log_path)}")
+
+    def worker_pids(self) -> list[int]:
+        """granian's worker processes: the children of the `serve` process."""
+        if self.proc is None:
+            return []
+        try:
+            return [p.pid for p in psutil.Process(self.proc.pid).children(recursive=False)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process(self.proc, group=True)
+
+
+# -- CPU and memory accounting ------------------------------------------------------------
+
+
+def _tree_cpu_s(pid: int, *, tree: bool = True) -> float:
+    """CPU seconds of a process and (``tree``) its reaped children and live descendants."""
+    try:
+        root = psutil.Process(pid)
+        t = root.cpu_times()
+        if not tree:
+            return t.user + t.system
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                c = child.cpu_times()
+                total += c.user + c.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+def _system_busy_s() -> float:
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return sum(t) - idle
+
+
+@dataclass
+class CpuSplit:
+    """Cores used per component over one workload (1.0 = one core fully busy)."""
+
+    seconds: float
+    cores: dict[str, float]
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in self.cores.items())
+
+
+class CpuMeter:
+    """Snapshot the CPU time of named process trees before and after a workload; the
+    groups named in ``solo`` count their processes alone (this one: the generator)."""
+
+    def __init__(self, groups: Mapping[str, Iterable[int]], solo: Iterable[str] = ()) -> None:
+        self._groups = {name: list(pids) for name, pids in groups.items()}
+        self._solo = set(solo)
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    def _sample(self) -> dict[str, float]:
+        sample = {
+            name: sum(_tree_cpu_s(p, tree=name not in self._solo) for p in pids)
+            for name, pids in self._groups.items()
+        }
+        sample["_system"] = _system_busy_s()
+        return sample
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._sample()
+        self._t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        cores = {k: (end[k] - self._start[k]) / elapsed for k in end if k != "_system"}
+        system = (end["_system"] - self._start["_system"]) / elapsed
+        cores["other"] = max(system - sum(cores.values()), 0.0)
+        self.result = CpuSplit(elapsed, cores)
+
+    result: CpuSplit
+
+
+@dataclass
+class RssSampler:
+    """A background thread sampling the RSS of server workers; keeps the peak per pid."""
+
+    interval_s: float = 0.25
+    peaks_mb: dict[int, float] = field(default_factory=dict)
+    labels: dict[int, str] = field(default_factory=dict)
+    _pids: list[int] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+
+    def watch(self, pids: Iterable[int], label: str) -> None:
+        with self._lock:
+            for pid in pids:
+                if pid not in self._pids:
+                    self._pids.append(pid)
+                    self.labels[pid] = label
+        self._sample()
+
+    def _sample(self) -> None:
+        with self._lock:
+            pids = list(self._pids)
+        for pid in pids:
+            try:
+                rss = psutil.Process(pid).memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            with self._lock:
+                self.peaks_mb[pid] = max(self.peaks_mb.get(pid, 0.0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> RssSampler:
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
