@@ -246,6 +246,15 @@ class CheckoutFlow:
                         [Step.now("checkout.resumed", attempt=attempt, from_state="job_queued")],
                     )
                     return _plan_from_row(row)
+                # Not taken over: still held, or finished since it was read.
+                row = await checkouts.get_checkout(conn, checkout_id) or row
+                if row["state"] in ANSWERED_STATES:
+                    await record_steps(
+                        conn,
+                        checkout_id,
+                        [Step.now("checkout.replayed", key_source=claim.key_source)],
+                    )
+                    return _Replay(row)
             await record_steps(
                 conn,
                 checkout_id,

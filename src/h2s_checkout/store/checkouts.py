@@ -38,10 +38,13 @@ order by created_at desc
 limit 1
 """
 
+# Only a checkout still at its recovery point can be taken over: one whose phase 3 has
+# just committed (clearing the lease) is finished, not abandoned.
 _TAKE_OVER = """
 update h2s_checkouts
 set locked_until = $2, attempts = attempts + 1
-where checkout_id = $1 and (locked_until is null or locked_until <= $3)
+where checkout_id = $1 and state = 'job_queued'
+  and (locked_until is null or locked_until <= $3)
 returning attempts
 """
 
