@@ -154,11 +154,15 @@ class CheckoutFlow:
         claim = _claim_for(command)
         now = self._settings.clock()
         try:
-            finished = await self._find_finished(claim, now)
-            if finished is not None:
-                return await self._replay(finished, claim)
-            with PHASE_SECONDS.labels("claim_and_queue").time():
-                outcome = await self._claim_and_queue(claim, cart, command, now)
+            # One pooled connection for the lookup and phase 1: a replay or a new checkout
+            # costs one acquire and no extra round trip.
+            async with connection(self._pool) as conn:
+                finished = await self._find(conn, claim, now)
+                if finished is not None and finished["state"] in ANSWERED_STATES:
+                    # The fast path: a finished checkout is replayed without any lock.
+                    return await self._replay(conn, finished, claim)
+                with PHASE_SECONDS.labels("claim_and_queue").time():
+                    outcome = await self._claim_and_queue(conn, claim, cart, command, now)
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
         if isinstance(outcome, _Replay):
@@ -190,22 +194,13 @@ class CheckoutFlow:
             conn, claim.derived_key, now - DERIVED_KEY_WINDOW
         )
 
-    async def _find_finished(self, claim: Claim, now: datetime) -> asyncpg.Record | None:
-        """The fast path: a finished checkout is replayed without taking any lock."""
-        async with connection(self._pool) as conn:
-            row = await self._find(conn, claim, now)
-        if row is not None and row["state"] in ANSWERED_STATES:
-            return row
-        return None
-
-    async def _replay(self, row: asyncpg.Record, claim: Claim) -> CheckoutResult:
+    async def _replay(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, claim: Claim
+    ) -> CheckoutResult:
         structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
-        async with connection(self._pool) as conn:
-            await record_steps(
-                conn,
-                row["checkout_id"],
-                [Step.now("checkout.replayed", key_source=claim.key_source)],
-            )
+        await record_steps(
+            conn, row["checkout_id"], [Step.now("checkout.replayed", key_source=claim.key_source)]
+        )
         return self._stored_answer(row)
 
     @staticmethod
@@ -218,10 +213,15 @@ class CheckoutFlow:
         )
 
     async def _claim_and_queue(
-        self, claim: Claim, cart: PricedCart, command: CheckoutCommand, now: datetime
+        self,
+        conn: asyncpg.Connection,
+        claim: Claim,
+        cart: PricedCart,
+        command: CheckoutCommand,
+        now: datetime,
     ) -> Plan | _Replay | _Conflict:
         """Phase 1, one transaction: claim the key, then replay, resume, refuse or create."""
-        async with connection(self._pool) as conn, conn.transaction():
+        async with conn.transaction():
             await checkouts.lock_claim(conn, claim.lock_key)
             row = await self._find(conn, claim, now)
             if row is None:

@@ -42,12 +42,21 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's reset query (a round trip on every release).
+
+    Nothing here outlives a transaction: advisory locks are transaction-scoped, and there
+    is no LISTEN, SET or cursor; asyncpg still rolls back a transaction left open.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=_keep_session,
         command_timeout=30,
         # Connections are recycled so a restarted database is picked up without a restart here.
         max_inactive_connection_lifetime=60,
