@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from emulator_sdk import API_KEY, session_params
+from emulator_sdk import session_params
 
 from h2s_checkout.payments.emulator import EmulatorServer
 from h2s_checkout.payments.emulator.hosted import format_amount
@@ -23,18 +23,6 @@ def _clean(server: EmulatorServer) -> Iterator[None]:
     server.state.reset()
     yield
     server.state.reset()
-
-
-@pytest.fixture(scope="module")
-def sdk(server: EmulatorServer) -> Iterator[stripe.StripeClient]:
-    http_client = stripe.HTTPXClient(allow_sync_methods=True)
-    yield stripe.StripeClient(
-        API_KEY,
-        base_addresses={"api": server.base_url},
-        http_client=http_client,
-        max_network_retries=0,
-    )
-    http_client.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from emulator_sdk import API_KEY, FIXTURES, session_params
+from emulator_sdk import FIXTURES, session_params
 from webhook_receiver import Receiver
 
 from h2s_checkout.payments.emulator import EmulatorServer, EmulatorState
@@ -48,18 +48,6 @@ def receiver(server: EmulatorServer) -> Iterator[Receiver]:
     with Receiver() as endpoint:
         server.state.webhooks.url = endpoint.url
         yield endpoint
-
-
-@pytest.fixture(scope="module")
-def sdk(server: EmulatorServer) -> Iterator[stripe.StripeClient]:
-    http_client = stripe.HTTPXClient(allow_sync_methods=True)
-    yield stripe.StripeClient(
-        API_KEY,
-        base_addresses={"api": server.base_url},
-        http_client=http_client,
-        max_network_retries=0,
-    )
-    http_client.close()
 
 
 @pytest.fixture
