@@ -12,7 +12,7 @@ default:
 serve *args:
     {{python}} -m h2s_checkout serve {{args}}
 
-# Lint, then run the whole test suite against real PostgreSQL and the Stripe emulator
+# Lint and type-check, then run the whole test suite against real PostgreSQL and the Stripe emulator
 test *args: lint
     {{python}} -m pytest {{args}}
 
@@ -32,9 +32,10 @@ doctor *args:
 schema:
     {{python}} -m h2s_checkout.store.schema_dump db/schema.sql
 
-# ruff on the source and the tests
+# ruff on the source and the tests, mypy on the source
 lint:
     {{python}} -m ruff check src tests
+    {{python}} -m mypy
 
 # Format with ruff
 fmt:

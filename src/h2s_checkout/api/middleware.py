@@ -53,7 +53,7 @@ class RequestContextMiddleware:
             if path not in ("/healthz", "/readyz"):
                 log.info(
                     "request",
-                    method=scope["method"],
+                    method=scope.get("method"),
                     path=path,
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),

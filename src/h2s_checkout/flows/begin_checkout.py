@@ -34,7 +34,7 @@ from h2s_checkout.payments.port import (
     SessionRequest,
 )
 from h2s_checkout.store import checkouts
-from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection
+from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, UNAVAILABLE_OR_DOWN, connection
 from h2s_checkout.store.traces import Step, TraceWriter, record_steps, utcnow
 
 log = get_logger(__name__)
@@ -479,7 +479,7 @@ class CheckoutFlow:
                 )
                 machine = await machine_at("job_queued", writer)
                 await machine.send("create_session", detail={"session_id": session.id})
-        except (DatabaseUnavailable, *UNAVAILABLE_ERRORS) as exc:
+        except UNAVAILABLE_OR_DOWN as exc:
             # The session exists and the checkout is resumable from job_queued: a retry
             # after the lease, or the reconciler, finishes it with the same Stripe key.
             log.error("checkout.link_failed", error=type(exc).__name__, session_id=session.id)

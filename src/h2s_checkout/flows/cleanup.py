@@ -18,6 +18,9 @@ from h2s_checkout.store.traces import TraceWriter
 
 log = get_logger(__name__)
 
+# Errors after which the cleanup transaction has written nothing.
+_NOTHING_WRITTEN: tuple[type[BaseException], ...] = (CheckoutError, *UNAVAILABLE_ERRORS)
+
 
 def error_body(checkout_id: uuid.UUID, code: str, message: str) -> dict[str, Any]:
     return {
@@ -147,7 +150,7 @@ async def fail_and_clean(
                 conn, checkout_id, session_id=session_id, needs_settlement=not settled
             )
             await machine.send("clean", detail={"order_and_job_cancelled": cancelled})
-    except (CheckoutError, *UNAVAILABLE_ERRORS) as exc:
+    except _NOTHING_WRITTEN as exc:
         # Nothing could be written: the checkout stays in its non-final state and the
         # reconciler cleans it up once the database is back.
         log.error("checkout.cleanup_deferred", error=type(exc).__name__, phase=phase)

@@ -42,6 +42,10 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+# The same, plus the service's own DatabaseUnavailable (what `connection` turns them into).
+UNAVAILABLE_OR_DOWN: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, DatabaseUnavailable)
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool release without asyncpg's reset query (a round trip on every release).
 
