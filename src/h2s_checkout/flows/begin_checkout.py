@@ -19,6 +19,7 @@ from h2s_checkout.domain.errors import (
     CheckoutInProgress,
     DatabaseUnavailable,
     IdempotencyKeyReused,
+    IllegalTransition,
     PaymentProviderError,
 )
 from h2s_checkout.flows.catalog_cache import CatalogCache
@@ -441,7 +442,7 @@ class CheckoutFlow:
     async def _link_session(
         self, plan: Plan, session: ProviderSession, session_ms: float
     ) -> CheckoutResult:
-        """Phase 3, one transaction: the session onto the order, the answer stored."""
+        """Phase 3, one statement: the session onto the order, the answer stored."""
         body = {
             "ok": True,
             "checkout_trace_id": str(plan.checkout_id),
@@ -450,17 +451,14 @@ class CheckoutFlow:
             "pay": {"session_url": session.url, "session_id": session.id},
         }
         try:
-            async with connection(self._pool) as conn, conn.transaction():
-                current = await checkouts.get_checkout(conn, plan.checkout_id, for_update=True)
-                if (
-                    current is not None
-                    and current["state"] != "job_queued"
-                    and current["response_status"] is not None
-                ):
-                    # A webhook for this session linked it first (the storefront and the
-                    # event raced); its stored answer is this request's answer.
-                    return self._stored_answer(current, replayed=False)
-                writer = TraceWriter(conn, plan.checkout_id)
+            async with connection(self._pool) as conn:
+                writer = checkouts.SessionLinkWriter(
+                    conn,
+                    plan.checkout_id,
+                    session_id=session.id,
+                    job_id=plan.job_id,
+                    response_body=body,
+                )
                 writer.step(
                     "stripe.session_created",
                     session_ms,
@@ -468,17 +466,16 @@ class CheckoutFlow:
                     provider_request_id=session.request_id,
                     expires_at=session.expires_at,
                 )
-                await checkouts.link_session(
-                    conn,
-                    checkout_id=plan.checkout_id,
-                    order_id=plan.order_id,
-                    job_id=plan.job_id,
-                    session_id=session.id,
-                    response_status=201,
-                    response_body=body,
-                )
                 machine = await machine_at("job_queued", writer)
-                await machine.send("create_session", detail={"session_id": session.id})
+                try:
+                    await machine.send("create_session", detail={"session_id": session.id})
+                except IllegalTransition:
+                    current = await checkouts.get_checkout(conn, plan.checkout_id)
+                    if current is not None and current["response_status"] is not None:
+                        # A webhook for this session linked it first (the storefront and
+                        # the event raced); its stored answer is this request's answer.
+                        return self._stored_answer(current, replayed=False)
+                    raise
         except UNAVAILABLE_OR_DOWN as exc:
             # The session exists and the checkout is resumable from job_queued: a retry
             # after the lease, or the reconciler, finishes it with the same Stripe key.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from h2s_checkout.store.traces import utcnow
+from h2s_checkout.domain.errors import IllegalTransition
+from h2s_checkout.store.traces import TraceWriter, utcnow
 
 JOB_DUE_AFTER = timedelta(hours=24)
 
@@ -370,3 +372,66 @@ async def search_by_email(
     conn: asyncpg.Connection, email_normalized: str, limit: int = 20
 ) -> list[asyncpg.Record]:
     return await conn.fetch(_SEARCH_BY_EMAIL, email_normalized, limit)
+
+
+# Phase 3 in one statement: the state change guarded by the state it leaves, the session
+# and the job id onto the order (seed known issue 1), the stored answer, the trace rows.
+_LINK_AND_MOVE = """
+with moved as (
+    update h2s_checkouts
+    set state = $4, updated_at = $5, session_id = $6, response_status = 201,
+        response_body = $7, locked_until = null
+    where checkout_id = $1 and state = $3
+    returning checkout_id, order_id
+), linked as (
+    update h2s_orders o
+    set session_id = $6,
+        metadata_json = o.metadata_json || jsonb_build_object(
+            'dispatch_job_id', $8::text, 'checkout_trace_id', m.checkout_id::text),
+        updated_at = $5
+    from moved m
+    where o.order_id = m.order_id
+    returning o.order_id
+), steps as (
+    insert into h2s_checkout_traces (checkout_id, kind, event, at, duration_ms, detail)
+    select m.checkout_id, 'step', s.event, s.at, s.duration_ms, coalesce(s.detail, '{}')
+    from moved m,
+         jsonb_to_recordset($9::jsonb) as s(event text, at timestamptz, duration_ms float8,
+                                             detail jsonb)
+    returning seq
+)
+insert into h2s_checkout_traces (checkout_id, kind, event, from_state, to_state, at, detail)
+select m.checkout_id, 'transition', $2, $3, $4, $5, $10
+from moved m join linked l on l.order_id = m.order_id
+returning seq
+"""
+
+
+@dataclass
+class SessionLinkWriter(TraceWriter):
+    """Phase 3's listener: its transition also links the session and stores the answer,
+    all in one statement, so the phase is a single round trip with no explicit BEGIN."""
+
+    session_id: str = ""
+    job_id: uuid.UUID | None = None
+    response_body: dict[str, Any] = field(default_factory=dict)
+
+    async def after_transition(self, event: Any, source: Any, target: Any, **kwargs: Any) -> None:
+        row = await self.conn.fetchrow(
+            _LINK_AND_MOVE,
+            self.checkout_id,
+            str(getattr(event, "id", event)),
+            source.id,
+            target.id,
+            utcnow(),
+            self.session_id,
+            self.response_body,
+            str(self.job_id),
+            self._pending_json(),
+            kwargs.get("detail") or {},
+        )
+        if row is None:
+            raise IllegalTransition(
+                f"checkout {self.checkout_id} is no longer in state {source.id}",
+                checkout_id=str(self.checkout_id),
+            )
