@@ -16,9 +16,7 @@ async def test_timeline_lists_the_steps_in_order(client, admin):
     events = [(s["kind"], s["event"]) for s in timeline["steps"]]
     assert events == [
         ("step", "checkout.received"),
-        ("step", "recipient.upserted"),
-        ("step", "order.created"),
-        ("step", "job.queued"),
+        ("step", "order_and_job.created"),
         ("transition", "queue_job"),
         ("step", "stripe.session_created"),
         ("transition", "create_session"),
@@ -27,7 +25,11 @@ async def test_timeline_lists_the_steps_in_order(client, admin):
         (s["from_state"], s["to_state"]) for s in timeline["steps"] if s["kind"] == "transition"
     ]
     assert transitions == [("pending_payment", "job_queued"), ("job_queued", "session_created")]
-    stripe_step = timeline["steps"][5]
+    written = timeline["steps"][1]["detail"]
+    assert written["order_id"] == body["order_id"]
+    assert written["job_id"] == body["job_id"]
+    assert written["step_id"] == "bundle-default.schedule"
+    stripe_step = timeline["steps"][3]
     assert stripe_step["duration_ms"] > 0
     assert stripe_step["detail"]["session_id"] == body["pay"]["session_id"]
     times = [s["at"] for s in timeline["steps"]]

@@ -36,7 +36,7 @@ from h2s_checkout.payments.port import (
 )
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, UNAVAILABLE_OR_DOWN, connection
-from h2s_checkout.store.traces import Step, TraceWriter, record_steps, utcnow
+from h2s_checkout.store.traces import Step, record_steps, utcnow
 
 log = get_logger(__name__)
 
@@ -292,45 +292,29 @@ class CheckoutFlow:
                 now + self._settings.session_ttl,
             ),
         )
+        email = command.customer.email.strip()
         try:
-            writer = TraceWriter(conn, checkout_id)
-            await checkouts.insert_checkout(
+            writer = checkouts.CheckoutCreationWriter(
                 conn,
-                checkout_id=checkout_id,
-                idempotency_key=claim.idempotency_key,
-                key_source=claim.key_source,
-                derived_key=claim.derived_key,
-                request_fingerprint=claim.request_digest,
-                request_body=command.request_body,
-                stripe_idempotency_key=keys.stripe_idempotency_key(checkout_id),
-                created_at=now,
-                locked_until=now + self._settings.lease,
-                session_request=plan.session_request.to_dict(),
-            )
-            writer.step(
-                "checkout.received",
-                key_source=claim.key_source,
-                lines=len(cart.lines),
-                total_cents=cart.total_cents,
-                cart_fingerprint=claim.cart_fingerprint[:16],
-            )
-            with writer.timed("recipient.upserted") as detail:
-                recipient_id = await checkouts.upsert_recipient(
-                    conn,
-                    email_normalized=normalize_email(command.customer.email),
-                    email=command.customer.email.strip(),
+                checkout_id,
+                new=checkouts.NewCheckout(
+                    idempotency_key=claim.idempotency_key,
+                    key_source=claim.key_source,
+                    derived_key=claim.derived_key,
+                    request_fingerprint=claim.request_digest,
+                    request_body=command.request_body,
+                    stripe_idempotency_key=keys.stripe_idempotency_key(checkout_id),
+                    created_at=now,
+                    locked_until=now + self._settings.lease,
+                    session_request=plan.session_request.to_dict(),
+                    order_id=order_id,
+                    job_id=job_id,
+                    email_normalized=normalize_email(email),
+                    email=email,
                     name=command.customer.name,
                     phone=command.customer.phone,
-                )
-                detail["recipient_id"] = str(recipient_id)
-            with writer.timed("order.created") as detail:
-                await checkouts.insert_order(
-                    conn,
-                    order_id=plan.order_id,
-                    checkout_id=checkout_id,
-                    recipient_id=recipient_id,
                     customer={
-                        "email": command.customer.email.strip(),
+                        "email": email,
                         "name": command.customer.name,
                         "phone": command.customer.phone,
                         "address": command.customer.address,
@@ -348,26 +332,19 @@ class CheckoutFlow:
                     subtotal_cents=cart.subtotal_cents,
                     total_cents=cart.total_cents,
                     currency=cart.currency,
-                )
-                detail["order_id"] = plan.order_id
-            with writer.timed("job.queued") as detail:
-                job = await checkouts.insert_job(
-                    conn,
-                    job_id=plan.job_id,
-                    order_id=plan.order_id,
-                    recipient_id=recipient_id,
-                    checkout_id=checkout_id,
-                )
-                detail.update(
-                    job_id=str(plan.job_id),
-                    sequence_id=job["sequence_id"],
-                    step_id=job["step_id"],
-                    due_at=job["due_at"].isoformat(),
-                )
-            machine = await machine_at("pending_payment", writer)
-            await machine.send(
-                "queue_job", detail={"order_id": plan.order_id, "job_id": str(plan.job_id)}
+                ),
             )
+            writer.step(
+                "checkout.received",
+                key_source=claim.key_source,
+                lines=len(cart.lines),
+                total_cents=cart.total_cents,
+                cart_fingerprint=claim.cart_fingerprint[:16],
+            )
+            # The machine's first transition writes the checkout, its recipient, order and
+            # job, and the trace rows, in one statement of this transaction.
+            machine = await machine_at("pending_payment", writer)
+            await machine.send("queue_job", detail={"order_id": order_id, "job_id": str(job_id)})
         except CheckoutError as exc:
             exc.checkout_id = exc.checkout_id or str(checkout_id)
             raise

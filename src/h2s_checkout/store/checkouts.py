@@ -56,40 +56,6 @@ where key_source = 'client' and idempotency_key is not null and created_at < $1
   and state in ('session_created', 'cleaned')
 """
 
-# Concurrent first checkouts of one customer race here; the upsert keeps one row and
-# returns its id to both.
-_UPSERT_RECIPIENT = """
-insert into h2s_recipients (email_normalized, email, name, phone)
-values ($1, $2, $3, $4)
-on conflict (email_normalized) do update
-    set name = excluded.name, phone = excluded.phone, email = excluded.email,
-        updated_at = now()
-returning recipient_id
-"""
-
-_INSERT_ORDER = """
-insert into h2s_orders (
-    order_id, checkout_id, recipient_id, status, customer, items,
-    subtotal_cents, total_cents, currency, created_at, updated_at)
-values ($1, $2, $3, 'pending_payment', $4, $5, $6, $7, $8, $9, $9)
-"""
-
-_INSERT_JOB = """
-insert into h2s_dispatch_jobs (
-    job_id, order_id, recipient_id, sequence_id, step_id, status, due_at, metadata,
-    created_at, updated_at)
-select $1, $2, $3, s.sequence_id, st.step_id, 'queued', $4::timestamptz + $5::interval,
-       $6, $4, $4
-from h2s_dispatch_sequences s
-join h2s_dispatch_steps st on st.sequence_id = s.sequence_id and st.is_start
-where s.is_default
-returning sequence_id, step_id, due_at
-"""
-
-_LINK_JOB_TO_CHECKOUT = """
-update h2s_checkouts set order_id = $2, job_id = $3 where checkout_id = $1
-"""
-
 _LINK_SESSION = """
 with o as (
     update h2s_orders
@@ -199,66 +165,6 @@ async def reap_client_keys(conn: asyncpg.Connection, older_than: datetime) -> in
     """Forget client keys past retention; the checkouts themselves stay."""
     result: str = await conn.execute(_REAP_CLIENT_KEYS, older_than)
     return int(result.split()[-1])
-
-
-async def upsert_recipient(
-    conn: asyncpg.Connection, *, email_normalized: str, email: str, name: str, phone: str | None
-) -> uuid.UUID:
-    recipient_id: uuid.UUID = await conn.fetchval(
-        _UPSERT_RECIPIENT, email_normalized, email, name, phone
-    )
-    return recipient_id
-
-
-async def insert_order(
-    conn: asyncpg.Connection,
-    *,
-    order_id: str,
-    checkout_id: uuid.UUID,
-    recipient_id: uuid.UUID,
-    customer: dict[str, Any],
-    items: list[dict[str, Any]],
-    subtotal_cents: int,
-    total_cents: int,
-    currency: str,
-) -> None:
-    await conn.execute(
-        _INSERT_ORDER,
-        order_id,
-        checkout_id,
-        recipient_id,
-        customer,
-        items,
-        subtotal_cents,
-        total_cents,
-        currency,
-        utcnow(),
-    )
-
-
-async def insert_job(
-    conn: asyncpg.Connection,
-    *,
-    job_id: uuid.UUID,
-    order_id: str,
-    recipient_id: uuid.UUID,
-    checkout_id: uuid.UUID,
-) -> asyncpg.Record:
-    """Queue the dispatch job at the default flow's start step, due 24 h from now."""
-    row = await conn.fetchrow(
-        _INSERT_JOB,
-        job_id,
-        order_id,
-        recipient_id,
-        utcnow(),
-        JOB_DUE_AFTER,
-        # order_id also in metadata so the seed's verification queries keep working.
-        {"order_id": order_id, "checkout_trace_id": str(checkout_id)},
-    )
-    if row is None:
-        raise LookupError("no default dispatch sequence with a start step is configured")
-    await conn.execute(_LINK_JOB_TO_CHECKOUT, checkout_id, order_id, job_id)
-    return row
 
 
 async def link_session(
@@ -435,3 +341,131 @@ class SessionLinkWriter(TraceWriter):
                 f"checkout {self.checkout_id} is no longer in state {source.id}",
                 checkout_id=str(self.checkout_id),
             )
+
+
+# Phase 1's writes in one statement: the recipient upsert, the checkout (born in the state
+# its first transition enters), the order, the job at the default flow's start step, and
+# the trace rows. Foreign keys are checked at the end of the statement, when all exist.
+_CREATE_CHECKOUT = """
+with recipient as (
+    insert into h2s_recipients (email_normalized, email, name, phone)
+    values ($19, $20, $21, $22)
+    on conflict (email_normalized) do update
+        set name = excluded.name, phone = excluded.phone, email = excluded.email,
+            updated_at = now()
+    returning recipient_id
+), checkout as (
+    insert into h2s_checkouts (
+        checkout_id, state, idempotency_key, key_source, derived_key, request_fingerprint,
+        request_body, stripe_idempotency_key, created_at, updated_at, locked_until,
+        session_request, order_id, job_id)
+    values ($1, $4, $8, $9, $10, $11, $12, $13, $14, $5, $15, $16, $17, $18)
+    returning checkout_id
+), ord as (
+    insert into h2s_orders (
+        order_id, checkout_id, recipient_id, status, customer, items,
+        subtotal_cents, total_cents, currency, created_at, updated_at)
+    select $17, c.checkout_id, r.recipient_id, 'pending_payment', $23, $24, $25, $26, $27,
+           $14, $14
+    from checkout c, recipient r
+    returning order_id, recipient_id
+), job as (
+    insert into h2s_dispatch_jobs (
+        job_id, order_id, recipient_id, sequence_id, step_id, status, due_at, metadata,
+        created_at, updated_at)
+    select $18, o.order_id, o.recipient_id, s.sequence_id, st.step_id, 'queued',
+           $14::timestamptz + $28::interval, $29, $14, $14
+    from ord o, h2s_dispatch_sequences s
+    join h2s_dispatch_steps st on st.sequence_id = s.sequence_id and st.is_start
+    where s.is_default
+    returning job_id, order_id, recipient_id, sequence_id, step_id, due_at
+), steps as (
+    insert into h2s_checkout_traces (checkout_id, kind, event, at, duration_ms, detail)
+    select c.checkout_id, 'step', s.event, s.at, s.duration_ms, coalesce(s.detail, '{}')
+    from checkout c,
+         jsonb_to_recordset($7::jsonb) as s(event text, at timestamptz, duration_ms float8,
+                                             detail jsonb)
+), written as (
+    insert into h2s_checkout_traces (checkout_id, kind, event, at, detail)
+    select $1, 'step', 'order_and_job.created', $5 - interval '1 microsecond',
+           jsonb_build_object(
+               'recipient_id', j.recipient_id, 'order_id', j.order_id, 'job_id', j.job_id,
+               'sequence_id', j.sequence_id, 'step_id', j.step_id, 'due_at', j.due_at)
+    from job j
+)
+insert into h2s_checkout_traces (checkout_id, kind, event, from_state, to_state, at, detail)
+select $1, 'transition', $2, $3, $4, $5, $6 from job
+returning seq
+"""
+
+
+@dataclass
+class NewCheckout:
+    """Everything phase 1 writes for a new checkout."""
+
+    idempotency_key: str | None
+    key_source: str
+    derived_key: str
+    request_fingerprint: str
+    request_body: dict[str, Any]
+    stripe_idempotency_key: str
+    created_at: datetime
+    locked_until: datetime
+    session_request: dict[str, Any]
+    order_id: str
+    job_id: uuid.UUID
+    email_normalized: str
+    email: str
+    name: str
+    phone: str | None
+    customer: dict[str, Any]
+    items: list[dict[str, Any]]
+    subtotal_cents: int
+    total_cents: int
+    currency: str
+
+
+@dataclass
+class CheckoutCreationWriter(TraceWriter):
+    """Phase 1's listener: the first transition writes the whole new checkout with it."""
+
+    new: NewCheckout | None = None
+
+    async def after_transition(self, event: Any, source: Any, target: Any, **kwargs: Any) -> None:
+        n = self.new
+        assert n is not None
+        row = await self.conn.fetchrow(
+            _CREATE_CHECKOUT,
+            self.checkout_id,
+            str(getattr(event, "id", event)),
+            source.id,
+            target.id,
+            utcnow(),
+            kwargs.get("detail") or {},
+            self._pending_json(),
+            n.idempotency_key,
+            n.key_source,
+            n.derived_key,
+            n.request_fingerprint,
+            n.request_body,
+            n.stripe_idempotency_key,
+            n.created_at,
+            n.locked_until,
+            n.session_request,
+            n.order_id,
+            n.job_id,
+            n.email_normalized,
+            n.email,
+            n.name,
+            n.phone,
+            n.customer,
+            n.items,
+            n.subtotal_cents,
+            n.total_cents,
+            n.currency,
+            JOB_DUE_AFTER,
+            # order_id also in metadata so the seed's verification queries keep working.
+            {"order_id": n.order_id, "checkout_trace_id": str(self.checkout_id)},
+        )
+        if row is None:
+            raise LookupError("no default dispatch sequence with a start step is configured")
