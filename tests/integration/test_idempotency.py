@@ -213,3 +213,24 @@ async def test_keys_are_kept_for_retention_then_reaped(client, db, clock):
         )
         == 1
     )
+
+
+async def test_keys_of_paid_and_expired_checkouts_are_reaped_too(client, db, clock, stripe):
+    paid = await client.post(
+        "/api/checkout", json=checkout_body(), headers={"Idempotency-Key": "paid-key"}
+    )
+    expired = await client.post(
+        "/api/checkout",
+        json=checkout_body(email="bo@example.com"),
+        headers={"Idempotency-Key": "expired-key"},
+    )
+    await db.execute(
+        "update h2s_checkouts set state = 'paid' where checkout_id = $1",
+        uuid.UUID(paid.json()["checkout_trace_id"]),
+    )
+    await db.execute(
+        "update h2s_checkouts set state = 'expired' where checkout_id = $1",
+        uuid.UUID(expired.json()["checkout_trace_id"]),
+    )
+    pool = client.app.state.db_pool
+    assert await reap_keys(pool, timedelta(hours=72), lambda: clock.now + timedelta(hours=73)) == 2

@@ -50,10 +50,11 @@ where checkout_id = $1 and state = 'job_queued'
 returning attempts
 """
 
+# A checkout still running keeps its key whatever its age: the reconciler finishes it first.
 _REAP_CLIENT_KEYS = """
 update h2s_checkouts set idempotency_key = null
 where key_source = 'client' and idempotency_key is not null and created_at < $1
-  and state in ('session_created', 'cleaned')
+  and state not in ('pending_payment', 'job_queued', 'failed')
 """
 
 _LINK_SESSION = """
