@@ -362,3 +362,12 @@ async def test_a_cleanup_the_provider_has_not_settled(client, db, stripe):
         " updated_at = now() - interval '11 minutes' where state = 'cleaned'"
     )
     assert await counts(client, db) == CLEAN | {"unsettled_cleanups": 1}
+
+
+async def test_an_open_session_on_an_expired_order(client, db, stripe):
+    body = (await healthy_history(client, stripe))[0]
+    # The order ended unpaid, but its session can still be paid.
+    await db.execute(
+        "update h2s_orders set status = 'expired' where order_id = $1", body["order_id"]
+    )
+    assert await counts(client, db) == CLEAN | {"provider_sessions_without_live_order": 1}

@@ -177,7 +177,7 @@ async def _sessions_without_live_order(
     name = "provider_sessions_without_live_order"
     meaning = (
         f"open or paid sessions created at the provider in the last {since_hours} h whose "
-        f"order is missing, cancelled or cleaned up"
+        f"order is missing, cancelled, expired or cleaned up"
     )
     if gateway is None:
         return CheckResult(name, meaning, None, skipped=NO_PROVIDER)
@@ -196,7 +196,7 @@ async def _sessions_without_live_order(
         session_id
         for session_id, order_id in live
         if order_id not in orders
-        or orders[order_id][0] == "cancelled"
+        or orders[order_id][0] in ("cancelled", "expired")
         or orders[order_id][1] == "cleaned"
     ]
     return CheckResult(name, meaning, len(orphans), tuple(orphans[:5]))
