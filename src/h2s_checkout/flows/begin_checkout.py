@@ -161,7 +161,8 @@ class CheckoutFlow:
                 finished = await self._find(conn, claim, now)
                 if finished is not None and finished["state"] in ANSWERED_STATES:
                     # The fast path: a finished checkout is replayed without any lock.
-                    return await self._replay(conn, finished, claim)
+                    await self._record_replay(conn, finished, claim)
+                    return self._stored_answer(finished)
                 with PHASE_SECONDS.labels("claim_and_queue").time():
                     outcome = await self._claim_and_queue(conn, claim, cart, command, now)
         except UNAVAILABLE_ERRORS as exc:
@@ -195,14 +196,12 @@ class CheckoutFlow:
             conn, claim.derived_key, now - DERIVED_KEY_WINDOW
         )
 
-    async def _replay(
-        self, conn: asyncpg.Connection, row: asyncpg.Record, claim: Claim
-    ) -> CheckoutResult:
+    @staticmethod
+    async def _record_replay(conn: asyncpg.Connection, row: asyncpg.Record, claim: Claim) -> None:
         structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
         await record_steps(
             conn, row["checkout_id"], [Step.now("checkout.replayed", key_source=claim.key_source)]
         )
-        return self._stored_answer(row)
 
     @staticmethod
     def _stored_answer(row: asyncpg.Record, *, replayed: bool = True) -> CheckoutResult:
@@ -229,11 +228,6 @@ class CheckoutFlow:
                 return await self._queue_order_and_job(conn, claim, cart, command, now)
             checkout_id = row["checkout_id"]
             structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout_id))
-            if row["state"] in ANSWERED_STATES:
-                await record_steps(
-                    conn, checkout_id, [Step.now("checkout.replayed", key_source=claim.key_source)]
-                )
-                return _Replay(row)
             if row["state"] == "job_queued":
                 attempt = await checkouts.take_over(
                     conn, checkout_id, until=now + self._settings.lease, now=now
@@ -249,13 +243,9 @@ class CheckoutFlow:
                     return _plan_from_row(row)
                 # Not taken over: still held, or finished since it was read.
                 row = await checkouts.get_checkout(conn, checkout_id) or row
-                if row["state"] in ANSWERED_STATES:
-                    await record_steps(
-                        conn,
-                        checkout_id,
-                        [Step.now("checkout.replayed", key_source=claim.key_source)],
-                    )
-                    return _Replay(row)
+            if row["state"] in ANSWERED_STATES:
+                await self._record_replay(conn, row, claim)
+                return _Replay(row)
             await record_steps(
                 conn,
                 checkout_id,
