@@ -6,8 +6,6 @@ that /metrics adds every worker up (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter, Histogram
 
 CHECKOUT_REQUESTS = Counter(
@@ -40,10 +38,3 @@ WEBHOOK_EVENTS = Counter(
     "Stripe events received, by type and result (paid, duplicate, invalid_signature, ...)",
     ["type", "result"],
 )
-
-
-class TransitionCounter:
-    """A CheckoutMachine listener that counts the transitions it sees."""
-
-    async def after_transition(self, target: Any) -> None:
-        TRANSITIONS.labels(target.id).inc()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from h2s_checkout.domain.machine import CheckoutMachine
-from h2s_checkout.metrics import TransitionCounter
 from h2s_checkout.store.traces import TraceWriter
 
 
@@ -18,6 +17,6 @@ class StoredState:
 
 async def machine_at(state: str, writer: TraceWriter) -> CheckoutMachine:
     """A machine that continues from ``state``; its transitions are written by ``writer``."""
-    machine = CheckoutMachine(model=StoredState(state), listeners=[writer, TransitionCounter()])
+    machine = CheckoutMachine(model=StoredState(state), listeners=[writer])
     await machine.activate_initial_state()
     return machine

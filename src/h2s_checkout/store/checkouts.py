@@ -342,6 +342,7 @@ class SessionLinkWriter(TraceWriter):
                 f"checkout {self.checkout_id} is no longer in state {source.id}",
                 checkout_id=str(self.checkout_id),
             )
+        self._written(target)
 
 
 # Phase 1's writes in one statement: the recipient upsert, the checkout (born in the state
@@ -470,3 +471,4 @@ class CheckoutCreationWriter(TraceWriter):
         )
         if row is None:
             raise LookupError("no default dispatch sequence with a start step is configured")
+        self._written(target)

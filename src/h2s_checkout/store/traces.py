@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from h2s_checkout.domain.errors import IllegalTransition
+from h2s_checkout.metrics import TRANSITIONS
 
 
 def utcnow() -> datetime:
@@ -107,6 +108,12 @@ class TraceWriter:
                 f"checkout {self.checkout_id} is no longer in state {source.id}",
                 checkout_id=str(self.checkout_id),
             )
+        self._written(target)
+
+    @staticmethod
+    def _written(target: Any) -> None:
+        """Count a transition once its statement succeeded (h2s_checkout_transitions_total)."""
+        TRANSITIONS.labels(target.id).inc()
 
     async def flush(self) -> None:
         if self.pending:
