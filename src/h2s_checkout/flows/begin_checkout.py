@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from h2s_checkout.domain.errors import (
 )
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
-from h2s_checkout.flows.machine_io import machine_at
+from h2s_checkout.flows.machine_io import BoundMachine, bound_machine_at, machine_at
 from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import PHASE_SECONDS
 from h2s_checkout.payments.port import (
@@ -102,6 +103,8 @@ class Plan:
     order_id: str
     job_id: uuid.UUID
     session_request: SessionRequest
+    # Phase 1's machine, at job_queued, when the same request goes on to phase 3.
+    machine: BoundMachine | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,12 +336,14 @@ class CheckoutFlow:
             )
             # The machine's first transition writes the checkout, its recipient, order and
             # job, and the trace rows, in one statement of this transaction.
-            machine = await machine_at("pending_payment", writer)
-            await machine.send("queue_job", detail={"order_id": order_id, "job_id": str(job_id)})
+            bound = await bound_machine_at("pending_payment", writer)
+            await bound.machine.send(
+                "queue_job", detail={"order_id": order_id, "job_id": str(job_id)}
+            )
         except CheckoutError as exc:
             exc.checkout_id = exc.checkout_id or str(checkout_id)
             raise
-        return plan
+        return dataclasses.replace(plan, machine=bound)
 
     async def resume(self, checkout: asyncpg.Record, *, source: str) -> CheckoutResult:
         """Finish a checkout leased in ``job_queued`` (by the reconciler): phases 2 and 3
@@ -433,7 +438,11 @@ class CheckoutFlow:
                     provider_request_id=session.request_id,
                     expires_at=session.expires_at,
                 )
-                machine = await machine_at("job_queued", writer)
+                machine = (
+                    plan.machine.write_with(writer)
+                    if plan.machine is not None
+                    else await machine_at("job_queued", writer)
+                )
                 try:
                     await machine.send("create_session", detail={"session_id": session.id})
                 except IllegalTransition:
