@@ -117,6 +117,19 @@ class _Conflict:
     checkout_id: uuid.UUID
 
 
+def success_body(
+    checkout_id: uuid.UUID, order_id: str, job_id: uuid.UUID, session: ProviderSession
+) -> dict[str, Any]:
+    """The 201 answer a checkout stores and every retry replays (the seed's shape)."""
+    return {
+        "ok": True,
+        "checkout_trace_id": str(checkout_id),
+        "order_id": order_id,
+        "job_id": str(job_id),
+        "pay": {"session_url": session.url, "session_id": session.id},
+    }
+
+
 def _claim_for(command: CheckoutCommand) -> Claim:
     fingerprint = cart_fingerprint(command.items)
     return Claim(
@@ -415,13 +428,7 @@ class CheckoutFlow:
         self, plan: Plan, session: ProviderSession, session_ms: float
     ) -> CheckoutResult:
         """Phase 3, one statement: the session onto the order, the answer stored."""
-        body = {
-            "ok": True,
-            "checkout_trace_id": str(plan.checkout_id),
-            "order_id": plan.order_id,
-            "job_id": str(plan.job_id),
-            "pay": {"session_url": session.url, "session_id": session.id},
-        }
+        body = success_body(plan.checkout_id, plan.order_id, plan.job_id, session)
         try:
             async with connection(self._pool) as conn:
                 writer = checkouts.SessionLinkWriter(

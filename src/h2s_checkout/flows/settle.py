@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
-from h2s_checkout.flows.machine_io import machine_at
+from h2s_checkout.flows.begin_checkout import success_body
+from h2s_checkout.flows.machine_io import bound_machine_at
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import ProviderSession
 from h2s_checkout.store import checkouts, payments
@@ -17,17 +17,6 @@ log = get_logger(__name__)
 
 PAID = "paid"
 EXPIRED = "expired"
-
-
-def success_body(checkout: asyncpg.Record, session: ProviderSession) -> dict[str, Any]:
-    """The checkout's 201 answer, as phase 3 stores it."""
-    return {
-        "ok": True,
-        "checkout_trace_id": str(checkout["checkout_id"]),
-        "order_id": checkout["order_id"],
-        "job_id": str(checkout["job_id"]),
-        "pay": {"session_url": session.url, "session_id": session.id},
-    }
 
 
 async def settle(
@@ -47,24 +36,26 @@ async def settle(
     checkout_id = checkout["checkout_id"]
     state = checkout["state"]
     writer = TraceWriter(conn, checkout_id)
-    if state == "job_queued":
-        # The event beat the storefront's phase 3: link the session here; the storefront's
-        # own phase 3 then finds the checkout linked and answers with the stored body.
-        writer.step("session.linked_by_event", source=source, session_id=session.id)
-        await checkouts.link_session(
-            conn,
-            checkout_id=checkout_id,
-            order_id=checkout["order_id"],
-            job_id=checkout["job_id"],
-            session_id=session.id,
-            response_status=201,
-            response_body=success_body(checkout, session),
-        )
-        machine = await machine_at(state, writer)
-        await machine.send("create_session", detail={"session_id": session.id, "source": source})
-        state = "session_created"
-    if state == "session_created":
-        machine = await machine_at(state, writer)
+    if state in ("job_queued", "session_created"):
+        bound = await bound_machine_at(state, writer)
+        if state == "job_queued":
+            # The event beat the storefront's phase 3: link the session here, as phase 3
+            # would; the storefront's own phase 3 then finds it linked and answers with
+            # the stored body.
+            link = checkouts.SessionLinkWriter(
+                conn,
+                checkout_id,
+                session_id=session.id,
+                job_id=checkout["job_id"],
+                response_body=success_body(
+                    checkout_id, checkout["order_id"], checkout["job_id"], session
+                ),
+            )
+            link.step("session.linked_by_event", source=source, session_id=session.id)
+            await bound.write_with(link).send(
+                "create_session", detail={"session_id": session.id, "source": source}
+            )
+        machine = bound.write_with(writer)
         detail = {
             "session_id": session.id,
             "source": source,

@@ -14,14 +14,6 @@ from h2s_checkout.store.traces import TraceWriter, utcnow
 
 JOB_DUE_AFTER = timedelta(hours=24)
 
-_INSERT_CHECKOUT = """
-insert into h2s_checkouts (
-    checkout_id, state, idempotency_key, key_source, derived_key, request_fingerprint,
-    request_body, stripe_idempotency_key, created_at, updated_at, locked_until,
-    session_request)
-values ($1, 'pending_payment', $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
-"""
-
 # Requests for one key queue on this lock for the length of the claim transaction only;
 # no lock is held across the Stripe call.
 _LOCK_CLAIM = "select pg_advisory_xact_lock(hashtextextended($1, 0))"
@@ -55,22 +47,6 @@ _REAP_CLIENT_KEYS = """
 update h2s_checkouts set idempotency_key = null
 where key_source = 'client' and idempotency_key is not null and created_at < $1
   and state not in ('pending_payment', 'job_queued', 'failed')
-"""
-
-_LINK_SESSION = """
-with o as (
-    update h2s_orders
-    set session_id = $2,
-        metadata_json = metadata_json || jsonb_build_object(
-            'dispatch_job_id', $3::text, 'checkout_trace_id', $4::uuid::text),
-        updated_at = now()
-    where order_id = $1
-    returning order_id
-)
-update h2s_checkouts
-set session_id = $2, response_status = $5, response_body = $6, locked_until = null
-where checkout_id = $4 and exists (select 1 from o)
-returning checkout_id
 """
 
 _CANCEL_ORDER_AND_JOB = """
@@ -111,35 +87,6 @@ _GET_JOB_BY_ORDER = "select * from h2s_dispatch_jobs where order_id = $1"
 _GET_FAILURES = "select * from h2s_checkout_failures where checkout_id = $1 order by at"
 
 
-async def insert_checkout(
-    conn: asyncpg.Connection,
-    *,
-    checkout_id: uuid.UUID,
-    idempotency_key: str | None,
-    key_source: str,
-    derived_key: str,
-    request_fingerprint: str,
-    request_body: dict[str, Any],
-    stripe_idempotency_key: str,
-    created_at: datetime | None = None,
-    locked_until: datetime | None = None,
-    session_request: dict[str, Any] | None = None,
-) -> None:
-    await conn.execute(
-        _INSERT_CHECKOUT,
-        checkout_id,
-        idempotency_key,
-        key_source,
-        derived_key,
-        request_fingerprint,
-        request_body,
-        stripe_idempotency_key,
-        created_at or utcnow(),
-        locked_until,
-        session_request,
-    )
-
-
 async def lock_claim(conn: asyncpg.Connection, lock_key: str) -> None:
     await conn.execute(_LOCK_CLAIM, lock_key)
 
@@ -166,30 +113,6 @@ async def reap_client_keys(conn: asyncpg.Connection, older_than: datetime) -> in
     """Forget client keys past retention; the checkouts themselves stay."""
     result: str = await conn.execute(_REAP_CLIENT_KEYS, older_than)
     return int(result.split()[-1])
-
-
-async def link_session(
-    conn: asyncpg.Connection,
-    *,
-    checkout_id: uuid.UUID,
-    order_id: str,
-    job_id: uuid.UUID,
-    session_id: str,
-    response_status: int,
-    response_body: dict[str, Any],
-) -> None:
-    """Seed known issue 1: the session and the job id are written back onto the order."""
-    linked = await conn.fetchval(
-        _LINK_SESSION,
-        order_id,
-        session_id,
-        str(job_id),
-        checkout_id,
-        response_status,
-        response_body,
-    )
-    if linked is None:
-        raise LookupError(f"order {order_id} of checkout {checkout_id} is missing")
 
 
 async def cancel_order_and_job(conn: asyncpg.Connection, checkout_id: uuid.UUID) -> bool:
