@@ -6,12 +6,13 @@ from typing import Any
 
 import stripe
 
-FIXTURES = Path(__file__).parents[2].parent / "shared/stripe/fixtures3.json"
+# Stripe's own fixture objects, trimmed to the resources the project uses (see its README).
+FIXTURES = Path(__file__).parents[1] / "fixtures/stripe/fixtures3.json"
 API_KEY = "sk_test_emulator"
 
 
 def fixture_session_keys() -> list[str]:
-    """Top-level keys of checkout.session in Stripe's fixtures (the file must exist)."""
+    """Top-level keys of checkout.session in Stripe's fixtures."""
     resources = json.loads(FIXTURES.read_text())["resources"]
     return list(resources["checkout.session"])
 
