@@ -234,3 +234,61 @@ async def test_keys_of_paid_and_expired_checkouts_are_reaped_too(client, db, clo
     )
     pool = client.app.state.db_pool
     assert await reap_keys(pool, timedelta(hours=72), lambda: clock.now + timedelta(hours=73)) == 2
+
+
+async def test_the_same_cart_at_a_second_address_is_a_second_booking(client, db, stripe):
+    """A landlord books a smart lock for each of two homes, a minute apart."""
+    lock = [{"sku": "smart-lock", "quantity": 1}]
+    first = await client.post("/api/checkout", json=checkout_body(items=lock))
+    oak_avenue = {
+        "line1": "77 Oak Ave",
+        "city": "Austin",
+        "state": "TX",
+        "postal_code": "78702",
+        "country": "US",
+    }
+    second = await client.post("/api/checkout", json=checkout_body(items=lock, address=oak_avenue))
+
+    assert first.status_code == second.status_code == 201
+    assert "idempotent-replayed" not in second.headers
+    assert second.json()["order_id"] != first.json()["order_id"]
+    assert await counts(db) == (2, 2, 2)
+    assert len(stripe.sessions) == 2
+    where = await db.fetch(
+        "select customer->'address'->>'line1' as line1 from h2s_orders order by created_at"
+    )
+    assert [r["line1"] for r in where] == ["1 Main St", "77 Oak Ave"]
+
+
+async def test_the_same_address_written_differently_is_the_same_booking(client, db):
+    first = await client.post("/api/checkout", json=checkout_body())
+    messy = {
+        "line1": "  1  MAIN st ",
+        "city": "AUSTIN",
+        "state": "tx",
+        "postal_code": "78701 ",
+        "country": "US",
+    }
+    again = await client.post("/api/checkout", json=checkout_body(address=messy))
+
+    assert again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert await counts(db) == (1, 1, 1)
+
+
+async def test_another_flat_at_the_same_street_address_is_another_booking(client, db):
+    await client.post("/api/checkout", json=checkout_body())
+    flat = {
+        "line1": "1 Main St",
+        "line2": "Apt 2",
+        "city": "Austin",
+        "state": "TX",
+        "postal_code": "78701",
+        "country": "US",
+    }
+    other = await client.post("/api/checkout", json=checkout_body(address=flat))
+
+    assert other.status_code == 201
+    assert "idempotent-replayed" not in other.headers
+    assert await counts(db) == (2, 2, 2)

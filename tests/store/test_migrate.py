@@ -227,3 +227,90 @@ def test_compatible_with_system_postgres(
     assert {"widget", "gadget"} <= _tables(system_pg_db)
     # The bundled v18 pg_dump handles the older server.
     assert "CREATE TABLE public.gadget" in schema.read_text()
+
+
+BOOKING_KEY_MIGRATION = "20261127000001"
+
+
+def _checkout_row(body: dict[str, Any], age: str) -> str:
+    import json
+
+    literal = json.dumps(body).replace("'", "''")
+    return (
+        "insert into h2s_checkouts (checkout_id, state, key_source, derived_key,"
+        " request_fingerprint, request_body, stripe_idempotency_key, created_at) values"
+        f" (gen_random_uuid(), 'session_created', 'derived', 'old-key', 'fp', '{literal}',"
+        f" gen_random_uuid()::text, now() - interval '{age}') returning checkout_id"
+    )
+
+
+def _key_of(dsn: str, checkout_id: object) -> str:
+    query = f"select derived_key from h2s_checkouts where checkout_id = '{checkout_id}'"
+    return _run(dsn, "fetchval", query)
+
+
+def test_the_booking_key_migration_rekeys_recent_checkouts_as_the_code_does(
+    dsn: str, tmp_path: Path
+) -> None:
+    """A retry sent just before the upgrade must still find its checkout afterwards."""
+    from h2s_checkout.domain.cart import cart_fingerprint, normalize_address, normalize_email
+    from h2s_checkout.domain.keys import derived_key
+
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in migrations_dir().glob("*.sql"):
+        if path.name < BOOKING_KEY_MIGRATION:
+            (before / path.name).write_text(path.read_text())
+    apply_migrations(dsn, migrations=before)
+    bodies = [
+        {
+            "customer": {
+                "email": "  Ana@Example.com ",
+                "name": "Ana",
+                "address": {
+                    "line1": " 1  Main\u00a0St ",
+                    "line2": None,
+                    "city": "AUSTIN",
+                    "state": "TX",
+                    "postal_code": "78701",
+                    "country": "US",
+                },
+            },
+            "items": [
+                {"sku": "tv-mount", "quantity": 1},
+                {"sku": "camera-4", "quantity": 2},
+                {"sku": "tv-mount", "quantity": 2},
+            ],
+        },
+        {
+            "customer": {
+                "email": "bo@example.com",
+                "name": "Bo",
+                "phone": "+15555550101",
+                "address": {
+                    "line1": "77 Oak Ave",
+                    "line2": "Apt 2",
+                    "city": "Austin",
+                    "state": "tx",
+                    "postal_code": "78702",
+                    "country": "us",
+                },
+            },
+            "items": [{"sku": "smart-lock", "quantity": 1}],
+        },
+    ]
+    recent = [_run(dsn, "fetchval", _checkout_row(body, "2 minutes")) for body in bodies]
+    old = _run(dsn, "fetchval", _checkout_row(bodies[0], "2 days"))
+
+    apply_migrations(dsn)
+
+    for checkout_id, body in zip(recent, bodies, strict=True):
+        customer = body["customer"]
+        expected = derived_key(
+            normalize_email(customer["email"]),
+            cart_fingerprint((i["sku"], i["quantity"]) for i in body["items"]),
+            normalize_address(customer["address"]),
+        )
+        assert _key_of(dsn, checkout_id) == expected
+    # Past the five-minute window no lookup reaches a checkout: it keeps its old key.
+    assert _key_of(dsn, old) == "old-key"

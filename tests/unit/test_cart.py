@@ -10,10 +10,12 @@ from h2s_checkout.domain.cart import (
     CatalogItem,
     cart_fingerprint,
     merge_lines,
+    normalize_address,
     normalize_email,
     price_cart,
 )
 from h2s_checkout.domain.errors import QuantityOutOfRange, UnknownSku
+from h2s_checkout.domain.keys import derived_key
 
 CATALOG = {
     "tv-mount": CatalogItem("tv-mount", "TV", "", 14900, "usd", 10),
@@ -71,3 +73,60 @@ def test_different_carts_have_different_fingerprints(a, b):
         assert cart_fingerprint(a) != cart_fingerprint(b)
     else:
         assert cart_fingerprint(a) == cart_fingerprint(b)
+
+
+# -- the service address in the booking key ----------------------------------------------
+
+ADDRESS = {
+    "line1": "1 Main St",
+    "line2": None,
+    "city": "Austin",
+    "state": "TX",
+    "postal_code": "78701",
+    "country": "US",
+}
+spaces = st.lists(st.sampled_from([" ", "  ", "\t", "\u00a0"]), min_size=1, max_size=3).map("".join)
+words = st.lists(
+    st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#.,'-", min_size=1),
+    min_size=1,
+    max_size=4,
+)
+
+
+@given(words, spaces, spaces, spaces, st.booleans())
+def test_address_ignores_case_and_surrounding_and_repeated_whitespace(
+    parts, before, between, after, upper
+):
+    line1 = " ".join(parts)
+    messy = before + between.join(p.upper() if upper else p.lower() for p in parts) + after
+    country = "us" if upper else "US"
+    tidy = normalize_address({**ADDRESS, "line1": line1})
+    assert normalize_address({**ADDRESS, "line1": messy, "country": country}) == tidy
+
+
+@given(words, words)
+def test_every_other_difference_in_the_address_counts(a, b):
+    first, second = " ".join(a), " ".join(b)
+    same = first.lower() == second.lower()
+    assert (
+        normalize_address({**ADDRESS, "line1": first})
+        == normalize_address({**ADDRESS, "line1": second})
+    ) == same
+
+
+def test_moving_text_between_fields_is_another_address():
+    assert normalize_address({**ADDRESS, "line1": "1 Main St", "line2": "Apt 2"}) != (
+        normalize_address({**ADDRESS, "line1": "1 Main St Apt", "line2": "2"})
+    )
+    assert normalize_address({**ADDRESS, "line2": ""}) == normalize_address(ADDRESS)
+
+
+@given(words, words)
+def test_the_booking_key_changes_with_the_address_only_when_the_address_does(a, b):
+    fingerprint = cart_fingerprint([("tv-mount", 1)])
+    first = normalize_address({**ADDRESS, "line1": " ".join(a)})
+    second = normalize_address({**ADDRESS, "line1": " ".join(b)})
+    same_key = derived_key("ana@example.com", fingerprint, first) == derived_key(
+        "ana@example.com", fingerprint, second
+    )
+    assert same_key == (first == second)

@@ -1,4 +1,4 @@
-"""Carts priced from the catalog, normalised emails and the cart fingerprint."""
+"""Carts priced from the catalog, normalised emails and addresses, the cart fingerprint."""
 
 from __future__ import annotations
 
@@ -51,6 +51,24 @@ class PricedCart:
 def normalize_email(email: str) -> str:
     """The identity of a customer: trimmed and lower-cased."""
     return email.strip().lower()
+
+
+# The fields of a service address, in the order the booking key joins them.
+ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
+
+
+def normalize_address_field(value: str | None) -> str:
+    """Case, surrounding and repeated whitespace do not make another address."""
+    return " ".join((value or "").split()).lower()
+
+
+def normalize_address(address: Mapping[str, str | None]) -> str:
+    """The service address as one canonical string: what makes two bookings distinct.
+
+    Fields are joined with a newline, which no address field may contain (the API refuses
+    control characters), so "1 Main St" + "Apt 2" never equals "1 Main St Apt" + "2".
+    """
+    return "\n".join(normalize_address_field(address.get(name)) for name in ADDRESS_FIELDS)
 
 
 def merge_lines(items: Iterable[tuple[str, int]]) -> dict[str, int]:

@@ -17,9 +17,15 @@ def job_id_for(checkout_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(checkout_id, "dispatch-job")
 
 
-def derived_key(email_normalized: str, fingerprint: str) -> str:
-    """The key the service derives when the client sends no Idempotency-Key."""
-    return hashlib.sha256(f"{email_normalized}|{fingerprint}".encode()).hexdigest()
+def derived_key(email_normalized: str, fingerprint: str, address_normalized: str) -> str:
+    """The key the service derives when the client sends no Idempotency-Key.
+
+    It covers what makes a booking distinct: who (the email), what (the cart) and where
+    (the service address): the same cart at a landlord's second home is a second booking.
+    The migration 20261127000001 computes the same value in SQL; keep them in step.
+    """
+    canonical = f"{email_normalized}|{fingerprint}|{address_normalized}"
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def stripe_idempotency_key(checkout_id: uuid.UUID) -> str:

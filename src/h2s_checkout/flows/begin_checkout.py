@@ -14,7 +14,13 @@ import asyncpg
 import structlog
 
 from h2s_checkout.domain import keys
-from h2s_checkout.domain.cart import PricedCart, cart_fingerprint, normalize_email, price_cart
+from h2s_checkout.domain.cart import (
+    PricedCart,
+    cart_fingerprint,
+    normalize_address,
+    normalize_email,
+    price_cart,
+)
 from h2s_checkout.domain.errors import (
     CheckoutError,
     CheckoutInProgress,
@@ -135,7 +141,11 @@ def _claim_for(command: CheckoutCommand) -> Claim:
     return Claim(
         key_source="client" if command.idempotency_key else "derived",
         idempotency_key=command.idempotency_key,
-        derived_key=keys.derived_key(normalize_email(command.customer.email), fingerprint),
+        derived_key=keys.derived_key(
+            normalize_email(command.customer.email),
+            fingerprint,
+            normalize_address(command.customer.address),
+        ),
         request_digest=keys.request_digest(command.request_body),
         cart_fingerprint=fingerprint,
     )
