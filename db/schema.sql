@@ -15,9 +15,239 @@ SET xmloption = content;
 SET client_min_messages = warning;
 SET row_security = off;
 
+--
+-- Name: h2s_begin_checkout(text, text, text, text, timestamp with time zone, timestamp with time zone, timestamp with time zone, jsonb, jsonb, jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_begin_checkout(p_key_source text, p_idempotency_key text, p_derived_key text, p_request_fingerprint text, p_window_start timestamp with time zone, p_now timestamp with time zone, p_lease_until timestamp with time zone, p_new jsonb, p_steps jsonb, p_transition jsonb) RETURNS TABLE(outcome text, checkout_id uuid, state text, response_status integer, response_json text, order_id text, job_id uuid, session_request jsonb, attempts integer)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+    c h2s_checkouts;
+    v_checkout_id uuid := (p_new->>'checkout_id')::uuid;
+    v_recipient_id uuid;
+    v_job record;
+    v_attempts integer;
+begin
+    c := h2s_find_claimed_checkout(p_key_source, p_idempotency_key, p_derived_key, p_window_start);
+    if c.checkout_id is not null and c.key_source = 'client'
+       and c.request_fingerprint <> p_request_fingerprint then
+        return query select 'key_reused', c.checkout_id, c.state, null::integer, null::text,
+                            null::text, null::uuid, null::jsonb, null::integer;
+        return;
+    end if;
+    if c.checkout_id is null or c.response_status is null then
+        perform pg_advisory_xact_lock(hashtextextended(
+            'h2s-checkout:' || p_key_source || ':'
+                || coalesce(p_idempotency_key, p_derived_key), 0));
+        c := h2s_find_claimed_checkout(
+            p_key_source, p_idempotency_key, p_derived_key, p_window_start);
+    end if;
+
+    if c.checkout_id is null then
+        insert into h2s_recipients (email_normalized, email, name, phone)
+        values (p_new->>'email_normalized', p_new->>'email', p_new->>'name', p_new->>'phone')
+        on conflict (email_normalized) do update
+            set name = excluded.name, phone = excluded.phone, email = excluded.email,
+                updated_at = now()
+        returning recipient_id into v_recipient_id;
+
+        insert into h2s_checkouts (
+            checkout_id, state, idempotency_key, key_source, derived_key, request_fingerprint,
+            request_body, stripe_idempotency_key, created_at, updated_at, locked_until,
+            session_request, order_id, job_id)
+        values (
+            v_checkout_id, p_transition->>'to_state', p_idempotency_key, p_key_source,
+            p_derived_key, p_request_fingerprint, p_new->'request_body',
+            p_new->>'stripe_idempotency_key', p_now, (p_transition->>'at')::timestamptz,
+            p_lease_until, p_new->'session_request', p_new->>'order_id',
+            (p_new->>'job_id')::uuid);
+
+        insert into h2s_orders (
+            order_id, checkout_id, recipient_id, status, customer, items,
+            subtotal_cents, total_cents, currency, created_at, updated_at)
+        values (
+            p_new->>'order_id', v_checkout_id, v_recipient_id, 'pending_payment',
+            p_new->'customer', p_new->'items', (p_new->>'subtotal_cents')::integer,
+            (p_new->>'total_cents')::integer, p_new->>'currency', p_now, p_now);
+
+        insert into h2s_dispatch_jobs (
+            job_id, order_id, recipient_id, sequence_id, step_id, status, due_at, metadata,
+            created_at, updated_at)
+        select (p_new->>'job_id')::uuid, p_new->>'order_id', v_recipient_id, s.sequence_id,
+               st.step_id, 'queued', (p_new->>'job_due_at')::timestamptz,
+               p_new->'job_metadata', p_now, p_now
+        from h2s_dispatch_sequences s
+        join h2s_dispatch_steps st on st.sequence_id = s.sequence_id and st.is_start
+        where s.is_default
+        returning job_id, sequence_id, step_id, due_at into v_job;
+        if v_job.job_id is null then
+            raise exception 'no default dispatch sequence with a start step is configured'
+                using errcode = 'H2S01';
+        end if;
+
+        perform h2s_write_trace_rows(v_checkout_id, p_steps || jsonb_build_array(
+            jsonb_build_object(
+                'event', 'order_and_job.created',
+                'at', (p_transition->>'at')::timestamptz - interval '1 microsecond',
+                'detail', jsonb_build_object(
+                    'recipient_id', v_recipient_id, 'order_id', p_new->>'order_id',
+                    'job_id', v_job.job_id, 'sequence_id', v_job.sequence_id,
+                    'step_id', v_job.step_id, 'due_at', v_job.due_at)),
+            p_transition || '{"kind": "transition"}'));
+
+        return query select 'created', v_checkout_id, p_transition->>'to_state',
+                            null::integer, null::text, p_new->>'order_id',
+                            (p_new->>'job_id')::uuid, p_new->'session_request', 1;
+        return;
+    end if;
+
+    if c.response_status is not null then
+        perform h2s_write_trace_rows(c.checkout_id, jsonb_build_array(jsonb_build_object(
+            'event', 'checkout.replayed', 'detail',
+            jsonb_build_object('key_source', p_key_source))));
+        return query select 'replayed', c.checkout_id, c.state, c.response_status,
+                            c.response_body::text, c.order_id, c.job_id, null::jsonb,
+                            c.attempts;
+        return;
+    end if;
+
+    if c.state = 'job_queued' and (c.locked_until is null or c.locked_until <= p_now) then
+        update h2s_checkouts
+        set locked_until = p_lease_until, attempts = h2s_checkouts.attempts + 1
+        where checkout_id = c.checkout_id
+        returning h2s_checkouts.attempts into v_attempts;
+        perform h2s_write_trace_rows(c.checkout_id, jsonb_build_array(jsonb_build_object(
+            'event', 'checkout.resumed', 'detail',
+            jsonb_build_object('attempt', v_attempts, 'from_state', 'job_queued'))));
+        return query select 'resumed', c.checkout_id, c.state, null::integer, null::text,
+                            c.order_id, c.job_id, c.session_request, v_attempts;
+        return;
+    end if;
+
+    perform h2s_write_trace_rows(c.checkout_id, jsonb_build_array(jsonb_build_object(
+        'event', 'checkout.conflict', 'detail',
+        jsonb_build_object('state', c.state, 'key_source', p_key_source))));
+    return query select 'conflict', c.checkout_id, c.state, null::integer, null::text,
+                        c.order_id, c.job_id, null::jsonb, c.attempts;
+end
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
+
+--
+-- Name: h2s_checkouts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_checkouts (
+    checkout_id uuid NOT NULL,
+    state text NOT NULL,
+    idempotency_key text,
+    key_source text NOT NULL,
+    derived_key text NOT NULL,
+    request_fingerprint text NOT NULL,
+    request_body jsonb NOT NULL,
+    stripe_idempotency_key text NOT NULL,
+    order_id text,
+    job_id uuid,
+    session_id text,
+    response_status integer,
+    response_body jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    locked_until timestamp with time zone,
+    attempts integer DEFAULT 1 NOT NULL,
+    session_request jsonb,
+    needs_settlement boolean DEFAULT false NOT NULL,
+    CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
+    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'failed'::text, 'cleaned'::text])))
+);
+
+
+--
+-- Name: h2s_find_claimed_checkout(text, text, text, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_find_claimed_checkout(p_key_source text, p_idempotency_key text, p_derived_key text, p_window_start timestamp with time zone) RETURNS public.h2s_checkouts
+    LANGUAGE sql STABLE
+    AS $$
+    select c.* from h2s_checkouts c
+    where p_key_source = 'client'
+      and c.key_source = 'client' and c.idempotency_key = p_idempotency_key
+      and c.state <> 'cleaned'
+    union all
+    (select c.* from h2s_checkouts c
+     where p_key_source = 'derived'
+       and c.derived_key = p_derived_key and c.state not in ('cleaned', 'expired')
+       and c.created_at > p_window_start
+     order by c.created_at desc
+     limit 1)
+    limit 1
+$$;
+
+
+--
+-- Name: h2s_link_session(uuid, text, text, timestamp with time zone, text, uuid, jsonb, jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_link_session(p_checkout_id uuid, p_from_state text, p_to_state text, p_at timestamp with time zone, p_session_id text, p_job_id uuid, p_response jsonb, p_trace jsonb) RETURNS TABLE(linked boolean, state text, response_status integer, response_json text)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+declare
+    v_order_id text;
+begin
+    update h2s_checkouts
+    set state = p_to_state, updated_at = p_at, session_id = p_session_id,
+        response_status = 201, response_body = p_response, locked_until = null
+    where checkout_id = p_checkout_id and state = p_from_state
+    returning order_id into v_order_id;
+    if not found then
+        return query select false, c.state, c.response_status, c.response_body::text
+                     from h2s_checkouts c where c.checkout_id = p_checkout_id;
+        return;
+    end if;
+    update h2s_orders o
+    set session_id = p_session_id,
+        metadata_json = o.metadata_json || jsonb_build_object(
+            'dispatch_job_id', p_job_id::text, 'checkout_trace_id', p_checkout_id::text),
+        updated_at = p_at
+    where o.order_id = v_order_id;
+    perform h2s_write_trace_rows(p_checkout_id, p_trace);
+    return query select true, p_to_state, 201, null::text;
+end
+$$;
+
+
+--
+-- Name: h2s_write_trace_rows(uuid, jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_write_trace_rows(p_checkout_id uuid, p_rows jsonb) RETURNS integer
+    LANGUAGE sql
+    AS $$
+    with written as (
+        insert into h2s_checkout_traces (
+            checkout_id, kind, event, from_state, to_state, at, duration_ms, detail)
+        select p_checkout_id,
+               coalesce(r.value->>'kind', 'step'),
+               r.value->>'event',
+               r.value->>'from_state',
+               r.value->>'to_state',
+               coalesce((r.value->>'at')::timestamptz, clock_timestamp()),
+               (r.value->>'duration_ms')::float8,
+               coalesce(r.value->'detail', '{}'::jsonb)
+        from jsonb_array_elements(p_rows) with ordinality as r(value, position)
+        order by r.position
+        returning 1
+    )
+    select count(*)::integer from written
+$$;
+
 
 --
 -- Name: h2s_checkout_failures; Type: TABLE; Schema: public; Owner: -
@@ -80,35 +310,6 @@ ALTER TABLE public.h2s_checkout_traces ALTER COLUMN seq ADD GENERATED ALWAYS AS 
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
-);
-
-
---
--- Name: h2s_checkouts; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.h2s_checkouts (
-    checkout_id uuid NOT NULL,
-    state text NOT NULL,
-    idempotency_key text,
-    key_source text NOT NULL,
-    derived_key text NOT NULL,
-    request_fingerprint text NOT NULL,
-    request_body jsonb NOT NULL,
-    stripe_idempotency_key text NOT NULL,
-    order_id text,
-    job_id uuid,
-    session_id text,
-    response_status integer,
-    response_body jsonb,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    locked_until timestamp with time zone,
-    attempts integer DEFAULT 1 NOT NULL,
-    session_request jsonb,
-    needs_settlement boolean DEFAULT false NOT NULL,
-    CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
-    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'failed'::text, 'cleaned'::text])))
 );
 
 
@@ -606,4 +807,7 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261126000002'),
     ('20261126000003'),
     ('20261126000004'),
-    ('20261127000001');
+    ('20261127000001'),
+    ('20261127000002'),
+    ('20261127000003'),
+    ('20261127000004');

@@ -1,15 +1,14 @@
-"""The machine is persisted: each transition and its trace row commit together."""
+"""The machine is persisted: each decided transition and its trace rows commit together."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from statemachine.exceptions import TransitionNotAllowed
 
 from h2s_checkout.domain.errors import IllegalTransition
-from h2s_checkout.flows.machine_io import machine_at
-from h2s_checkout.store.traces import TraceWriter
+from h2s_checkout.domain.machine import TRANSITIONS
+from h2s_checkout.store.traces import Step, write_transition
 
 
 async def new_checkout(db) -> uuid.UUID:
@@ -32,25 +31,29 @@ async def stored_state(db, checkout_id) -> str:
 async def trace(db, checkout_id) -> list[tuple[str, str, str]]:
     rows = await db.fetch(
         "select event, from_state, to_state from h2s_checkout_traces"
-        " where checkout_id = $1 and kind = 'transition' order by at, seq",
+        " where checkout_id = $1 and kind = 'transition' order by seq",
         checkout_id,
     )
     return [tuple(r) for r in rows]
 
 
-async def test_a_rebuilt_machine_continues_from_the_stored_state(db):
+async def move(db, checkout_id, event: str, steps: list[Step] | None = None) -> str:
+    """What a flow does: read the stored state, let the machine decide, write the change."""
+    state = await stored_state(db, checkout_id)
+    target = TRANSITIONS.target(state, event)
+    await write_transition(db, checkout_id, event, state, target, steps=steps)
+    return target
+
+
+async def test_a_later_phase_continues_from_the_stored_state(db):
     checkout_id = await new_checkout(db)
     async with db.transaction():
-        machine = await machine_at("pending_payment", TraceWriter(db, checkout_id))
-        await machine.send("queue_job")
+        await move(db, checkout_id, "queue_job")
 
     # A later phase, as after a restart: only the stored state is known.
     async with db.transaction():
-        machine = await machine_at(
-            await stored_state(db, checkout_id), TraceWriter(db, checkout_id)
-        )
-        await machine.send("fail")
-        await machine.send("clean")
+        await move(db, checkout_id, "fail")
+        await move(db, checkout_id, "clean")
 
     assert await stored_state(db, checkout_id) == "cleaned"
     assert await trace(db, checkout_id) == [
@@ -64,31 +67,42 @@ async def test_a_rolled_back_phase_leaves_neither_state_nor_trace(db):
     checkout_id = await new_checkout(db)
     with pytest.raises(RuntimeError):  # noqa: PT012 - the transaction is the subject
         async with db.transaction():
-            machine = await machine_at("pending_payment", TraceWriter(db, checkout_id))
-            await machine.send("queue_job")
+            await move(db, checkout_id, "queue_job", [Step.now("order_and_job.created")])
             raise RuntimeError("the rest of the phase failed")
     assert await stored_state(db, checkout_id) == "pending_payment"
-    assert await trace(db, checkout_id) == []
+    assert await db.fetchval("select count(*) from h2s_checkout_traces") == 0
 
 
 async def test_an_illegal_transition_raises_and_writes_nothing(db):
     checkout_id = await new_checkout(db)
-    machine = await machine_at("pending_payment", TraceWriter(db, checkout_id))
-    with pytest.raises(TransitionNotAllowed):
-        await machine.send("create_session")
+    with pytest.raises(IllegalTransition):
+        await move(db, checkout_id, "create_session")
     assert await stored_state(db, checkout_id) == "pending_payment"
     assert await trace(db, checkout_id) == []
 
 
-async def test_a_machine_built_from_a_stale_state_is_refused(db):
+async def test_a_decision_made_on_a_stale_state_is_refused(db):
     checkout_id = await new_checkout(db)
-    stale = await machine_at("pending_payment", TraceWriter(db, checkout_id))
-    async with db.transaction():
-        fresh = await machine_at("pending_payment", TraceWriter(db, checkout_id))
-        await fresh.send("queue_job")
+    stale = await stored_state(db, checkout_id)
+    await move(db, checkout_id, "queue_job")  # another process moves the checkout
 
     with pytest.raises(IllegalTransition):
         async with db.transaction():
-            await stale.send("fail")
+            await write_transition(
+                db, checkout_id, "fail", stale, TRANSITIONS.target(stale, "fail")
+            )
     assert await stored_state(db, checkout_id) == "job_queued"
     assert await trace(db, checkout_id) == [("queue_job", "pending_payment", "job_queued")]
+
+
+async def test_steps_and_their_transition_take_seq_in_the_order_they_happened(db):
+    checkout_id = await new_checkout(db)
+    steps = [Step.now(f"step.{n}") for n in range(5)]
+    await move(db, checkout_id, "queue_job", steps)
+
+    rows = await db.fetch(
+        "select seq, event, at from h2s_checkout_traces where checkout_id = $1 order by seq",
+        checkout_id,
+    )
+    assert [r["event"] for r in rows] == [*(f"step.{n}" for n in range(5)), "queue_job"]
+    assert [r["at"] for r in rows] == sorted(r["at"] for r in rows)

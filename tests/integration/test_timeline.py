@@ -83,3 +83,29 @@ async def test_checkout_view_shows_order_job_and_provider_session(client, admin)
     assert provider["id"] == body["pay"]["session_id"]
     assert provider["client_reference_id"] == body["order_id"]
     assert provider["status"] == "open"
+
+
+async def test_seq_follows_the_order_in_which_steps_happened(client, admin, stripe):
+    """A client that sorts a timeline by seq sees a checkout, its replay and a failed one
+    move forward, as it would sorting by time."""
+    first = (await client.post("/api/checkout", json=checkout_body())).json()
+    await client.post("/api/checkout", json=checkout_body())  # a replay
+    stripe.faults.add("status", "POST /v1/checkout/sessions", status=400, times=1)
+    failed = (await client.post("/api/checkout", json=checkout_body(email="bo@example.com")))
+    assert failed.status_code == 502
+
+    for trace_id in (first["checkout_trace_id"], failed.json()["checkout_trace_id"]):
+        steps = (await client.get(f"/api/checkouts/{trace_id}/timeline", headers=admin)).json()[
+            "steps"
+        ]
+        seqs = [s["seq"] for s in steps]
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == len(seqs)
+        assert [s["at"] for s in steps] == sorted(s["at"] for s in steps)
+    events = [s["event"] for s in steps]
+    assert events[:3] == ["checkout.received", "order_and_job.created", "queue_job"]
+    assert events[-2:] == ["fail", "clean"]
+    replayed = (
+        await client.get(f"/api/checkouts/{first['checkout_trace_id']}/timeline", headers=admin)
+    ).json()["steps"][-1]
+    assert replayed["event"] == "checkout.replayed"

@@ -38,7 +38,7 @@ from h2s_checkout.api.checkout import to_command
 from h2s_checkout.api.schemas import CheckoutRequest
 from h2s_checkout.bench.load import Outcome
 from h2s_checkout.domain import keys
-from h2s_checkout.domain.cart import cart_fingerprint, normalize_email
+from h2s_checkout.domain.cart import cart_fingerprint, normalize_address, normalize_email
 from h2s_checkout.payments.port import PaymentGateway, ProviderSession, SessionRequest
 from h2s_checkout.services import build_gateway, build_services
 from h2s_checkout.settings import Settings
@@ -194,7 +194,11 @@ def _seeds(
         "order_id": body["order_id"],
         "job_id": uuid.UUID(body["job_id"]),
         "email": email,
-        "derived_key": keys.derived_key(normalize_email(email), cart_fingerprint(command.items)),
+        "derived_key": keys.derived_key(
+            normalize_email(email),
+            cart_fingerprint(command.items),
+            normalize_address(command.customer.address),
+        ),
         "request_digest": keys.request_digest(command.request_body),
     }
     return seeds
@@ -236,7 +240,7 @@ async def record_checkouts(
                 result = await flow.begin(command)
             finally:
                 rec.active = False
-            if result.status != 201 or result.replayed:
+            if result.status != 201 or result.replayed or result.body is None:
                 raise RuntimeError(f"recording a new checkout got {result.status}: {result.body}")
             seeds = _seeds(result.checkout_id, result.body, email, command)
             seeds |= _session_seeds(rec.calls)

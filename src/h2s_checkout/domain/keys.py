@@ -37,8 +37,3 @@ def request_digest(body: object) -> str:
     """A digest of the whole request body, independent of JSON key order."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def claim_lock_key(key_source: str, key: str) -> str:
-    """The advisory-lock name under which concurrent requests for one key queue."""
-    return f"h2s-checkout:{key_source}:{key}"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+
 from statemachine import State, StateMachine
+from statemachine.exceptions import TransitionNotAllowed
+
+from h2s_checkout.domain.errors import IllegalTransition
 
 
 class CheckoutMachine(StateMachine):
     """A checkout's life: order and job first, then the payment session, then its end.
 
-    The machine is persisted in ``h2s_checkouts.state``; a listener writes each
-    transition and its trace row in the caller's database transaction.
+    The machine decides; the checkout's state lives in ``h2s_checkouts.state``, and the
+    store writes each decided transition with its trace row in one statement.
     """
 
     pending_payment = State("Pending payment", initial=True)
@@ -30,6 +35,7 @@ class CheckoutMachine(StateMachine):
 
 STATES: tuple[str, ...] = tuple(state.id for state in CheckoutMachine.states)
 FINAL_STATES: frozenset[str] = frozenset(s.id for s in CheckoutMachine.states if s.final)
+INITIAL_STATE: str = next(s.id for s in CheckoutMachine.states if s.initial)
 # States the error path can still clean up: those that may fail, and failed itself.
 CLEANABLE_STATES: frozenset[str] = frozenset(
     {
@@ -39,3 +45,85 @@ CLEANABLE_STATES: frozenset[str] = frozenset(
     }
     | {CheckoutMachine.failed.id}
 )
+
+
+class _Scratch:
+    """The model the reused machine reads and writes: a state set just before each event."""
+
+    state: str | None = None
+
+
+def _has_callbacks(machine: CheckoutMachine) -> bool:
+    """Whether the machine runs any guard, validator or action of its own.
+
+    Read from the library's callback registry; if that ever moves, assume it does.
+    """
+    registry = getattr(getattr(machine, "_callbacks", None), "_registry", None)
+    if registry is None:
+        return True
+    return any(len(list(executor)) for executor in registry.values())
+
+
+class Transitions:
+    """Decides each state change with CheckoutMachine's own engine.
+
+    One machine per thread, built once and reused: each decision sets the scratch model
+    to the stored state, sends the event through the library's synchronous engine and reads
+    the state it ends in. Nothing awaits inside the engine (the writes happen after, in the
+    store), so no async engine is needed.
+
+    The machine declares no guards, validators or actions, so its answer depends only on
+    (state, event): the engine decides each pair the first time this process meets it,
+    and the answer is kept. python-statemachine 3.2 spends about 200 µs per event in its
+    engine (docs/benchmarks.md); a checkout makes two transitions on the hot path, which
+    would be a sixth of the worker's whole budget per checkout. A machine with callbacks
+    would be run for every event, so adding a guard later cannot be silently skipped.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._decided: dict[tuple[str, str], str | None] = {}
+        self._remember = not _has_callbacks(CheckoutMachine(model=_Scratch()))
+
+    def _machine(self) -> tuple[CheckoutMachine, _Scratch]:
+        pair: tuple[CheckoutMachine, _Scratch] | None = getattr(self._local, "pair", None)
+        if pair is None:
+            model = _Scratch()
+            pair = (CheckoutMachine(model=model), model)
+            self._local.pair = pair
+        return pair
+
+    def _run_engine(self, state: str, event: str) -> str | None:
+        machine, model = self._machine()
+        model.state = state
+        try:
+            machine.send(event)
+        except TransitionNotAllowed:
+            model.state = None
+            return None
+        target: str | None = model.state
+        model.state = None
+        if target in FINAL_STATES:
+            # The library ends a machine that reaches a final state; the next decision
+            # needs a fresh one.
+            self._local.pair = None
+        return target
+
+    def target(self, state: str, event: str, *, checkout_id: str | None = None) -> str:
+        """The state ``event`` moves a checkout in ``state`` to; IllegalTransition if none."""
+        key = (state, event)
+        if key in self._decided:
+            target = self._decided[key]
+        else:
+            target = self._run_engine(state, event)
+            if self._remember:
+                self._decided[key] = target
+        if target is None:
+            raise IllegalTransition(
+                f"{event} is not allowed in state {state}", checkout_id=checkout_id
+            )
+        return target
+
+
+TRANSITIONS = Transitions()
+"""The process's one decider; flows ask it before every state change they write."""

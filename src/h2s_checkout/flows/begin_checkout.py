@@ -1,8 +1,11 @@
-"""Begin a checkout: claim its key, order and job (phase 1), session (2), link (3)."""
+"""Begin a checkout: claim its key, order and job (phase 1), session (2), link (3).
+
+Phase 1 is one call of ``h2s_begin_checkout`` and phase 3 one of ``h2s_link_session``
+(store/checkouts.py): a new checkout costs two round trips, a replay one.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -11,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
 
 from h2s_checkout.domain import keys
@@ -22,16 +26,15 @@ from h2s_checkout.domain.cart import (
     price_cart,
 )
 from h2s_checkout.domain.errors import (
-    CheckoutError,
     CheckoutInProgress,
     DatabaseUnavailable,
     IdempotencyKeyReused,
     IllegalTransition,
     PaymentProviderError,
 )
+from h2s_checkout.domain.machine import INITIAL_STATE, TRANSITIONS
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
-from h2s_checkout.flows.machine_io import BoundMachine, bound_machine_at, machine_at
 from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import PHASE_SECONDS
 from h2s_checkout.payments.port import (
@@ -43,13 +46,23 @@ from h2s_checkout.payments.port import (
 )
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, UNAVAILABLE_OR_DOWN, connection
-from h2s_checkout.store.traces import Step, record_steps, utcnow
+from h2s_checkout.store.traces import (
+    Step,
+    count_transition,
+    record_steps,
+    transition_row,
+    utcnow,
+)
 
 log = get_logger(__name__)
 
 DERIVED_KEY_WINDOW = timedelta(minutes=5)
-# States whose checkout has its final 201 answer stored: a retry replays it.
-ANSWERED_STATES = frozenset({"session_created", "paid", "expired"})
+QUEUE_JOB, CREATE_SESSION = "queue_job", "create_session"
+
+_CLAIM_SECONDS = PHASE_SECONDS.labels("claim_and_queue")
+_SESSION_SECONDS = PHASE_SECONDS.labels("create_session")
+_LINK_SECONDS = PHASE_SECONDS.labels("link_session")
+_json = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +83,19 @@ class CheckoutCommand:
 
 @dataclass(frozen=True, slots=True)
 class CheckoutResult:
+    """A checkout's answer: a new one's body, or a stored one as PostgreSQL keeps it."""
+
     status: int
-    body: dict[str, Any]
     checkout_id: uuid.UUID
+    body: dict[str, Any] | None = None
+    stored_json: str | None = None
     replayed: bool = False
+
+    def json(self) -> bytes:
+        """The answer's JSON; a stored answer is sent as stored, without a decode."""
+        if self.stored_json is not None:
+            return self.stored_json.encode()
+        return _json.encode(self.body)
 
 
 @dataclass
@@ -85,22 +107,6 @@ class CheckoutSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
-    """Which earlier checkout a request is a retry of, if any."""
-
-    key_source: str  # "client" (Idempotency-Key header) or "derived" (email + cart)
-    idempotency_key: str | None
-    derived_key: str
-    request_digest: str
-    cart_fingerprint: str
-
-    @property
-    def lock_key(self) -> str:
-        key = self.idempotency_key if self.key_source == "client" else self.derived_key
-        return keys.claim_lock_key(self.key_source, key or "")
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     """What phases 2 and 3 need. The Stripe request is stored in phase 1 and read back on
     resume, so every attempt sends the same parameters under the same idempotency key."""
@@ -109,18 +115,6 @@ class Plan:
     order_id: str
     job_id: uuid.UUID
     session_request: SessionRequest
-    # Phase 1's machine, at job_queued, when the same request goes on to phase 3.
-    machine: BoundMachine | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Replay:
-    row: asyncpg.Record
-
-
-@dataclass(frozen=True, slots=True)
-class _Conflict:
-    checkout_id: uuid.UUID
 
 
 def success_body(
@@ -136,9 +130,8 @@ def success_body(
     }
 
 
-def _claim_for(command: CheckoutCommand) -> Claim:
-    fingerprint = cart_fingerprint(command.items)
-    return Claim(
+def _claim_keys(command: CheckoutCommand, fingerprint: str) -> checkouts.ClaimKeys:
+    return checkouts.ClaimKeys(
         key_source="client" if command.idempotency_key else "derived",
         idempotency_key=command.idempotency_key,
         derived_key=keys.derived_key(
@@ -146,17 +139,16 @@ def _claim_for(command: CheckoutCommand) -> Claim:
             fingerprint,
             normalize_address(command.customer.address),
         ),
-        request_digest=keys.request_digest(command.request_body),
-        cart_fingerprint=fingerprint,
+        request_fingerprint=keys.request_digest(command.request_body),
     )
 
 
-def _plan_from_row(checkout: asyncpg.Record) -> Plan:
+def _plan_from_row(row: asyncpg.Record) -> Plan:
     return Plan(
-        checkout_id=checkout["checkout_id"],
-        order_id=checkout["order_id"],
-        job_id=checkout["job_id"],
-        session_request=SessionRequest.from_dict(checkout["session_request"]),
+        checkout_id=row["checkout_id"],
+        order_id=row["order_id"],
+        job_id=row["job_id"],
+        session_request=SessionRequest.from_dict(row["session_request"]),
     )
 
 
@@ -178,195 +170,69 @@ class CheckoutFlow:
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
         # Pricing comes first: a bad cart is refused before anything is read or written.
         cart = price_cart(command.items, await self._catalog.items())
-        claim = _claim_for(command)
+        fingerprint = cart_fingerprint(command.items)
+        claim = _claim_keys(command, fingerprint)
         now = self._settings.clock()
+        plan = self._new_plan(command, cart, now)
+        structlog.contextvars.bind_contextvars(checkout_trace_id=str(plan.checkout_id))
+        # The state machine decides the first transition before anything is sent; the
+        # function writes it only if this request turns out to be a new checkout.
+        target = TRANSITIONS.target(INITIAL_STATE, QUEUE_JOB)
+        received = Step.now(
+            "checkout.received",
+            key_source=claim.key_source,
+            lines=len(cart.lines),
+            total_cents=cart.total_cents,
+            cart_fingerprint=fingerprint[:16],
+        )
+        started = time.perf_counter()
         try:
-            # One pooled connection for the lookup and phase 1: a replay or a new checkout
-            # costs one acquire and no extra round trip.
             async with connection(self._pool) as conn:
-                finished = await self._find(conn, claim, now)
-                if finished is not None and finished["state"] in ANSWERED_STATES:
-                    # The fast path: a finished checkout is replayed without any lock.
-                    await self._record_replay(conn, finished, claim)
-                    return self._stored_answer(finished)
-                with PHASE_SECONDS.labels("claim_and_queue").time():
-                    outcome = await self._claim_and_queue(conn, claim, cart, command, now)
+                row = await checkouts.begin_checkout(
+                    conn,
+                    claim,
+                    window_start=now - DERIVED_KEY_WINDOW,
+                    now=now,
+                    lease_until=now + self._settings.lease,
+                    new=self._new_checkout(plan, command, cart, now),
+                    steps=[received.row()],
+                    transition=transition_row(
+                        QUEUE_JOB,
+                        INITIAL_STATE,
+                        target,
+                        utcnow(),
+                        {"order_id": plan.order_id, "job_id": str(plan.job_id)},
+                    ),
+                )
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
-        if isinstance(outcome, _Replay):
-            return self._stored_answer(outcome.row)
-        if isinstance(outcome, _Conflict):
-            raise CheckoutInProgress(
-                "a checkout with this key is in progress; retry shortly",
-                checkout_id=str(outcome.checkout_id),
-                retry_after_s=1,
-            )
-        with PHASE_SECONDS.labels("create_session").time():
-            session, session_ms = await self._create_session(outcome)
-        with PHASE_SECONDS.labels("link_session").time():
-            return await self._link_session(outcome, session, session_ms)
-
-    # -- claims ---------------------------------------------------------------------------
-
-    async def _find(
-        self, conn: asyncpg.Connection, claim: Claim, now: datetime
-    ) -> asyncpg.Record | None:
-        if claim.key_source == "client":
-            row = await checkouts.find_by_client_key(conn, claim.idempotency_key or "")
-            if row is not None and row["request_fingerprint"] != claim.request_digest:
+        outcome = row["outcome"]
+        if outcome == "created":
+            _CLAIM_SECONDS.observe(time.perf_counter() - started)
+            count_transition(target)
+        else:
+            structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
+            if outcome == "replayed":
+                return CheckoutResult(
+                    status=row["response_status"],
+                    checkout_id=row["checkout_id"],
+                    stored_json=row["response_json"],
+                    replayed=True,
+                )
+            if outcome == "conflict":
+                raise CheckoutInProgress(
+                    "a checkout with this key is in progress; retry shortly",
+                    checkout_id=str(row["checkout_id"]),
+                    retry_after_s=1,
+                )
+            if outcome == "key_reused":
                 raise IdempotencyKeyReused(
                     "this Idempotency-Key was used with a different request body"
                 )
-            return row
-        return await checkouts.find_by_derived_key(
-            conn, claim.derived_key, now - DERIVED_KEY_WINDOW
-        )
-
-    @staticmethod
-    async def _record_replay(conn: asyncpg.Connection, row: asyncpg.Record, claim: Claim) -> None:
-        structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
-        await record_steps(
-            conn, row["checkout_id"], [Step.now("checkout.replayed", key_source=claim.key_source)]
-        )
-
-    @staticmethod
-    def _stored_answer(row: asyncpg.Record, *, replayed: bool = True) -> CheckoutResult:
-        return CheckoutResult(
-            status=row["response_status"],
-            body=row["response_body"],
-            checkout_id=row["checkout_id"],
-            replayed=replayed,
-        )
-
-    async def _claim_and_queue(
-        self,
-        conn: asyncpg.Connection,
-        claim: Claim,
-        cart: PricedCart,
-        command: CheckoutCommand,
-        now: datetime,
-    ) -> Plan | _Replay | _Conflict:
-        """Phase 1, one transaction: claim the key, then replay, resume, refuse or create."""
-        async with conn.transaction():
-            await checkouts.lock_claim(conn, claim.lock_key)
-            row = await self._find(conn, claim, now)
-            if row is None:
-                return await self._queue_order_and_job(conn, claim, cart, command, now)
-            checkout_id = row["checkout_id"]
-            structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout_id))
-            if row["state"] == "job_queued":
-                attempt = await checkouts.take_over(
-                    conn, checkout_id, until=now + self._settings.lease, now=now
-                )
-                if attempt is not None:
-                    # The attempt that held this checkout died mid-way: carry on from the
-                    # recovery point with the same order, job and Stripe idempotency key.
-                    await record_steps(
-                        conn,
-                        checkout_id,
-                        [Step.now("checkout.resumed", attempt=attempt, from_state="job_queued")],
-                    )
-                    return _plan_from_row(row)
-                # Not taken over: still held, or finished since it was read.
-                row = await checkouts.get_checkout(conn, checkout_id) or row
-            if row["state"] in ANSWERED_STATES:
-                await self._record_replay(conn, row, claim)
-                return _Replay(row)
-            await record_steps(
-                conn,
-                checkout_id,
-                [Step.now("checkout.conflict", state=row["state"], key_source=claim.key_source)],
-            )
-            return _Conflict(checkout_id)
-
-    async def _queue_order_and_job(
-        self,
-        conn: asyncpg.Connection,
-        claim: Claim,
-        cart: PricedCart,
-        command: CheckoutCommand,
-        now: datetime,
-    ) -> Plan:
-        """The new-checkout half of phase 1: nothing is written unless all of it is."""
-        checkout_id = uuid.uuid4()
-        structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout_id))
-        order_id = keys.order_id_for(checkout_id)
-        job_id = keys.job_id_for(checkout_id)
-        plan = Plan(
-            checkout_id=checkout_id,
-            order_id=order_id,
-            job_id=job_id,
-            session_request=self._session_request(
-                checkout_id,
-                order_id,
-                job_id,
-                command.customer.email.strip(),
-                tuple(
-                    SessionLine(line.name, line.unit_amount_cents, line.quantity, line.currency)
-                    for line in cart.lines
-                ),
-                now + self._settings.session_ttl,
-            ),
-        )
-        email = command.customer.email.strip()
-        try:
-            writer = checkouts.CheckoutCreationWriter(
-                conn,
-                checkout_id,
-                new=checkouts.NewCheckout(
-                    idempotency_key=claim.idempotency_key,
-                    key_source=claim.key_source,
-                    derived_key=claim.derived_key,
-                    request_fingerprint=claim.request_digest,
-                    request_body=command.request_body,
-                    stripe_idempotency_key=keys.stripe_idempotency_key(checkout_id),
-                    created_at=now,
-                    locked_until=now + self._settings.lease,
-                    session_request=plan.session_request.to_dict(),
-                    order_id=order_id,
-                    job_id=job_id,
-                    email_normalized=normalize_email(email),
-                    email=email,
-                    name=command.customer.name,
-                    phone=command.customer.phone,
-                    customer={
-                        "email": email,
-                        "name": command.customer.name,
-                        "phone": command.customer.phone,
-                        "address": command.customer.address,
-                    },
-                    items=[
-                        {
-                            "sku": line.sku,
-                            "name": line.name,
-                            "quantity": line.quantity,
-                            "unit_amount_cents": line.unit_amount_cents,
-                            "amount_cents": line.amount_cents,
-                        }
-                        for line in cart.lines
-                    ],
-                    subtotal_cents=cart.subtotal_cents,
-                    total_cents=cart.total_cents,
-                    currency=cart.currency,
-                ),
-            )
-            writer.step(
-                "checkout.received",
-                key_source=claim.key_source,
-                lines=len(cart.lines),
-                total_cents=cart.total_cents,
-                cart_fingerprint=claim.cart_fingerprint[:16],
-            )
-            # The machine's first transition writes the checkout, its recipient, order and
-            # job, and the trace rows, in one statement of this transaction.
-            bound = await bound_machine_at("pending_payment", writer)
-            await bound.machine.send(
-                "queue_job", detail={"order_id": order_id, "job_id": str(job_id)}
-            )
-        except CheckoutError as exc:
-            exc.checkout_id = exc.checkout_id or str(checkout_id)
-            raise
-        return dataclasses.replace(plan, machine=bound)
+            # resumed: the attempt that held this checkout died mid-way; carry on from the
+            # recovery point with the same order, job and Stripe idempotency key.
+            plan = _plan_from_row(row)
+        return await self._finish(plan)
 
     async def resume(self, checkout: asyncpg.Record, *, source: str) -> CheckoutResult:
         """Finish a checkout leased in ``job_queued`` (by the reconciler): phases 2 and 3
@@ -378,36 +244,87 @@ class CheckoutFlow:
                 checkout["checkout_id"],
                 [Step.now("checkout.resumed", source=source, attempt=checkout["attempts"])],
             )
-        plan = _plan_from_row(checkout)
-        session, session_ms = await self._create_session(plan)
-        return await self._link_session(plan, session, session_ms)
+        return await self._finish(_plan_from_row(checkout))
+
+    async def _finish(self, plan: Plan) -> CheckoutResult:
+        with _SESSION_SECONDS.time():
+            session, session_ms = await self._create_session(plan)
+        with _LINK_SECONDS.time():
+            return await self._link_session(plan, session, session_ms)
+
+    # -- phase 1's inputs -----------------------------------------------------------------
+
+    def _new_plan(self, command: CheckoutCommand, cart: PricedCart, now: datetime) -> Plan:
+        checkout_id = uuid.uuid4()
+        order_id = keys.order_id_for(checkout_id)
+        job_id = keys.job_id_for(checkout_id)
+        base = self._settings.public_base_url
+        return Plan(
+            checkout_id=checkout_id,
+            order_id=order_id,
+            job_id=job_id,
+            session_request=SessionRequest(
+                idempotency_key=keys.stripe_idempotency_key(checkout_id),
+                client_reference_id=order_id,
+                customer_email=command.customer.email.strip(),
+                lines=tuple(
+                    SessionLine(line.name, line.unit_amount_cents, line.quantity, line.currency)
+                    for line in cart.lines
+                ),
+                success_url=f"{base}/checkout/success?order_id={order_id}",
+                cancel_url=f"{base}/checkout/cancel?order_id={order_id}",
+                expires_at=now + self._settings.session_ttl,
+                metadata={
+                    "order_id": order_id,
+                    "job_id": str(job_id),
+                    "checkout_trace_id": str(checkout_id),
+                },
+            ),
+        )
+
+    @staticmethod
+    def _new_checkout(
+        plan: Plan, command: CheckoutCommand, cart: PricedCart, now: datetime
+    ) -> dict[str, Any]:
+        """Everything phase 1 writes if the request is a new checkout (see the function)."""
+        customer = command.customer
+        email = customer.email.strip()
+        return {
+            "checkout_id": str(plan.checkout_id),
+            "order_id": plan.order_id,
+            "job_id": str(plan.job_id),
+            "stripe_idempotency_key": plan.session_request.idempotency_key,
+            "request_body": command.request_body,
+            "session_request": plan.session_request.to_dict(),
+            "email_normalized": normalize_email(email),
+            "email": email,
+            "name": customer.name,
+            "phone": customer.phone,
+            "customer": {
+                "email": email,
+                "name": customer.name,
+                "phone": customer.phone,
+                "address": customer.address,
+            },
+            "items": [
+                {
+                    "sku": line.sku,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "unit_amount_cents": line.unit_amount_cents,
+                    "amount_cents": line.amount_cents,
+                }
+                for line in cart.lines
+            ],
+            "subtotal_cents": cart.subtotal_cents,
+            "total_cents": cart.total_cents,
+            "currency": cart.currency,
+            "job_due_at": (now + checkouts.JOB_DUE_AFTER).isoformat(),
+            # order_id also in the job's metadata so the seed's verification queries work.
+            "job_metadata": {"order_id": plan.order_id, "checkout_trace_id": str(plan.checkout_id)},
+        }
 
     # -- phases 2 and 3 -------------------------------------------------------------------
-
-    def _session_request(
-        self,
-        checkout_id: uuid.UUID,
-        order_id: str,
-        job_id: uuid.UUID,
-        customer_email: str,
-        lines: tuple[SessionLine, ...],
-        expires_at: datetime,
-    ) -> SessionRequest:
-        base = self._settings.public_base_url
-        return SessionRequest(
-            idempotency_key=keys.stripe_idempotency_key(checkout_id),
-            client_reference_id=order_id,
-            customer_email=customer_email,
-            lines=lines,
-            success_url=f"{base}/checkout/success?order_id={order_id}",
-            cancel_url=f"{base}/checkout/cancel?order_id={order_id}",
-            expires_at=expires_at,
-            metadata={
-                "order_id": order_id,
-                "job_id": str(job_id),
-                "checkout_trace_id": str(checkout_id),
-            },
-        )
 
     async def _create_session(self, plan: Plan) -> tuple[ProviderSession, float]:
         """Phase 2: the one foreign call, keyed by the checkout's own id."""
@@ -437,38 +354,49 @@ class CheckoutFlow:
     async def _link_session(
         self, plan: Plan, session: ProviderSession, session_ms: float
     ) -> CheckoutResult:
-        """Phase 3, one statement: the session onto the order, the answer stored."""
+        """Phase 3, one round trip: the session onto the order, the answer stored."""
+        source = "job_queued"
+        target = TRANSITIONS.target(source, CREATE_SESSION, checkout_id=str(plan.checkout_id))
         body = success_body(plan.checkout_id, plan.order_id, plan.job_id, session)
+        created = Step.now(
+            "stripe.session_created",
+            session_ms,
+            session_id=session.id,
+            provider_request_id=session.request_id,
+            expires_at=session.expires_at,
+        )
+        at = utcnow()
         try:
             async with connection(self._pool) as conn:
-                writer = checkouts.SessionLinkWriter(
+                row = await checkouts.link_session(
                     conn,
                     plan.checkout_id,
+                    source=source,
+                    target=target,
+                    at=at,
                     session_id=session.id,
                     job_id=plan.job_id,
                     response_body=body,
+                    trace=[
+                        created.row(),
+                        transition_row(
+                            CREATE_SESSION, source, target, at, {"session_id": session.id}
+                        ),
+                    ],
                 )
-                writer.step(
-                    "stripe.session_created",
-                    session_ms,
-                    session_id=session.id,
-                    provider_request_id=session.request_id,
-                    expires_at=session.expires_at,
+            if not row["linked"]:
+                if row["response_status"] is None:
+                    raise IllegalTransition(
+                        f"checkout {plan.checkout_id} is no longer in state {source}",
+                        checkout_id=str(plan.checkout_id),
+                    )
+                # A webhook for this session linked it first (the storefront and the event
+                # raced); its stored answer is this request's answer.
+                return CheckoutResult(
+                    status=row["response_status"],
+                    checkout_id=plan.checkout_id,
+                    stored_json=row["response_json"],
                 )
-                machine = (
-                    plan.machine.write_with(writer)
-                    if plan.machine is not None
-                    else await machine_at("job_queued", writer)
-                )
-                try:
-                    await machine.send("create_session", detail={"session_id": session.id})
-                except IllegalTransition:
-                    current = await checkouts.get_checkout(conn, plan.checkout_id)
-                    if current is not None and current["response_status"] is not None:
-                        # A webhook for this session linked it first (the storefront and
-                        # the event raced); its stored answer is this request's answer.
-                        return self._stored_answer(current, replayed=False)
-                    raise
         except UNAVAILABLE_OR_DOWN as exc:
             # The session exists and the checkout is resumable from job_queued: a retry
             # after the lease, or the reconciler, finishes it with the same Stripe key.
@@ -487,4 +415,5 @@ class CheckoutFlow:
                 session_id=session.id,
             )
             raise
-        return CheckoutResult(status=201, body=body, checkout_id=plan.checkout_id)
+        count_transition(target)
+        return CheckoutResult(status=201, checkout_id=plan.checkout_id, body=body)

@@ -8,13 +8,12 @@ from typing import Any
 import asyncpg
 
 from h2s_checkout.domain.errors import CheckoutError
-from h2s_checkout.domain.machine import CLEANABLE_STATES
-from h2s_checkout.flows.machine_io import machine_at
+from h2s_checkout.domain.machine import CLEANABLE_STATES, TRANSITIONS
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection
-from h2s_checkout.store.traces import TraceWriter
+from h2s_checkout.store.traces import Step, write_transition
 
 log = get_logger(__name__)
 
@@ -132,24 +131,42 @@ async def fail_and_clean(
             row = await checkouts.get_checkout(conn, checkout_id, for_update=True)
             if row is None or row["state"] not in CLEANABLE_STATES:
                 return
-            writer = TraceWriter(conn, checkout_id)
-            writer.step(
-                f"{phase}.failed",
-                duration_ms,
-                **{k: v for k, v in fields.items() if k != "message" and v is not None},
-            )
-            for event, detail in settle_steps:
-                writer.step(event, **detail)
+            steps = [
+                Step.now(
+                    f"{phase}.failed",
+                    duration_ms,
+                    **{k: v for k, v in fields.items() if k != "message" and v is not None},
+                ),
+                *(Step.now(event, **detail) for event, detail in settle_steps),
+            ]
             await checkouts.insert_failure(conn, checkout_id, phase=phase, **fields)
-            machine = await machine_at(row["state"], writer)
-            if row["state"] != "failed":
-                await machine.send("fail", detail={"phase": phase, "code": fields["error_code"]})
+            state = row["state"]
+            if state != "failed":
+                failed = TRANSITIONS.target(state, "fail", checkout_id=str(checkout_id))
+                await write_transition(
+                    conn,
+                    checkout_id,
+                    "fail",
+                    state,
+                    failed,
+                    steps=steps,
+                    detail={"phase": phase, "code": fields["error_code"]},
+                )
+                state, steps = failed, []
             cancelled = await checkouts.cancel_order_and_job(conn, checkout_id)
             await checkouts.store_response(conn, checkout_id, status, body)
             await checkouts.set_settlement(
                 conn, checkout_id, session_id=session_id, needs_settlement=not settled
             )
-            await machine.send("clean", detail={"order_and_job_cancelled": cancelled})
+            await write_transition(
+                conn,
+                checkout_id,
+                "clean",
+                state,
+                TRANSITIONS.target(state, "clean", checkout_id=str(checkout_id)),
+                steps=steps,
+                detail={"order_and_job_cancelled": cancelled},
+            )
     except _NOTHING_WRITTEN as exc:
         # Nothing could be written: the checkout stays in its non-final state and the
         # reconciler cleans it up once the database is back.

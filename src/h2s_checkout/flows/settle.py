@@ -6,12 +6,20 @@ from datetime import datetime
 
 import asyncpg
 
-from h2s_checkout.flows.begin_checkout import success_body
-from h2s_checkout.flows.machine_io import bound_machine_at
+from h2s_checkout.domain.errors import IllegalTransition
+from h2s_checkout.domain.machine import TRANSITIONS
+from h2s_checkout.flows.begin_checkout import CREATE_SESSION, success_body
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import ProviderSession
 from h2s_checkout.store import checkouts, payments
-from h2s_checkout.store.traces import TraceWriter
+from h2s_checkout.store.traces import (
+    Step,
+    count_transition,
+    record_steps,
+    transition_row,
+    utcnow,
+    write_transition,
+)
 
 log = get_logger(__name__)
 
@@ -35,27 +43,12 @@ async def settle(
     """
     checkout_id = checkout["checkout_id"]
     state = checkout["state"]
-    writer = TraceWriter(conn, checkout_id)
     if state in ("job_queued", "session_created"):
-        bound = await bound_machine_at(state, writer)
         if state == "job_queued":
             # The event beat the storefront's phase 3: link the session here, as phase 3
             # would; the storefront's own phase 3 then finds it linked and answers with
             # the stored body.
-            link = checkouts.SessionLinkWriter(
-                conn,
-                checkout_id,
-                session_id=session.id,
-                job_id=checkout["job_id"],
-                response_body=success_body(
-                    checkout_id, checkout["order_id"], checkout["job_id"], session
-                ),
-            )
-            link.step("session.linked_by_event", source=source, session_id=session.id)
-            await bound.write_with(link).send(
-                "create_session", detail={"session_id": session.id, "source": source}
-            )
-        machine = bound.write_with(writer)
+            state = await _link_early(conn, checkout, session, source)
         detail = {
             "session_id": session.id,
             "source": source,
@@ -63,15 +56,20 @@ async def settle(
         }
         if outcome == PAID:
             await payments.mark_paid(conn, checkout["order_id"], at)
-            await machine.send("pay", detail=detail)
+            event = "pay"
         else:
             await payments.mark_expired(conn, checkout["order_id"], at)
-            await machine.send("expire", detail=detail)
+            event = "expire"
+        target = TRANSITIONS.target(state, event, checkout_id=str(checkout_id))
+        await write_transition(conn, checkout_id, event, state, target, detail=detail)
         return outcome
     if outcome == PAID and state in ("failed", "cleaned", "expired"):
         # Money arrived for a checkout whose order is gone: a person must refund it.
-        writer.step("payment.needs_refund", source=source, session_id=session.id)
-        await writer.flush()
+        await record_steps(
+            conn,
+            checkout_id,
+            [Step.now("payment.needs_refund", source=source, session_id=session.id)],
+        )
         await checkouts.insert_failure(
             conn,
             checkout_id,
@@ -82,6 +80,40 @@ async def settle(
         )
         log.error("payment.needs_refund", session_id=session.id, state=state)
         return "needs_refund"
-    writer.step("session.outcome_ignored", source=source, outcome=outcome, state=state)
-    await writer.flush()
+    await record_steps(
+        conn,
+        checkout_id,
+        [Step.now("session.outcome_ignored", source=source, outcome=outcome, state=state)],
+    )
     return f"already_{state}"
+
+
+async def _link_early(
+    conn: asyncpg.Connection, checkout: asyncpg.Record, session: ProviderSession, source: str
+) -> str:
+    """Phase 3's write, made by the event that beat it; the state it leaves the checkout in."""
+    checkout_id, state = checkout["checkout_id"], checkout["state"]
+    target = TRANSITIONS.target(state, CREATE_SESSION, checkout_id=str(checkout_id))
+    at = utcnow()
+    row = await checkouts.link_session(
+        conn,
+        checkout_id,
+        source=state,
+        target=target,
+        at=at,
+        session_id=session.id,
+        job_id=checkout["job_id"],
+        response_body=success_body(checkout_id, checkout["order_id"], checkout["job_id"], session),
+        trace=[
+            Step.now("session.linked_by_event", source=source, session_id=session.id).row(),
+            transition_row(
+                CREATE_SESSION, state, target, at, {"session_id": session.id, "source": source}
+            ),
+        ],
+    )
+    if not row["linked"]:
+        raise IllegalTransition(
+            f"checkout {checkout_id} is no longer in state {state}", checkout_id=str(checkout_id)
+        )
+    count_transition(target)
+    return target

@@ -1,46 +1,20 @@
-"""SQL for a checkout and the rows it owns: recipient, order, dispatch job, failures."""
+"""SQL for a checkout and the rows it owns: recipient, order, dispatch job, failures.
+
+Phase 1 and phase 3 are the server-side functions ``h2s_begin_checkout`` and
+``h2s_link_session`` (db/migrations/*_h2s_begin_checkout.sql, *_h2s_link_session.sql):
+one round trip each.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from h2s_checkout.domain.errors import IllegalTransition
-from h2s_checkout.store.traces import TraceWriter, utcnow
-
 JOB_DUE_AFTER = timedelta(hours=24)
-
-# Requests for one key queue on this lock for the length of the claim transaction only;
-# no lock is held across the Stripe call.
-_LOCK_CLAIM = "select pg_advisory_xact_lock(hashtextextended($1, 0))"
-
-_FIND_BY_CLIENT_KEY = """
-select * from h2s_checkouts
-where key_source = 'client' and idempotency_key = $1 and state <> 'cleaned'
-"""
-
-# The window runs from the first request of a checkout, not from a clock bucket. A checkout
-# that ended without payment does not hold the customer's next attempt.
-_FIND_BY_DERIVED_KEY = """
-select * from h2s_checkouts
-where derived_key = $1 and state not in ('cleaned', 'expired') and created_at > $2
-order by created_at desc
-limit 1
-"""
-
-# Only a checkout still at its recovery point can be taken over: one whose phase 3 has
-# just committed (clearing the lease) is finished, not abandoned.
-_TAKE_OVER = """
-update h2s_checkouts
-set locked_until = $2, attempts = attempts + 1
-where checkout_id = $1 and state = 'job_queued'
-  and (locked_until is null or locked_until <= $3)
-returning attempts
-"""
 
 # A checkout still running keeps its key whatever its age: the reconciler finishes it first.
 _REAP_CLIENT_KEYS = """
@@ -85,28 +59,6 @@ _GET_CHECKOUT_BY_ORDER = "select * from h2s_checkouts where order_id = $1"
 _GET_ORDER = "select * from h2s_orders where order_id = $1"
 _GET_JOB_BY_ORDER = "select * from h2s_dispatch_jobs where order_id = $1"
 _GET_FAILURES = "select * from h2s_checkout_failures where checkout_id = $1 order by at"
-
-
-async def lock_claim(conn: asyncpg.Connection, lock_key: str) -> None:
-    await conn.execute(_LOCK_CLAIM, lock_key)
-
-
-async def find_by_client_key(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(_FIND_BY_CLIENT_KEY, key)
-
-
-async def find_by_derived_key(
-    conn: asyncpg.Connection, derived_key: str, created_after: datetime
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(_FIND_BY_DERIVED_KEY, derived_key, created_after)
-
-
-async def take_over(
-    conn: asyncpg.Connection, checkout_id: uuid.UUID, *, until: datetime, now: datetime
-) -> int | None:
-    """Claim a checkout whose lease has run out; the attempt number, or None if still held."""
-    attempts: int | None = await conn.fetchval(_TAKE_OVER, checkout_id, until, now)
-    return attempts
 
 
 async def reap_client_keys(conn: asyncpg.Connection, older_than: datetime) -> int:
@@ -204,194 +156,74 @@ async def search_by_email(
     return await conn.fetch(_SEARCH_BY_EMAIL, email_normalized, limit)
 
 
-# Phase 3 in one statement: the state change guarded by the state it leaves, the session
-# and the job id onto the order (seed known issue 1), the stored answer, the trace rows.
-_LINK_AND_MOVE = """
-with moved as (
-    update h2s_checkouts
-    set state = $4, updated_at = $5, session_id = $6, response_status = 201,
-        response_body = $7, locked_until = null
-    where checkout_id = $1 and state = $3
-    returning checkout_id, order_id
-), linked as (
-    update h2s_orders o
-    set session_id = $6,
-        metadata_json = o.metadata_json || jsonb_build_object(
-            'dispatch_job_id', $8::text, 'checkout_trace_id', m.checkout_id::text),
-        updated_at = $5
-    from moved m
-    where o.order_id = m.order_id
-    returning o.order_id
-), steps as (
-    insert into h2s_checkout_traces (checkout_id, kind, event, at, duration_ms, detail)
-    select m.checkout_id, 'step', s.event, s.at, s.duration_ms, coalesce(s.detail, '{}')
-    from moved m,
-         jsonb_to_recordset($9::jsonb) as s(event text, at timestamptz, duration_ms float8,
-                                             detail jsonb)
-    returning seq
-)
-insert into h2s_checkout_traces (checkout_id, kind, event, from_state, to_state, at, detail)
-select m.checkout_id, 'transition', $2, $3, $4, $5, $10
-from moved m join linked l on l.order_id = m.order_id
-returning seq
-"""
+_BEGIN_CHECKOUT = "select * from h2s_begin_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
 
-@dataclass
-class SessionLinkWriter(TraceWriter):
-    """Phase 3's listener: its transition also links the session and stores the answer,
-    all in one statement, so the phase is a single round trip with no explicit BEGIN."""
+@dataclass(frozen=True, slots=True)
+class ClaimKeys:
+    """How a request is matched to an earlier checkout it may be a retry of."""
 
-    session_id: str = ""
-    job_id: uuid.UUID | None = None
-    response_body: dict[str, Any] = field(default_factory=dict)
-
-    async def after_transition(self, event: Any, source: Any, target: Any, **kwargs: Any) -> None:
-        row = await self.conn.fetchrow(
-            _LINK_AND_MOVE,
-            self.checkout_id,
-            str(getattr(event, "id", event)),
-            source.id,
-            target.id,
-            utcnow(),
-            self.session_id,
-            self.response_body,
-            str(self.job_id),
-            self._pending_json(),
-            kwargs.get("detail") or {},
-        )
-        if row is None:
-            raise IllegalTransition(
-                f"checkout {self.checkout_id} is no longer in state {source.id}",
-                checkout_id=str(self.checkout_id),
-            )
-        self._written(target)
-
-
-# Phase 1's writes in one statement: the recipient upsert, the checkout (born in the state
-# its first transition enters), the order, the job at the default flow's start step, and
-# the trace rows. Foreign keys are checked at the end of the statement, when all exist.
-_CREATE_CHECKOUT = """
-with recipient as (
-    insert into h2s_recipients (email_normalized, email, name, phone)
-    values ($19, $20, $21, $22)
-    on conflict (email_normalized) do update
-        set name = excluded.name, phone = excluded.phone, email = excluded.email,
-            updated_at = now()
-    returning recipient_id
-), checkout as (
-    insert into h2s_checkouts (
-        checkout_id, state, idempotency_key, key_source, derived_key, request_fingerprint,
-        request_body, stripe_idempotency_key, created_at, updated_at, locked_until,
-        session_request, order_id, job_id)
-    values ($1, $4, $8, $9, $10, $11, $12, $13, $14, $5, $15, $16, $17, $18)
-    returning checkout_id
-), ord as (
-    insert into h2s_orders (
-        order_id, checkout_id, recipient_id, status, customer, items,
-        subtotal_cents, total_cents, currency, created_at, updated_at)
-    select $17, c.checkout_id, r.recipient_id, 'pending_payment', $23, $24, $25, $26, $27,
-           $14, $14
-    from checkout c, recipient r
-    returning order_id, recipient_id
-), job as (
-    insert into h2s_dispatch_jobs (
-        job_id, order_id, recipient_id, sequence_id, step_id, status, due_at, metadata,
-        created_at, updated_at)
-    select $18, o.order_id, o.recipient_id, s.sequence_id, st.step_id, 'queued',
-           $14::timestamptz + $28::interval, $29, $14, $14
-    from ord o, h2s_dispatch_sequences s
-    join h2s_dispatch_steps st on st.sequence_id = s.sequence_id and st.is_start
-    where s.is_default
-    returning job_id, order_id, recipient_id, sequence_id, step_id, due_at
-), steps as (
-    insert into h2s_checkout_traces (checkout_id, kind, event, at, duration_ms, detail)
-    select c.checkout_id, 'step', s.event, s.at, s.duration_ms, coalesce(s.detail, '{}')
-    from checkout c,
-         jsonb_to_recordset($7::jsonb) as s(event text, at timestamptz, duration_ms float8,
-                                             detail jsonb)
-), written as (
-    insert into h2s_checkout_traces (checkout_id, kind, event, at, detail)
-    select $1, 'step', 'order_and_job.created', $5 - interval '1 microsecond',
-           jsonb_build_object(
-               'recipient_id', j.recipient_id, 'order_id', j.order_id, 'job_id', j.job_id,
-               'sequence_id', j.sequence_id, 'step_id', j.step_id, 'due_at', j.due_at)
-    from job j
-)
-insert into h2s_checkout_traces (checkout_id, kind, event, from_state, to_state, at, detail)
-select $1, 'transition', $2, $3, $4, $5, $6 from job
-returning seq
-"""
-
-
-@dataclass
-class NewCheckout:
-    """Everything phase 1 writes for a new checkout."""
-
+    key_source: str  # "client" (Idempotency-Key header) or "derived" (email, cart, address)
     idempotency_key: str | None
-    key_source: str
     derived_key: str
     request_fingerprint: str
-    request_body: dict[str, Any]
-    stripe_idempotency_key: str
-    created_at: datetime
-    locked_until: datetime
-    session_request: dict[str, Any]
-    order_id: str
-    job_id: uuid.UUID
-    email_normalized: str
-    email: str
-    name: str
-    phone: str | None
-    customer: dict[str, Any]
-    items: list[dict[str, Any]]
-    subtotal_cents: int
-    total_cents: int
-    currency: str
 
 
-@dataclass
-class CheckoutCreationWriter(TraceWriter):
-    """Phase 1's listener: the first transition writes the whole new checkout with it."""
+async def begin_checkout(
+    conn: asyncpg.Connection,
+    keys: ClaimKeys,
+    *,
+    window_start: datetime,
+    now: datetime,
+    lease_until: datetime,
+    new: dict[str, Any],
+    steps: list[dict[str, Any]],
+    transition: dict[str, Any],
+) -> asyncpg.Record:
+    """Phase 1 in one round trip: the row's ``outcome`` is created, replayed, resumed,
+    conflict or key_reused (see the function's migration)."""
+    row: asyncpg.Record = await conn.fetchrow(
+        _BEGIN_CHECKOUT,
+        keys.key_source,
+        keys.idempotency_key,
+        keys.derived_key,
+        keys.request_fingerprint,
+        window_start,
+        now,
+        lease_until,
+        new,
+        steps,
+        transition,
+    )
+    return row
 
-    new: NewCheckout | None = None
 
-    async def after_transition(self, event: Any, source: Any, target: Any, **kwargs: Any) -> None:
-        n = self.new
-        assert n is not None
-        row = await self.conn.fetchrow(
-            _CREATE_CHECKOUT,
-            self.checkout_id,
-            str(getattr(event, "id", event)),
-            source.id,
-            target.id,
-            utcnow(),
-            kwargs.get("detail") or {},
-            self._pending_json(),
-            n.idempotency_key,
-            n.key_source,
-            n.derived_key,
-            n.request_fingerprint,
-            n.request_body,
-            n.stripe_idempotency_key,
-            n.created_at,
-            n.locked_until,
-            n.session_request,
-            n.order_id,
-            n.job_id,
-            n.email_normalized,
-            n.email,
-            n.name,
-            n.phone,
-            n.customer,
-            n.items,
-            n.subtotal_cents,
-            n.total_cents,
-            n.currency,
-            JOB_DUE_AFTER,
-            # order_id also in metadata so the seed's verification queries keep working.
-            {"order_id": n.order_id, "checkout_trace_id": str(self.checkout_id)},
-        )
-        if row is None:
-            raise LookupError("no default dispatch sequence with a start step is configured")
-        self._written(target)
+_LINK_SESSION = "select * from h2s_link_session($1, $2, $3, $4, $5, $6, $7, $8)"
+
+
+async def link_session(
+    conn: asyncpg.Connection,
+    checkout_id: uuid.UUID,
+    *,
+    source: str,
+    target: str,
+    at: datetime,
+    session_id: str,
+    job_id: uuid.UUID,
+    response_body: dict[str, Any],
+    trace: list[dict[str, Any]],
+) -> asyncpg.Record:
+    """Phase 3 in one round trip; ``linked`` is false when the checkout had left
+    ``source`` (then the row carries its state and stored answer)."""
+    row: asyncpg.Record = await conn.fetchrow(
+        _LINK_SESSION,
+        checkout_id,
+        source,
+        target,
+        at,
+        session_id,
+        job_id,
+        response_body,
+        trace,
+    )
+    return row
