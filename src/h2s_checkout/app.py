@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 
 from h2s_checkout import __version__
 from h2s_checkout.api.admin import CheckoutAdminController
@@ -100,14 +100,6 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             for name in ("db_pool", "payment_gateway", "checkout_flow", "catalog_cache")
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[
-            PrometheusConfig(
-                app_name="h2s_checkout",
-                prefix="h2s_http",
-                group_path=True,
-                exclude=["/metrics", "/healthz", "/readyz"],
-            ).middleware
-        ],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="h2s-checkout",

@@ -6,7 +6,7 @@ that /metrics adds every worker up (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 CHECKOUT_REQUESTS = Counter(
     "h2s_checkout_requests_total",
@@ -37,4 +37,19 @@ WEBHOOK_EVENTS = Counter(
     "h2s_webhook_events_total",
     "Stripe events received, by type and result (paid, duplicate, invalid_signature, ...)",
     ["type", "result"],
+)
+# Every HTTP answer, as litestar's Prometheus middleware named them, recorded by the one
+# request middleware (api/middleware.py) instead of a second middleware per request.
+HTTP_REQUESTS = Counter(
+    "h2s_http_requests_total",
+    "HTTP answers by method, route template and status",
+    ["method", "path", "status_code"],
+)
+HTTP_SECONDS = Histogram(
+    "h2s_http_request_duration_seconds",
+    "Time from a request's arrival to its answer, by method, route template and status",
+    ["method", "path", "status_code"],
+)
+HTTP_IN_PROGRESS = Gauge(
+    "h2s_http_requests_in_progress", "Requests being answered now, by method", ["method"]
 )

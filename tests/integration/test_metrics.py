@@ -57,3 +57,21 @@ async def test_metrics_follow_what_happened(client, db, stripe, clock):
     assert delta(before, after, events, type="checkout.session.completed", result="paid") == 1
     assert delta(before, after, events, type="checkout.session.completed", result="duplicate") == 1
     assert delta(before, after, "h2s_reconciler_actions_total", action="session_expired") == 1
+
+
+async def test_http_answers_are_counted_by_route_template_not_by_raw_path(client, admin):
+    before = await scrape(client)
+    created = (await client.post("/api/checkout", json=checkout_body())).json()
+    await client.get(f"/api/checkouts/{created['checkout_trace_id']}/timeline", headers=admin)
+    await client.get("/no/such/page/1")
+    await client.get("/no/such/page/2")
+    after = await scrape(client)
+
+    post = {"method": "POST", "path": "/api/checkout", "status_code": "201"}
+    assert delta(before, after, "h2s_http_requests_total", **post) == 1
+    assert delta(before, after, "h2s_http_request_duration_seconds_count", **post) == 1
+    timeline = {"method": "GET", "path": "/api/checkouts/{ref}/timeline", "status_code": "200"}
+    assert delta(before, after, "h2s_http_requests_total", **timeline) == 1
+    unmatched = {"method": "GET", "path": "<unmatched>", "status_code": "404"}
+    assert delta(before, after, "h2s_http_requests_total", **unmatched) == 2
+    assert not any("/no/such" in str(labels) for _name, labels in after)

@@ -1,61 +1,106 @@
-"""Per-request context: a fresh log context, one canonical log line, no-store on /api."""
+"""Per request: a fresh log context, one canonical log line, HTTP metrics, no-store on /api."""
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from typing import Any
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from h2s_checkout.logging import get_logger
+from h2s_checkout.metrics import HTTP_IN_PROGRESS, HTTP_REQUESTS, HTTP_SECONDS
 
 log = get_logger("h2s_checkout.request")
 
+_NO_STORE = (b"cache-control", b"no-store")
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Paths no route matched are counted under one label, so a scan cannot grow the metrics.
+_UNMATCHED = "<unmatched>"
+
+
+class _Series:
+    """The labelled children of the HTTP metrics, looked up once per label set."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._in_progress: dict[str, Any] = {}
+
+    def in_progress(self, method: str) -> Any:
+        gauge = self._in_progress.get(method)
+        if gauge is None:
+            gauge = self._in_progress[method] = HTTP_IN_PROGRESS.labels(method)
+        return gauge
+
+    def observe(self, method: str, path: str, status: int, seconds: float) -> None:
+        key = (method, path, status)
+        pair = self._children.get(key)
+        if pair is None:
+            labels = (method, path, str(status))
+            pair = self._children[key] = (
+                HTTP_REQUESTS.labels(*labels),
+                HTTP_SECONDS.labels(*labels),
+            )
+        pair[0].inc()
+        pair[1].observe(seconds)
+
 
 class RequestContextMiddleware:
-    """Plain ASGI so that it also covers answers made by exception handlers."""
+    """Plain ASGI around the whole app, so that it also covers answers made by exception
+    handlers and before any route runs (404, 405)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._series = _Series()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        method: str = scope["method"]  # type: ignore[typeddict-item]  # http only here
         structlog.contextvars.clear_contextvars()
-        request_id = uuid.uuid4().hex[:16]
+        request_id = secrets.token_hex(8)
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        request_id_header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 500
-        no_store = path.startswith("/api") or path.startswith("/debug")
+        no_store = path.startswith(("/api", "/debug"))
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers: list[Any] = (
-                    [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
-                    if no_store
-                    else list(message.get("headers", []))
-                )
+                headers: list[Any] = list(message.get("headers") or ())
                 if no_store:
-                    headers.append((b"cache-control", b"no-store"))
-                headers.append((b"x-request-id", request_id.encode()))
+                    headers = [h for h in headers if h[0].lower() != b"cache-control"]
+                    headers.append(_NO_STORE)
+                headers.append(request_id_header)
                 message["headers"] = headers
             await send(message)
 
+        if path in _QUIET_PATHS:
+            # Probes and scrapes: neither logged nor counted, as before.
+            try:
+                await self.app(scope, receive, send_with_headers)
+            finally:
+                structlog.contextvars.clear_contextvars()
+            return
+        in_progress = self._series.in_progress(method)
+        in_progress.inc()
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            if path not in ("/healthz", "/readyz"):
-                log.info(
-                    "request",
-                    method=scope.get("method"),
-                    path=path,
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                )
+            in_progress.dec()
+            elapsed = time.perf_counter() - started
+            template = scope.get("path_template") or _UNMATCHED
+            self._series.observe(method, template, status, elapsed)
+            log.info(
+                "request",
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
             structlog.contextvars.clear_contextvars()
