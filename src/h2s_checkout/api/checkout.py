@@ -37,15 +37,16 @@ _ERRORS = error_responses(400, 409, 413, 422, 502, 503)
 
 def to_command(data: CheckoutRequest, idempotency_key: str | None) -> CheckoutCommand:
     c = data.customer
+    body = msgspec.to_builtins(data)  # once: the address below is the body's own
     return CheckoutCommand(
         customer=Customer(
             email=c.email,
             name=c.name,
             phone=c.phone,
-            address=msgspec.to_builtins(c.address),
+            address=body["customer"]["address"],
         ),
         items=tuple((item.sku, item.quantity) for item in data.items),
-        request_body=msgspec.to_builtins(data),
+        request_body=body,
         idempotency_key=idempotency_key,
     )
 
