@@ -20,7 +20,9 @@ from typing import Any
 from . import ids
 from .errors import StripeError, resource_missing
 from .faults import FaultRule, FaultSet
+from .ledger import Ledger, RefundRule
 from .objects import (
+    RefundSpec,
     SessionSpec,
     build_line_items,
     build_session,
@@ -145,6 +147,8 @@ class EmulatorState:
         # emulator's clock, or None to wait for a command; succeeded?).
         self._async_pending: dict[str, tuple[float | None, bool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        # Payment intents, charges and refunds behind paid sessions.
+        self.ledger = Ledger(self.store, self._emit)
         if self.store is not None:
             self._load(self.store)
 
@@ -204,6 +208,8 @@ class EmulatorState:
             ]
             for session_id, succeeded in due:
                 self._settle_async_locked(session_id, succeeded)
+            for refund_id, pending in self.ledger.due_refunds(exact):
+                self.ledger.settle_refund(refund_id, pending.succeeds, pending.failure_reason)
 
     # -- events --------------------------------------------------------------
 
@@ -389,6 +395,7 @@ class EmulatorState:
         self, session: dict[str, Any], email: str | None, delayed: bool = False
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         mark_complete(session, email, payment_status="unpaid" if delayed else "paid")
+        self.ledger.record_payment(session, self.now(), delayed=delayed)
         self._save_session(session)
         snapshot = _clone(session)
         return snapshot, self._emit(COMPLETED, snapshot)
@@ -406,6 +413,7 @@ class EmulatorState:
         self._async_pending.pop(session_id, None)
         session = self._sessions[session_id]
         mark_async_outcome(session, succeeded)
+        self.ledger.settle_payment(session["payment_intent"], succeeded)
         if self.store is not None:
             self.store.delete_delayed_payment(session_id)
         self._save_session(session)
@@ -433,6 +441,68 @@ class EmulatorState:
         ):
             self._expire_locked(session)
         return session
+
+    # -- payments and refunds ----------------------------------------------
+
+    def get_payment_intent(self, payment_intent_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            intent = self.ledger.payment_intents.get(payment_intent_id)
+            return _clone(intent) if intent is not None else None
+
+    def get_charge(self, charge_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            charge = self.ledger.charges.get(charge_id)
+            return _clone(self.ledger.charge_view(charge)) if charge is not None else None
+
+    def create_refund(self, spec: RefundSpec) -> dict[str, Any]:
+        """Refund a paid session's payment (see ledger.py); raises Stripe's refusals."""
+        with self._lock:
+            refund = self.ledger.create_refund(
+                spec, self.now(), self._now_exact(), CURRENT_REQUEST.get()
+            )
+            return _clone(refund)
+
+    def get_refund(self, refund_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            refund = self.ledger.refunds.get(refund_id)
+            return _clone(refund) if refund is not None else None
+
+    def list_refunds(
+        self, payment_intent: str | None = None, charge: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Refunds newest first, of one payment intent or charge if given (copies)."""
+        with self._lock:
+            return _clone(self.ledger.list_refunds(payment_intent, charge))
+
+    def settle_refund(
+        self, refund_id: str, succeeded: bool, failure_reason: str | None = None
+    ) -> dict[str, Any]:
+        """End a pending refund now: succeeded, or failed with `failure_reason`
+        (default: the one its fault planned); emits refund.updated (and refund.failed)."""
+        with self._lock:
+            return _clone(self.ledger.settle_refund(refund_id, succeeded, failure_reason))
+
+    def add_refund_rule(self, rule: RefundRule) -> RefundRule:
+        """Make matching refunds pending first (see RefundRule)."""
+        with self._lock:
+            self.ledger.rules.append(rule)
+            return rule
+
+    @property
+    def refund_rules(self) -> list[RefundRule]:
+        with self._lock:
+            return list(self.ledger.rules)
+
+    def remove_refund_rule(self, rule_id: str) -> bool:
+        with self._lock:
+            kept = [r for r in self.ledger.rules if r.id != rule_id]
+            found = len(kept) != len(self.ledger.rules)
+            self.ledger.rules[:] = kept
+            return found
+
+    def clear_refund_rules(self) -> None:
+        with self._lock:
+            self.ledger.rules.clear()
 
     # -- request log -------------------------------------------------------
 
@@ -534,8 +604,8 @@ class EmulatorState:
     # -- reset -------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget sessions, idempotency keys, requests, faults, events and undelivered
-        webhooks; reset the clock. The webhook endpoint and secret stay."""
+        """Forget sessions, payments, refunds, idempotency keys, requests, faults, events
+        and undelivered webhooks; reset the clock. The webhook endpoint and secret stay."""
         with self._lock:
             self._sessions.clear()
             self._line_items.clear()
@@ -544,6 +614,7 @@ class EmulatorState:
             self._expiry.clear()
             self._async_pending.clear()
             self._clock_offset = 0.0
+            self.ledger.reset()
             self.webhooks.reset()
             if self.store is not None:
                 self.store.clear()

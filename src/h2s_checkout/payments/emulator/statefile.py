@@ -2,7 +2,8 @@
 
 A Stripe account does not forget its sessions when a laptop restarts, so the
 embedded stack's emulator keeps here what a later start needs: the API objects
-(sessions and their line items, payment intents, charges, refunds), stored
+(sessions and their line items, payment intents, charges, refunds and the
+outcomes planned for pending refunds), stored
 idempotent answers, the event log, the webhook deliveries not yet done,
 delayed payments waiting for their outcome, and the clock offset. Requests,
 faults and delivery attempts are diagnostics of one run and stay in memory.
@@ -66,6 +67,7 @@ _PUT_OBJECT = """
 insert into objects (kind, id, body) values (?, ?, ?)
 on conflict (kind, id) do update set body = excluded.body
 """
+_DELETE_OBJECT = "delete from objects where kind = ? and id = ?"
 _PUT_IDEMPOTENT = """
 insert or replace into idempotency
     (api_key, key, method, path, params, status, body, request_id)
@@ -192,6 +194,9 @@ class StateFile:
     def put_object(self, kind: str, ident: str, body: Any) -> None:
         """Store (or replace) the JSON `body` of one API object, e.g. a session."""
         self._write(_PUT_OBJECT, (kind, ident, json.dumps(body)))
+
+    def delete_object(self, kind: str, ident: str) -> None:
+        self._write(_DELETE_OBJECT, (kind, ident))
 
     def put_idempotent(self, row: IdempotencyRow) -> None:
         self._write(_PUT_IDEMPOTENT, (*row[:4], json.dumps(row.params), *row[5:]))
