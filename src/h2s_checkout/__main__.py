@@ -13,14 +13,24 @@ log = get_logger("h2s_checkout.cli")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from h2s_checkout.runtime import StartupError
+
+    settings = load_settings()
+    if args.port is not None:
+        settings = settings.with_overrides(port=args.port)
+    try:
+        return _serve_embedded(settings, args.workers)
+    except StartupError as exc:
+        print(f"h2s-checkout serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve_embedded(settings: Settings, workers: int) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
     from h2s_checkout.runtime import embedded_runtime, export_environment
 
-    settings = load_settings()
-    if args.port is not None:
-        settings = settings.with_overrides(port=args.port)
     with embedded_runtime(settings) as runtime:
         export_environment(runtime.settings)
         log.info(
@@ -37,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
             address=runtime.settings.host,
             port=runtime.settings.port,
             interface=Interfaces.ASGI,
-            workers=args.workers,
+            workers=workers,
             factory=True,
             log_access=False,
         ).serve()

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from h2s_checkout.logging import get_logger
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations
 
+if TYPE_CHECKING:
+    from h2s_checkout.payments.emulator.server import EmulatorServer
+
 log = get_logger(__name__)
 
 
 EMULATOR_URL_FILE = "stripe-emulator-url"
+# The emulator's port, chosen once and kept: the pay links it handed out name it.
+EMULATOR_PORT_FILE = "stripe-emulator-port"
+# Its sessions, events, idempotent answers and undelivered webhooks (SQLite).
+EMULATOR_STATE_FILE = "stripe-emulator.sqlite3"
+
+
+class StartupError(RuntimeError):
+    """The embedded stack cannot start; the message says why and what to do."""
 
 
 def provider_settings(settings: Settings) -> Settings:
@@ -71,22 +86,12 @@ def embedded_runtime(
         if migrate:
             apply_migrations(settings.database_url or "")
         if start_emulator and settings.payment_mode == "embedded-emulator":
-            from h2s_checkout.payments.emulator.server import EmulatorServer
-
-            # The emulator delivers its signed events to this service, as Stripe would.
-            secret = settings.stripe_webhook_secret or "whsec_" + secrets.token_hex(24)
-            emulator = EmulatorServer(
-                port=0,
-                webhook_url=f"http://127.0.0.1:{settings.port}/api/stripe/webhook",
-                webhook_secret=secret,
-            )
-            url = emulator.start()
+            emulator = start_embedded_emulator(settings)
             settings = settings.with_overrides(
-                stripe_api_base=url, stripe_api_key=EMULATOR_API_KEY, stripe_webhook_secret=secret
+                stripe_api_base=emulator.base_url,
+                stripe_api_key=EMULATOR_API_KEY,
+                stripe_webhook_secret=emulator.state.webhooks.secret,
             )
-            # Commands run beside `serve` (reconcile, doctor) find the emulator here.
-            (settings.data_dir / EMULATOR_URL_FILE).write_text(url + "\n")
-            log.info("stripe_emulator.started", url=url)
         settings = settings.with_overrides(admin_token=_admin_token(settings, pg is not None))
         yield Runtime(settings, pg, emulator.base_url if emulator else None)
     finally:
@@ -95,6 +100,60 @@ def embedded_runtime(
             (settings.data_dir / EMULATOR_URL_FILE).unlink(missing_ok=True)
         if pg is not None and pg.launched:
             pg.stop()
+
+
+def start_embedded_emulator(settings: Settings) -> EmulatorServer:
+    """The emulator of the embedded stack: on its kept port, resuming its kept state.
+
+    It delivers its signed events to this service, as Stripe would. Stopping
+    and starting `serve` leaves its pay links, sessions and undelivered events
+    as they were, as a Stripe account would.
+    """
+    from h2s_checkout.payments.emulator.server import EmulatorServer
+    from h2s_checkout.payments.emulator.statefile import StateFileError
+
+    secret = settings.stripe_webhook_secret or "whsec_" + secrets.token_hex(24)
+    port_file = settings.data_dir / EMULATOR_PORT_FILE
+    port = _kept_port(port_file)
+    state_path = settings.data_dir / EMULATOR_STATE_FILE
+    try:
+        emulator = EmulatorServer(
+            port=port,
+            webhook_url=f"http://127.0.0.1:{settings.port}/api/stripe/webhook",
+            webhook_secret=secret,
+            state_path=state_path,
+        )
+    except StateFileError as exc:
+        raise StartupError(str(exc)) from exc
+    try:
+        url = emulator.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise StartupError(
+            f"the Stripe emulator's port {port} (kept in {port_file}) is taken by another "
+            f"process. Stop that process, or delete {port_file} to take a new port; the pay "
+            "links handed out before then stop working."
+        ) from exc
+    # Commands run beside `serve` (reconcile, doctor) find the emulator here.
+    (settings.data_dir / EMULATOR_URL_FILE).write_text(url + "\n")
+    log.info("stripe_emulator.started", url=url, state=str(state_path))
+    return emulator
+
+
+def _kept_port(path: Path) -> int:
+    """The port in `path`; the first time, a free one, written there."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        path.write_text(f"{port}\n")
+        return port
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise StartupError(f"{path} should hold the Stripe emulator's port number, not {text!r}")
+    return int(text)
 
 
 def export_environment(settings: Settings) -> None:

@@ -77,3 +77,84 @@ class ServerProcess:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class EmbeddedServe:
+    """`h2s-checkout serve` with nothing configured: PostgreSQL and the Stripe emulator
+    embedded under `data_dir`. Restartable on the same port and data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "serve.log"
+        self.env = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("H2S_", "STRIPE_")) and k != "DATABASE_URL"
+            },
+            "H2S_DATA_DIR": str(data_dir),
+            "PORT": str(self.port),
+            "H2S_LOG_FORMAT": "json",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 90) -> EmbeddedServe:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "h2s_checkout", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # SIGKILL reaches granian's worker too
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"serve not ready in {timeout_s} s")
+
+    @property
+    def admin_token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """An `h2s-checkout` command beside this serve, on the same data dir."""
+        return subprocess.run(
+            [sys.executable, "-m", "h2s_checkout", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL serve and its worker: no cleanup runs. The embedded PostgreSQL, in a
+        session of its own, lives on, as after a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def close(self) -> None:
+        """Stop serve, and the embedded PostgreSQL a killed serve left running."""
+        from h2s_checkout.store.embedded import EmbeddedPostgres
+
+        self.stop()
+        if (self.data_dir / "postgres").exists():
+            EmbeddedPostgres(self.data_dir / "postgres").stop()

@@ -1,11 +1,12 @@
-"""Local Stripe API emulator (checkout sessions) with fault injection, hosted pages and
-signed webhooks, for tests and benchmarks."""
+"""Local Stripe API emulator (checkout sessions, refunds) with fault injection, hosted pages
+and signed webhooks, for tests and benchmarks."""
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .app import EmulatorApp
     from .faults import FaultRule, FaultSet
+    from .ledger import RefundRule
     from .server import EmulatorServer
     from .state import EmulatorState, RecordedRequest
     from .webhooks import RetryPolicy, build_event, sign_payload
@@ -17,6 +18,7 @@ __all__ = [
     "FaultRule",
     "FaultSet",
     "RecordedRequest",
+    "RefundRule",
     "RetryPolicy",
     "build_event",
     "sign_payload",
@@ -29,6 +31,7 @@ _HOMES = {
     "FaultRule": "faults",
     "FaultSet": "faults",
     "RecordedRequest": "state",
+    "RefundRule": "ledger",
     "RetryPolicy": "webhooks",
     "build_event": "webhooks",
     "sign_payload": "webhooks",

@@ -68,6 +68,13 @@ def _serve_main(argv: list[str]) -> None:
         default=os.environ.get(WEBHOOK_SECRET_ENV) or None,
         help=f"signing secret, whsec_... (default: ${WEBHOOK_SECRET_ENV})",
     )
+    parser.add_argument(
+        "--state",
+        default=None,
+        metavar="PATH",
+        help="keep sessions, events, idempotent answers and undelivered webhooks in this "
+        "SQLite file, written on every change, and resume from it (default: memory only)",
+    )
     from .webhooks import RetryPolicy
 
     defaults = RetryPolicy()
@@ -101,6 +108,7 @@ async def _serve(args: argparse.Namespace) -> None:
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
         webhook_retry=retry,
+        state_path=args.state,
     )
     server = HTTPServer(EmulatorApp(state), args.host, args.port)
     host, port = await server.start()
@@ -116,6 +124,7 @@ async def _serve(args: argparse.Namespace) -> None:
     await stop.wait()
     await server.close()
     await state.stop()
+    state.close()
 
 
 def _send_event(argv: list[str]) -> int:

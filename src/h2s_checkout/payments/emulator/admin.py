@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 from .errors import StripeError
 from .faults import FaultRule
 from .httpserver import Request, Response
+from .ledger import RefundRule
 from .state import EmulatorState
 from .webhooks import WebhookRule
 
@@ -49,6 +50,8 @@ def _dispatch(state: EmulatorState, request: Request) -> Any:
         }
     if path.startswith("/_emulator/events") or path.startswith("/_emulator/webhooks"):
         return _webhooks(state, method, path, request)
+    if path.startswith("/_emulator/refunds"):
+        return _refunds(state, method, path, request)
     if path == "/_emulator/deliveries" and method == "GET":
         event_id = parse_qs(request.query).get("event", [None])[0]
         return {
@@ -149,6 +152,33 @@ def _webhooks(state: EmulatorState, method: str, path: str, request: Request) ->
         return {"released": hooks.release(_object(request).get("order", "fifo"))}
     if path == "/_emulator/webhooks" and method == "GET":
         return {"holding": hooks.holding, "idle": hooks.idle}
+    raise _NotFound
+
+
+def _refunds(state: EmulatorState, method: str, path: str, request: Request) -> Any:
+    if path == "/_emulator/refunds" and method == "GET":
+        return {"refunds": state.list_refunds()}
+    if path == "/_emulator/refunds/faults":
+        if method == "GET":
+            return {"faults": [r.to_dict() for r in state.refund_rules]}
+        if method == "POST":
+            rules = [
+                state.add_refund_rule(RefundRule.from_dict(d)) for d in _fault_dicts(_json(request))
+            ]
+            return {"faults": [r.to_dict() for r in rules]}
+        if method == "DELETE":
+            state.clear_refund_rules()
+            return {"ok": True}
+    if (m := re.fullmatch(r"/_emulator/refunds/faults/([^/]+)", path)) and method == "DELETE":
+        if not state.remove_refund_rule(m.group(1)):
+            raise _NotFound
+        return {"ok": True}
+    if (m := re.fullmatch(r"/_emulator/refunds/([^/]+)/settle", path)) and method == "POST":
+        body = _object(request)
+        outcome = body.get("outcome", "succeeded")
+        if outcome not in RefundRule.OUTCOMES:
+            raise ValueError(f'"outcome" is one of {list(RefundRule.OUTCOMES)}')
+        return state.settle_refund(m.group(1), outcome == "succeeded", body.get("failure_reason"))
     raise _NotFound
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import admin, checkout, ids
+from . import admin, checkout, ids, refunds
 from .errors import StripeError, api_error
 from .faults import FaultRule
 from .forms import decode_form
@@ -33,6 +33,11 @@ _API_ROUTES: list[tuple[str, re.Pattern[str], ApiHandler]] = [
     ("GET", re.compile(r"/v1/checkout/sessions/([^/]+)"), checkout.retrieve_session),
     ("POST", re.compile(r"/v1/checkout/sessions/([^/]+)/expire"), checkout.expire_session),
     ("GET", re.compile(r"/v1/checkout/sessions/([^/]+)/line_items"), checkout.list_line_items),
+    ("POST", re.compile(r"/v1/refunds"), refunds.create_refund),
+    ("GET", re.compile(r"/v1/refunds"), refunds.list_refunds),
+    ("GET", re.compile(r"/v1/refunds/([^/]+)"), refunds.retrieve_refund),
+    ("GET", re.compile(r"/v1/payment_intents/([^/]+)"), refunds.retrieve_payment_intent),
+    ("GET", re.compile(r"/v1/charges/([^/]+)"), refunds.retrieve_charge),
 ]
 
 

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from .errors import invalid, resource_missing
-from .objects import list_object
+from .errors import resource_missing
+from .objects import list_object, page_of
 from .state import EmulatorState
 from .validate import ListQuery, check_only, parse_create, parse_expand, parse_list
 
@@ -76,16 +76,6 @@ def _matches(session: dict[str, Any], query: ListQuery) -> bool:
 
 
 def _page(found: list[dict[str, Any]], query: ListQuery) -> tuple[list[dict[str, Any]], bool]:
-    """Cursor pagination over newest-first results, as Stripe's list endpoints do."""
-    ids = [s["id"] for s in found]
-    if query.starting_after is not None:
-        if query.starting_after not in ids:
-            raise invalid(f"No such checkout.session: '{query.starting_after}'", "starting_after")
-        rest = found[ids.index(query.starting_after) + 1 :]
-        return rest[: query.limit], len(rest) > query.limit
-    if query.ending_before is not None:
-        if query.ending_before not in ids:
-            raise invalid(f"No such checkout.session: '{query.ending_before}'", "ending_before")
-        before = found[: ids.index(query.ending_before)]
-        return before[-query.limit :], len(before) > query.limit
-    return found[: query.limit], len(found) > query.limit
+    return page_of(
+        found, query.limit, query.starting_after, query.ending_before, "checkout.session"
+    )

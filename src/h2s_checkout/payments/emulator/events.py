@@ -8,3 +8,9 @@ EXPIRED = "checkout.session.expired"
 ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 ASYNC_FAILED = "checkout.session.async_payment_failed"
 SESSION_EVENT_TYPES = (COMPLETED, EXPIRED, ASYNC_SUCCEEDED, ASYNC_FAILED)
+
+REFUND_CREATED = "refund.created"
+REFUND_UPDATED = "refund.updated"
+REFUND_FAILED = "refund.failed"
+CHARGE_REFUNDED = "charge.refunded"
+REFUND_EVENT_TYPES = (REFUND_CREATED, REFUND_UPDATED, REFUND_FAILED, CHARGE_REFUNDED)

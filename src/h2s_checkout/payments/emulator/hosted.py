@@ -13,17 +13,13 @@ from urllib.parse import parse_qs, quote
 
 from .errors import StripeError
 from .httpserver import Request, Response
+from .objects import format_amount
 from .state import EmulatorState
 
 PAGE = r"/c/pay/([^/]+)"
 PAY = r"/c/pay/([^/]+)/pay"
 CANCEL = r"/c/pay/([^/]+)/cancel"
 
-_ZERO_DECIMAL = frozenset(
-    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga"}
-    | {"pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
-)
-_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "cad": "CA$", "aud": "A$"}
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#222}
@@ -35,14 +31,6 @@ fieldset{border:1px solid #ddd;margin:1rem 0}
 button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.5rem}
 .test{background:#fff3cd;padding:.3rem .6rem;display:inline-block;font-size:.85rem}
 """
-
-
-def format_amount(amount: int, currency: str) -> str:
-    """Minor units as a person reads them: 3999 usd -> "$39.99", 500 jpy -> "JPY 500"."""
-    currency = currency.lower()
-    value = f"{amount:,}" if currency in _ZERO_DECIMAL else f"{amount / 100:,.2f}"
-    symbol = _SYMBOLS.get(currency)
-    return f"{symbol}{value}" if symbol else f"{currency.upper()} {value}"
 
 
 def success_redirect(session: dict[str, Any]) -> str:

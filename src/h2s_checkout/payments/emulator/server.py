@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from pathlib import Path
 
 from .app import EmulatorApp
 from .httpserver import HTTPServer
@@ -16,7 +17,8 @@ class EmulatorServer:
     (default 0). `public_base_url` prefixes the sessions' hosted-page `url`;
     by default the server's own base URL. Events go to `webhook_url` (none:
     only logged), signed with `webhook_secret`, retried per `webhook_retry`;
-    the expiry sweeper runs every `sweep_interval_s`.
+    the expiry sweeper runs every `sweep_interval_s`. With `state_path` the
+    state lives in that SQLite file too and a later server on it resumes it.
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class EmulatorServer:
         webhook_secret: str | None = None,
         webhook_retry: RetryPolicy | None = None,
         sweep_interval_s: float = 1.0,
+        state_path: str | Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -40,6 +43,7 @@ class EmulatorServer:
             webhook_secret=webhook_secret,
             webhook_retry=webhook_retry,
             sweep_interval_s=sweep_interval_s,
+            state_path=state_path,
         )
         self.app = EmulatorApp(self.state)
         self._public_base_url = public_base_url
@@ -66,6 +70,8 @@ class EmulatorServer:
                 self._loop.run_until_complete(self.state.start())
             except BaseException as exc:  # reported to start()'s caller
                 failure.append(exc)
+                self._loop.run_until_complete(self.state.stop())
+                self.state.close()
                 ready.set()
                 return
             ready.set()
@@ -73,6 +79,7 @@ class EmulatorServer:
             self._loop.run_until_complete(self._http.close())
             self._loop.run_until_complete(self.state.stop())
             self._loop.close()
+            self.state.close()
 
         self._thread = threading.Thread(target=run, name="stripe-emulator", daemon=True)
         self._thread.start()

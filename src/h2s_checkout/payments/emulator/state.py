@@ -1,4 +1,9 @@
-"""In-memory emulator state: sessions, idempotency records, request log, faults, clock, events."""
+"""Emulator state: sessions, idempotency records, request log, faults, clock, events.
+
+In memory; with a `state_path`, also in a SQLite file (statefile.py) that is
+written through on every change and read back at start, so a restarted
+emulator knows its sessions, answers, events and undelivered webhooks.
+"""
 
 import asyncio
 import heapq
@@ -9,12 +14,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from . import ids
 from .errors import StripeError, resource_missing
 from .faults import FaultRule, FaultSet
+from .ledger import Ledger, RefundRule
 from .objects import (
+    RefundSpec,
     SessionSpec,
     build_line_items,
     build_session,
@@ -22,6 +30,7 @@ from .objects import (
     mark_complete,
     mark_expired,
 )
+from .statefile import IdempotencyRow, StateFile
 from .webhooks import (
     ASYNC_FAILED,
     ASYNC_SUCCEEDED,
@@ -96,6 +105,10 @@ class EmulatorState:
     which delivers them to `webhook_url`, signed with `webhook_secret`, once
     `start()` ran on the serving loop. The same loop runs a sweeper that expires
     sessions at `expires_at` and settles delayed payments when due.
+
+    `state_path` (a SQLite file, created if missing) makes the state outlive
+    the process: what it holds is loaded here, and every change is written
+    to it before the lock that made it is released.
     """
 
     def __init__(
@@ -108,6 +121,7 @@ class EmulatorState:
         webhook_secret: str | None = None,
         webhook_retry: RetryPolicy | None = None,
         sweep_interval_s: float = 1.0,
+        state_path: str | Path | None = None,
     ) -> None:
         if latency_ms is None:
             latency_ms = float(os.environ.get(LATENCY_ENV) or 0)
@@ -116,18 +130,41 @@ class EmulatorState:
         self.faults = FaultSet(seed)
         self._clock = clock
         self._clock_offset = 0.0
-        self._lock = threading.RLock()
+        self.store = StateFile(state_path) if state_path is not None else None
+        # With a store, the lock also commits the writes made while it is held;
+        # without one it is a bare RLock: no cost when persistence is off.
+        self._lock: Any = threading.RLock()
+        if self.store is not None:
+            self._lock = self.store.guard(self._lock)
         self._sessions: dict[str, dict[str, Any]] = {}
         self._line_items: dict[str, list[dict[str, Any]]] = {}
         self._idempotency: dict[tuple[str, str], _IdempotencyEntry] = {}
         self._requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED_REQUESTS)
-        self.webhooks = WebhookDispatcher(webhook_url, webhook_secret, webhook_retry)
+        self.webhooks = WebhookDispatcher(webhook_url, webhook_secret, webhook_retry, self.store)
         self.sweep_interval_s = sweep_interval_s
         self._expiry: list[tuple[int, str]] = []  # heap of (expires_at, session id)
         # Delayed payments awaiting their outcome: session id -> (due on the
         # emulator's clock, or None to wait for a command; succeeded?).
         self._async_pending: dict[str, tuple[float | None, bool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        # Payment intents, charges and refunds behind paid sessions.
+        self.ledger = Ledger(self.store, self._emit)
+        if self.store is not None:
+            self._load(self.store)
+
+    def _load(self, store: StateFile) -> None:
+        """Take up where the last process that used `store` stopped."""
+        self._clock_offset = float(store.meta("clock_offset", 0.0))
+        self._sessions = store.object_map("checkout.session")
+        self._line_items = store.object_map("line_items")
+        for session in self._sessions.values():
+            if session["status"] == "open":
+                heapq.heappush(self._expiry, (session["expires_at"], session["id"]))
+        for row in store.idempotency():
+            response = StoredResponse(row.status, row.body, row.request_id)
+            entry = _IdempotencyEntry(row.method, row.path, row.params, response)
+            self._idempotency[(row.api_key, row.key)] = entry
+        self._async_pending = store.delayed_payments()
 
     # -- background work (on the serving loop) -------------------------------
 
@@ -142,6 +179,11 @@ class EmulatorState:
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
         await self.webhooks.close()
+
+    def close(self) -> None:
+        """Close the state file, if any; call once the serving loop stopped."""
+        if self.store is not None:
+            self.store.close()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -166,6 +208,8 @@ class EmulatorState:
             ]
             for session_id, succeeded in due:
                 self._settle_async_locked(session_id, succeeded)
+            for refund_id, pending in self.ledger.due_refunds(exact):
+                self.ledger.settle_refund(refund_id, pending.succeeds, pending.failure_reason)
 
     # -- events --------------------------------------------------------------
 
@@ -244,6 +288,8 @@ class EmulatorState:
         """
         with self._lock:
             self._clock_offset += seconds
+            if self.store is not None:
+                self.store.put_meta("clock_offset", self._clock_offset)
             self.sweep()
 
     # -- sessions ----------------------------------------------------------
@@ -255,8 +301,11 @@ class EmulatorState:
         session = build_session(spec, session_id, now, url)
         with self._lock:
             self._sessions[session_id] = session
-            self._line_items[session_id] = build_line_items(spec, now)
+            self._line_items[session_id] = items = build_line_items(spec, now)
             heapq.heappush(self._expiry, (session["expires_at"], session_id))
+            if self.store is not None:
+                self.store.put_object("checkout.session", session_id, session)
+                self.store.put_object("line_items", session_id, items)
             return _clone(session)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
@@ -326,6 +375,8 @@ class EmulatorState:
             if delayed:
                 due = None if delay_s is None else self._now_exact() + delay_s
                 self._async_pending[session_id] = (due, succeeds)
+                if self.store is not None:
+                    self.store.put_delayed_payment(session_id, due, succeeds)
             return self._complete_locked(session, email, delayed)[0]
 
     def settle_async_payment(self, session_id: str, succeeded: bool) -> dict[str, Any]:
@@ -344,6 +395,8 @@ class EmulatorState:
         self, session: dict[str, Any], email: str | None, delayed: bool = False
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         mark_complete(session, email, payment_status="unpaid" if delayed else "paid")
+        self.ledger.record_payment(session, self.now(), delayed=delayed)
+        self._save_session(session)
         snapshot = _clone(session)
         return snapshot, self._emit(COMPLETED, snapshot)
 
@@ -351,6 +404,7 @@ class EmulatorState:
         self, session: dict[str, Any], request: dict[str, str | None] | None = None
     ) -> dict[str, Any]:
         mark_expired(session)
+        self._save_session(session)
         return self._emit(EXPIRED, _clone(session), request)
 
     def _settle_async_locked(
@@ -359,8 +413,16 @@ class EmulatorState:
         self._async_pending.pop(session_id, None)
         session = self._sessions[session_id]
         mark_async_outcome(session, succeeded)
+        self.ledger.settle_payment(session["payment_intent"], succeeded)
+        if self.store is not None:
+            self.store.delete_delayed_payment(session_id)
+        self._save_session(session)
         snapshot = _clone(session)
         return snapshot, self._emit(ASYNC_SUCCEEDED if succeeded else ASYNC_FAILED, snapshot)
+
+    def _save_session(self, session: dict[str, Any]) -> None:
+        if self.store is not None:
+            self.store.put_object("checkout.session", session["id"], session)
 
     def _require(self, session_id: str) -> dict[str, Any]:
         session = self._live(session_id)
@@ -379,6 +441,68 @@ class EmulatorState:
         ):
             self._expire_locked(session)
         return session
+
+    # -- payments and refunds ----------------------------------------------
+
+    def get_payment_intent(self, payment_intent_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            intent = self.ledger.payment_intents.get(payment_intent_id)
+            return _clone(intent) if intent is not None else None
+
+    def get_charge(self, charge_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            charge = self.ledger.charges.get(charge_id)
+            return _clone(self.ledger.charge_view(charge)) if charge is not None else None
+
+    def create_refund(self, spec: RefundSpec) -> dict[str, Any]:
+        """Refund a paid session's payment (see ledger.py); raises Stripe's refusals."""
+        with self._lock:
+            refund = self.ledger.create_refund(
+                spec, self.now(), self._now_exact(), CURRENT_REQUEST.get()
+            )
+            return _clone(refund)
+
+    def get_refund(self, refund_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            refund = self.ledger.refunds.get(refund_id)
+            return _clone(refund) if refund is not None else None
+
+    def list_refunds(
+        self, payment_intent: str | None = None, charge: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Refunds newest first, of one payment intent or charge if given (copies)."""
+        with self._lock:
+            return _clone(self.ledger.list_refunds(payment_intent, charge))
+
+    def settle_refund(
+        self, refund_id: str, succeeded: bool, failure_reason: str | None = None
+    ) -> dict[str, Any]:
+        """End a pending refund now: succeeded, or failed with `failure_reason`
+        (default: the one its fault planned); emits refund.updated (and refund.failed)."""
+        with self._lock:
+            return _clone(self.ledger.settle_refund(refund_id, succeeded, failure_reason))
+
+    def add_refund_rule(self, rule: RefundRule) -> RefundRule:
+        """Make matching refunds pending first (see RefundRule)."""
+        with self._lock:
+            self.ledger.rules.append(rule)
+            return rule
+
+    @property
+    def refund_rules(self) -> list[RefundRule]:
+        with self._lock:
+            return list(self.ledger.rules)
+
+    def remove_refund_rule(self, rule_id: str) -> bool:
+        with self._lock:
+            kept = [r for r in self.ledger.rules if r.id != rule_id]
+            found = len(kept) != len(self.ledger.rules)
+            self.ledger.rules[:] = kept
+            return found
+
+    def clear_refund_rules(self) -> None:
+        with self._lock:
+            self.ledger.rules.clear()
 
     # -- request log -------------------------------------------------------
 
@@ -420,7 +544,10 @@ class EmulatorState:
             entry = self._idempotency.get((api_key, key))
             if entry is None:
                 if len(self._idempotency) >= MAX_IDEMPOTENCY_ENTRIES:
-                    del self._idempotency[next(iter(self._idempotency))]
+                    oldest = next(iter(self._idempotency))
+                    del self._idempotency[oldest]
+                    if self.store is not None:
+                        self.store.delete_idempotent(*oldest)
                 self._idempotency[(api_key, key)] = _IdempotencyEntry(method, path, _clone(params))
                 return None
             if entry.response is None:
@@ -456,14 +583,29 @@ class EmulatorState:
         with self._lock:
             if response is None:
                 self._idempotency.pop((api_key, key), None)
-            elif (api_key, key) in self._idempotency:
-                self._idempotency[(api_key, key)].response = response
+            elif (entry := self._idempotency.get((api_key, key))) is not None:
+                entry.response = response
+                # Only finished answers are kept: a request in flight when the
+                # process died never answered, so its retry runs afresh.
+                if self.store is not None:
+                    self.store.put_idempotent(
+                        IdempotencyRow(
+                            api_key,
+                            key,
+                            entry.method,
+                            entry.path,
+                            entry.params,
+                            response.status,
+                            response.body,
+                            response.request_id,
+                        )
+                    )
 
     # -- reset -------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget sessions, idempotency keys, requests, faults, events and undelivered
-        webhooks; reset the clock. The webhook endpoint and secret stay."""
+        """Forget sessions, payments, refunds, idempotency keys, requests, faults, events
+        and undelivered webhooks; reset the clock. The webhook endpoint and secret stay."""
         with self._lock:
             self._sessions.clear()
             self._line_items.clear()
@@ -472,5 +614,8 @@ class EmulatorState:
             self._expiry.clear()
             self._async_pending.clear()
             self._clock_offset = 0.0
+            self.ledger.reset()
             self.webhooks.reset()
+            if self.store is not None:
+                self.store.clear()
         self.faults.clear()

@@ -1,4 +1,4 @@
-"""Validation of checkout-session parameters, with Stripe's error messages and param names."""
+"""Validation of API parameters (sessions, refunds) with Stripe's messages and param names."""
 
 import re
 from dataclasses import dataclass
@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import invalid, missing_param, resource_missing, unknown_param
-from .objects import LineItemSpec, SessionSpec
+from .objects import REFUND_REASONS, LineItemSpec, RefundSpec, SessionSpec
 
 # Top-level parameters of POST /v1/checkout/sessions in the SDK's
 # SessionCreateParams (stripe 16), plus payment_method_types which older API
@@ -32,6 +32,14 @@ LIST_PARAMS = frozenset({
     "expand", "limit", "payment_intent", "payment_link", "starting_after", "status",
     "subscription",
 })  # fmt: skip
+# POST /v1/refunds and GET /v1/refunds in the SDK's RefundCreateParams / RefundListParams.
+REFUND_PARAMS = frozenset({
+    "amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata",
+    "origin", "payment_intent", "reason", "refund_application_fee", "reverse_transfer",
+})  # fmt: skip
+REFUND_LIST_PARAMS = frozenset(
+    {"charge", "created", "ending_before", "expand", "limit", "payment_intent", "starting_after"}
+)
 LINE_ITEM_PARAMS = frozenset(
     {"adjustable_quantity", "metadata", "price", "price_data", "quantity", "tax_rates"}
 )
@@ -66,6 +74,15 @@ MIN_AMOUNT = {
 SESSION_STATUSES = ("open", "complete", "expired")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
+
+
+@dataclass
+class RefundListQuery:
+    limit: int = 10
+    starting_after: str | None = None
+    ending_before: str | None = None
+    payment_intent: str | None = None
+    charge: str | None = None
 
 
 @dataclass
@@ -137,13 +154,50 @@ def parse_list(params: dict[str, Any]) -> ListQuery:
         customer=_string(params, "customer"),
         payment_intent=_string(params, "payment_intent"),
     )
-    limit = _integer(params.get("limit"), "limit")
-    if limit is not None:
-        if not 1 <= limit <= 100:
-            raise invalid("This value must be between 1 and 100 (inclusive).", "limit")
-        query.limit = limit
+    query.limit = _limit(params, query.limit)
     if query.status is not None and query.status not in SESSION_STATUSES:
         raise invalid("Invalid status: must be one of open, complete, or expired", "status")
+    return query
+
+
+def parse_refund(params: dict[str, Any]) -> RefundSpec:
+    """Validate `POST /v1/refunds` params into a RefundSpec, or raise Stripe's error."""
+    _check_known(params, REFUND_PARAMS, "")
+    for unsupported in ("customer", "origin", "instructions_email", "currency"):
+        if unsupported in params:
+            raise invalid(
+                f"The Stripe emulator refunds payments only; `{unsupported}` is not supported.",
+                unsupported,
+            )
+    amount = _integer(params.get("amount"), "amount")
+    if amount is not None and amount < 1:
+        raise invalid("Invalid positive integer", "amount")
+    reason = _string(params, "reason")
+    if reason is not None and reason not in REFUND_REASONS:
+        raise invalid(
+            "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
+            "reason",
+        )
+    return RefundSpec(
+        payment_intent=_string(params, "payment_intent") or None,
+        charge=_string(params, "charge") or None,
+        amount=amount,
+        reason=reason,
+        metadata=_metadata(params.get("metadata"), "metadata"),
+    )
+
+
+def parse_refund_list(params: dict[str, Any]) -> RefundListQuery:
+    _check_known(params, REFUND_LIST_PARAMS, "")
+    if "created" in params:
+        raise invalid("The Stripe emulator does not filter refunds by `created`.", "created")
+    query = RefundListQuery(
+        starting_after=_string(params, "starting_after"),
+        ending_before=_string(params, "ending_before"),
+        payment_intent=_string(params, "payment_intent"),
+        charge=_string(params, "charge"),
+    )
+    query.limit = _limit(params, query.limit)
     return query
 
 
@@ -159,6 +213,15 @@ def parse_expand(params: dict[str, Any], allowed: frozenset[str]) -> set[str]:
         if value not in allowed:
             raise invalid(f"This property cannot be expanded ({value}).", "expand")
     return set(values)
+
+
+def _limit(params: dict[str, Any], default: int) -> int:
+    limit = _integer(params.get("limit"), "limit")
+    if limit is None:
+        return default
+    if not 1 <= limit <= 100:
+        raise invalid("This value must be between 1 and 100 (inclusive).", "limit")
+    return limit
 
 
 def check_only(params: dict[str, Any], allowed: frozenset[str]) -> None:

@@ -8,7 +8,9 @@ error) with exponential backoff for up to three days. Here the schedule is a
 
 The dispatcher is thread-safe: events are published from the serving loop
 (API and hosted-page requests) or from a test thread (EmulatorState calls);
-delivery runs on the serving loop once `start()` ran there.
+delivery runs on the serving loop once `start()` ran there. With a StateFile,
+the event log and every delivery not yet done (sent, or given up on) are
+kept there, and a new dispatcher on the same file resumes those deliveries.
 """
 
 import asyncio
@@ -39,6 +41,7 @@ from .events import (
     WEBHOOK_URL_ENV,
 )
 from .ids import new_id
+from .statefile import DeliveryRow, StateFile
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +206,9 @@ class _Job:
     body: bytes
     reason: str
     generation: int
-    delay_s: float = 0.0  # held back before the first attempt (delay fault)
+    delay_s: float = 0.0  # held back before its attempt (delay fault, resumed retry)
+    attempt: int = 1  # the attempt the queue makes; above 1 for a resumed delivery
+    id: str = field(default_factory=lambda: new_id("whd_", 16))
 
 
 class WebhookDispatcher:
@@ -214,10 +219,12 @@ class WebhookDispatcher:
         url: str | None = None,
         secret: str | None = None,
         retry: RetryPolicy | None = None,
+        store: StateFile | None = None,
     ) -> None:
         self.url = url
         self.secret = secret
         self.retry = retry or RetryPolicy()
+        self._store = store
         self._lock = threading.Lock()
         self._events: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._deliveries: list[Delivery] = []
@@ -232,6 +239,19 @@ class WebhookDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        if store is not None:
+            self._load(store)
+
+    def _load(self, store: StateFile) -> None:
+        """The logged events, and the deliveries the last process left undone, due as planned."""
+        for event in store.events():
+            self._events[event["id"]] = event
+        now = time.time()
+        for row in store.deliveries():
+            job = _Job(row.event_id, row.type, row.body, row.reason, self._generation)
+            job.id, job.attempt, job.delay_s = row.job_id, row.attempt, max(row.due_at - now, 0.0)
+            self._pending += 1
+            self._prestart.append((job, job.delay_s))
 
     # -- lifecycle (on the serving loop) ------------------------------------
 
@@ -262,8 +282,12 @@ class WebhookDispatcher:
         """Log `event` and, when an endpoint is configured, queue its delivery."""
         with self._lock:
             self._events[event["id"]] = event
+            if self._store is not None:
+                self._store.put_event(event)
             while len(self._events) > MAX_EVENTS:
-                self._events.popitem(last=False)
+                dropped, _ = self._events.popitem(last=False)
+                if self._store is not None:
+                    self._store.delete_event(dropped)
             if self.url is None:
                 return
             copies, delay = 1, 0.0
@@ -379,6 +403,22 @@ class WebhookDispatcher:
 
     def _submit_locked(self, job: _Job) -> None:
         self._pending += 1
+        if self._store is not None:
+            # Inside an EmulatorState change this commits with it. Should the
+            # delivery finish before that commit (a change made off the serving
+            # loop), the row outlives it: a restart sends the event once more,
+            # which at-least-once delivery allows.
+            self._store.put_delivery(
+                DeliveryRow(
+                    job.id,
+                    job.event_id,
+                    job.type,
+                    job.body,
+                    job.reason,
+                    job.attempt,
+                    time.time() + job.delay_s,
+                )
+            )
         if self._holding:
             self._held.append(job)
         else:
@@ -426,7 +466,7 @@ class WebhookDispatcher:
         while True:
             job = await self._queue.get()
             try:
-                await self._attempt(job, 1, 0.0)
+                await self._attempt(job, job.attempt, 0.0)
             except Exception:
                 log.exception("webhook delivery of %s failed", job.event_id)
 
@@ -455,6 +495,12 @@ class WebhookDispatcher:
             retry = not record.ok and url is not None and attempt < policy.max_attempts
             if not retry:
                 self._pending -= 1
+            if self._store is not None:
+                if retry:
+                    due = time.time() + policy.delay(attempt)
+                    self._store.reschedule_delivery(job.id, attempt + 1, due)
+                else:
+                    self._store.delete_delivery(job.id)
         if retry:
             self._spawn(self._retry(job, attempt + 1, policy.delay(attempt)))
         elif not record.ok:
