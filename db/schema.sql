@@ -164,7 +164,7 @@ CREATE TABLE public.h2s_checkouts (
     session_request jsonb,
     needs_settlement boolean DEFAULT false NOT NULL,
     CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
-    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'failed'::text, 'cleaned'::text])))
+    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'payment_failed'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text, 'failed'::text, 'cleaned'::text])))
 );
 
 
@@ -182,7 +182,9 @@ CREATE FUNCTION public.h2s_find_claimed_checkout(p_key_source text, p_idempotenc
     union all
     (select c.* from h2s_checkouts c
      where p_key_source = 'derived'
-       and c.derived_key = p_derived_key and c.state not in ('cleaned', 'expired')
+       and c.derived_key = p_derived_key
+       and c.state not in ('cleaned', 'expired', 'payment_failed', 'cancelled',
+                           'refund_pending', 'refunded', 'refund_failed')
        and c.created_at > p_window_start
      order by c.created_at desc
      limit 1)
@@ -375,7 +377,10 @@ CREATE TABLE public.h2s_orders (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     paid_at timestamp with time zone,
-    CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'paid'::text, 'expired'::text, 'cancelled'::text]))),
+    payment_intent text,
+    amount_paid_cents integer,
+    CONSTRAINT h2s_orders_amount_paid_cents_check CHECK ((amount_paid_cents >= 0)),
+    CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'paid'::text, 'expired'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text]))),
     CONSTRAINT h2s_orders_subtotal_cents_check CHECK ((subtotal_cents >= 0)),
     CONSTRAINT h2s_orders_total_cents_check CHECK ((total_cents >= 0))
 );
@@ -393,6 +398,50 @@ CREATE TABLE public.h2s_recipients (
     phone text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: h2s_refunds; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_refunds (
+    refund_id uuid NOT NULL,
+    checkout_id uuid NOT NULL,
+    order_id text NOT NULL,
+    attempt integer NOT NULL,
+    cause text NOT NULL,
+    reason text NOT NULL,
+    note text,
+    actor text NOT NULL,
+    amount_cents integer NOT NULL,
+    currency text NOT NULL,
+    payment_intent text NOT NULL,
+    idempotency_key text NOT NULL,
+    stripe_refund_id text,
+    status text DEFAULT 'requested'::text NOT NULL,
+    failure_reason text,
+    locked_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT h2s_refunds_amount_cents_check CHECK ((amount_cents > 0)),
+    CONSTRAINT h2s_refunds_attempt_check CHECK ((attempt >= 1)),
+    CONSTRAINT h2s_refunds_cause_check CHECK ((cause = ANY (ARRAY['cancel'::text, 'late_payment'::text]))),
+    CONSTRAINT h2s_refunds_reason_check CHECK ((reason = ANY (ARRAY['requested_by_customer'::text, 'duplicate'::text, 'fraudulent'::text, 'other'::text, 'late_payment'::text]))),
+    CONSTRAINT h2s_refunds_status_check CHECK ((status = ANY (ARRAY['requested'::text, 'pending'::text, 'requires_action'::text, 'succeeded'::text, 'failed'::text, 'canceled'::text])))
+);
+
+
+--
+-- Name: h2s_request_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_request_keys (
+    scope text NOT NULL,
+    idempotency_key text NOT NULL,
+    request_fingerprint text NOT NULL,
+    order_id text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 
@@ -553,6 +602,46 @@ ALTER TABLE ONLY public.h2s_recipients
 
 
 --
+-- Name: h2s_refunds h2s_refunds_idempotency_key_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_refunds
+    ADD CONSTRAINT h2s_refunds_idempotency_key_key UNIQUE (idempotency_key);
+
+
+--
+-- Name: h2s_refunds h2s_refunds_order_id_attempt_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_refunds
+    ADD CONSTRAINT h2s_refunds_order_id_attempt_key UNIQUE (order_id, attempt);
+
+
+--
+-- Name: h2s_refunds h2s_refunds_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_refunds
+    ADD CONSTRAINT h2s_refunds_pkey PRIMARY KEY (refund_id);
+
+
+--
+-- Name: h2s_refunds h2s_refunds_stripe_refund_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_refunds
+    ADD CONSTRAINT h2s_refunds_stripe_refund_id_key UNIQUE (stripe_refund_id);
+
+
+--
+-- Name: h2s_request_keys h2s_request_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_request_keys
+    ADD CONSTRAINT h2s_request_keys_pkey PRIMARY KEY (scope, idempotency_key);
+
+
+--
 -- Name: h2s_service_catalog h2s_service_catalog_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -682,6 +771,34 @@ CREATE INDEX h2s_orders_recipient ON public.h2s_orders USING btree (recipient_id
 
 
 --
+-- Name: h2s_refunds_checkout; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_refunds_checkout ON public.h2s_refunds USING btree (checkout_id);
+
+
+--
+-- Name: h2s_refunds_open; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_refunds_open ON public.h2s_refunds USING btree (updated_at) WHERE (status = ANY (ARRAY['requested'::text, 'pending'::text, 'requires_action'::text]));
+
+
+--
+-- Name: h2s_refunds_payment_intent; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_refunds_payment_intent ON public.h2s_refunds USING btree (payment_intent);
+
+
+--
+-- Name: h2s_request_keys_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_request_keys_created ON public.h2s_request_keys USING btree (created_at);
+
+
+--
 -- Name: h2s_webhook_events_checkout; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -784,6 +901,30 @@ ALTER TABLE ONLY public.h2s_orders
 
 
 --
+-- Name: h2s_refunds h2s_refunds_checkout_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_refunds
+    ADD CONSTRAINT h2s_refunds_checkout_id_fkey FOREIGN KEY (checkout_id) REFERENCES public.h2s_checkouts(checkout_id);
+
+
+--
+-- Name: h2s_refunds h2s_refunds_order_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_refunds
+    ADD CONSTRAINT h2s_refunds_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.h2s_orders(order_id);
+
+
+--
+-- Name: h2s_request_keys h2s_request_keys_order_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_request_keys
+    ADD CONSTRAINT h2s_request_keys_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.h2s_orders(order_id);
+
+
+--
 -- Name: h2s_webhook_events h2s_webhook_events_checkout_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -810,4 +951,6 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261127000001'),
     ('20261127000002'),
     ('20261127000003'),
-    ('20261127000004');
+    ('20261127000004'),
+    ('20261127000005'),
+    ('20261127000006');

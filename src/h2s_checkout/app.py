@@ -21,6 +21,7 @@ from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
 from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
+from h2s_checkout.api.orders import OrderController
 from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.periodic import every
@@ -58,6 +59,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             app.state.catalog_cache = services.catalog
             app.state.checkout_flow = services.checkout_flow
             app.state.reconciler = services.reconciler
+            app.state.order_cancellation = services.order_cancellation
             retention = timedelta(hours=settings.key_retention_hours)
             await stack.enter_async_context(
                 every(
@@ -87,6 +89,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
         route_handlers=[
             CheckoutController,
             CheckoutAdminController,
+            OrderController,
             PortalController,
             StripeWebhookController,
             HealthController,
@@ -97,7 +100,13 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
         state=State({"settings": settings}),
         dependencies={
             name: from_state(name)
-            for name in ("db_pool", "payment_gateway", "checkout_flow", "catalog_cache")
+            for name in (
+                "db_pool",
+                "payment_gateway",
+                "checkout_flow",
+                "catalog_cache",
+                "order_cancellation",
+            )
         },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

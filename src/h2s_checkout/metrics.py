@@ -53,3 +53,8 @@ HTTP_SECONDS = Histogram(
 HTTP_IN_PROGRESS = Gauge(
     "h2s_http_requests_in_progress", "Requests being answered now, by method", ["method"]
 )
+REFUNDS = Counter(
+    "h2s_refunds_total",
+    "Refunds by outcome: requested (owed), succeeded, failed, send_failed (will be resent)",
+    ["outcome"],
+)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
+from h2s_checkout.flows.cancel_order import OrderCancellation
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
 from h2s_checkout.payments.port import PaymentGateway
@@ -26,6 +27,7 @@ class Services:
     catalog: CatalogCache
     checkout_flow: CheckoutFlow
     reconciler: Reconciler
+    order_cancellation: OrderCancellation
 
 
 def build_gateway(settings: Settings) -> PaymentGateway:
@@ -62,9 +64,16 @@ def build_services(
         ),
     )
     reconciler = Reconciler(
-        pool, gateway, flow, ReconcileSettings(stuck_after=lease, lease=lease), clock=clock
+        pool,
+        gateway,
+        flow,
+        ReconcileSettings(
+            stuck_after=lease, lease=lease, refund_late_payments=settings.refund_late_payments
+        ),
+        clock=clock,
     )
-    return Services(pool, gateway, catalog, flow, reconciler)
+    cancellation = OrderCancellation(pool, gateway, lease=lease, clock=clock)
+    return Services(pool, gateway, catalog, flow, reconciler, cancellation)
 
 
 @asynccontextmanager

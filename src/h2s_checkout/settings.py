@@ -38,6 +38,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_format: str = "auto"
     log_level: str = "info"
+    refund_late_payments: bool = True
 
     @property
     def embedded_database(self) -> bool:
@@ -80,6 +81,18 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     if not lo <= value <= hi:
         raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
@@ -139,6 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "H2S_MAX_BODY_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024),
         log_format=log_format,
         log_level=log_level,
+        refund_late_payments=_bool(env, "H2S_REFUND_LATE_PAYMENTS", True),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("H2S_DB_POOL_MIN must not exceed H2S_DB_POOL_MAX")

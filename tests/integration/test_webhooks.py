@@ -61,7 +61,7 @@ async def test_an_expired_session_cancels_the_job(client, db, stripe):
     assert await rows(db, body["order_id"]) == ("expired", "expired", "cancelled")
 
 
-async def test_delayed_payment_that_fails_ends_expired(client, db, stripe):
+async def test_delayed_payment_that_fails_ends_payment_failed(client, db, stripe, admin):
     body = await checkout(client)
     session = stripe.get_session(body["pay"]["session_id"])
     pending = {**session, "status": "complete", "payment_status": "unpaid"}
@@ -69,11 +69,23 @@ async def test_delayed_payment_that_fails_ends_expired(client, db, stripe):
     waiting = await deliver(client, stripe_event("checkout.session.completed", pending))
     assert waiting.json()["result"] == "awaiting_async_payment"
     assert await rows(db, body["order_id"]) == ("session_created", "pending_payment", "queued")
+    steps = await timeline(client, admin, body)
+    assert steps[-1]["event"] == "payment.pending"
+    assert steps[-1]["detail"]["payment_status"] == "unpaid"
 
     failed = stripe_event("checkout.session.async_payment_failed", pending)
-    assert (await deliver(client, failed)).json()["result"] == "expired"
+    assert (await deliver(client, failed)).json()["result"] == "payment_failed"
     assert (await deliver(client, failed)).json()["duplicate"] is True
-    assert await rows(db, body["order_id"]) == ("expired", "expired", "cancelled")
+    # Not "expired": the customer did pay in time, and the debit failed.
+    assert await rows(db, body["order_id"]) == ("payment_failed", "cancelled", "cancelled")
+    last = (await timeline(client, admin, body))[-1]
+    assert (last["event"], last["to_state"]) == ("fail_payment", "payment_failed")
+    assert last["detail"]["event_type"] == "checkout.session.async_payment_failed"
+
+
+async def timeline(client, admin, body) -> list[dict]:
+    answer = await client.get(f"/api/orders/{body['order_id']}/timeline", headers=admin)
+    return answer.json()["steps"]
 
 
 async def test_delayed_payment_that_succeeds_ends_paid(client, db, stripe):

@@ -19,14 +19,21 @@ ALLOWED = {
     ("job_queued", "create_session"): "session_created",
     ("session_created", "pay"): "paid",
     ("session_created", "expire"): "expired",
+    ("session_created", "fail_payment"): "payment_failed",
+    ("session_created", "cancel"): "cancelled",
+    ("paid", "refund"): "refund_pending",
+    ("refund_pending", "complete_refund"): "refunded",
+    ("refund_pending", "fail_refund"): "refund_failed",
+    ("refund_failed", "retry_refund"): "refund_pending",
     ("pending_payment", "fail"): "failed",
     ("job_queued", "fail"): "failed",
     ("failed", "clean"): "cleaned",
 }
 STATES = [
-    "pending_payment", "job_queued", "session_created", "paid", "expired", "failed", "cleaned"
+    "pending_payment", "job_queued", "session_created", "paid", "expired", "payment_failed",
+    "cancelled", "refund_pending", "refunded", "refund_failed", "failed", "cleaned",
 ]
-EVENTS = ["queue_job", "create_session", "pay", "expire", "fail", "clean"]
+EVENTS = sorted({event for _state, event in ALLOWED})
 PAIRS = [(s, e) for s in STATES for e in EVENTS]
 
 
@@ -95,4 +102,4 @@ def test_a_new_checkout_starts_pending_payment():
 
 
 def test_final_states():
-    assert {"paid", "expired", "cleaned"} == FINAL_STATES
+    assert {"expired", "payment_failed", "cancelled", "refunded", "cleaned"} == FINAL_STATES

@@ -127,6 +127,8 @@ class CheckoutView(msgspec.Struct):
     order: dict[str, Any] | None
     job: dict[str, Any] | None
     provider_session: dict[str, Any] | None
+    # Every refund of the order (a cancellation's, a late payment's), oldest first.
+    refunds: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 class Health(msgspec.Struct):

@@ -11,7 +11,8 @@ from h2s_checkout.domain.errors import IllegalTransition
 
 
 class CheckoutMachine(StateMachine):
-    """A checkout's life: order and job first, then the payment session, then its end.
+    """A checkout's life: order and job first, then the payment session, then its end,
+    and after payment, a cancellation refunded exactly once.
 
     The machine decides; the checkout's state lives in ``h2s_checkouts.state``, and the
     store writes each decided transition with its trace row in one statement.
@@ -20,8 +21,13 @@ class CheckoutMachine(StateMachine):
     pending_payment = State("Pending payment", initial=True)
     job_queued = State("Job queued")
     session_created = State("Session created")
-    paid = State("Paid", final=True)
+    paid = State("Paid")
     expired = State("Expired", final=True)
+    payment_failed = State("Payment failed", final=True)
+    cancelled = State("Cancelled", final=True)
+    refund_pending = State("Refund pending")
+    refunded = State("Refunded", final=True)
+    refund_failed = State("Refund failed")
     failed = State("Failed")
     cleaned = State("Cleaned", final=True)
 
@@ -29,6 +35,15 @@ class CheckoutMachine(StateMachine):
     create_session = job_queued.to(session_created)
     pay = session_created.to(paid)
     expire = session_created.to(expired)
+    # A delayed payment (a bank debit) that did not go through.
+    fail_payment = session_created.to(payment_failed)
+    # Cancelled before payment: the session is expired at the provider first.
+    cancel = session_created.to(cancelled)
+    # Cancelled after payment: the job is cancelled and the money goes back.
+    refund = paid.to(refund_pending)
+    complete_refund = refund_pending.to(refunded)
+    fail_refund = refund_pending.to(refund_failed)
+    retry_refund = refund_failed.to(refund_pending)
     fail = pending_payment.to(failed) | job_queued.to(failed)
     clean = failed.to(cleaned)
 

@@ -119,10 +119,24 @@ async def run_checks(
         ),
         await counted(
             "paid_after_cleanup",
-            f"checkouts paid after they were cleaned up or expired, in the last "
-            f"{options.since_hours} h: a refund is needed",
+            f"checkouts paid after they had ended (cleaned up, expired, cancelled), in the "
+            f"last {options.since_hours} h, whose payment is not refunded yet",
             sql.PAID_AFTER_CLEANUP,
             since,
+        ),
+        await counted(
+            "refunds_failed",
+            f"orders whose refund the provider failed (checkout refund_failed), changed in "
+            f"the last {options.since_hours} h: cancel again to retry, or refund by hand",
+            sql.REFUNDS_FAILED,
+            since,
+        ),
+        await counted(
+            "refunds_not_settled",
+            f"refunds owed or pending {options.stuck_minutes} min after their last change: "
+            f"the reconciler did not get the provider to settle them",
+            sql.REFUNDS_NOT_SETTLED,
+            stuck_before,
         ),
         await counted(
             "unsettled_cleanups",
@@ -177,7 +191,7 @@ async def _sessions_without_live_order(
     name = "provider_sessions_without_live_order"
     meaning = (
         f"open or paid sessions created at the provider in the last {since_hours} h whose "
-        f"order is missing, cancelled, expired or cleaned up"
+        f"order is missing, or cancelled, expired or cleaned up and not refunded"
     )
     if gateway is None:
         return CheckResult(name, meaning, None, skipped=NO_PROVIDER)
@@ -196,7 +210,9 @@ async def _sessions_without_live_order(
         session_id
         for session_id, order_id in live
         if order_id not in orders
-        or orders[order_id][0] in ("cancelled", "expired")
-        or orders[order_id][1] == "cleaned"
+        or (
+            (orders[order_id][0] in ("cancelled", "expired") or orders[order_id][1] == "cleaned")
+            and not orders[order_id][2]
+        )
     ]
     return CheckResult(name, meaning, len(orphans), tuple(orphans[:5]))

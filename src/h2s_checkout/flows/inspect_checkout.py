@@ -9,7 +9,7 @@ import asyncpg
 
 from h2s_checkout.domain.errors import NotFound
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure
-from h2s_checkout.store import checkouts, traces
+from h2s_checkout.store import checkouts, refunds, traces
 from h2s_checkout.store.pool import connection
 
 
@@ -82,6 +82,7 @@ async def checkout_view(pool: asyncpg.Pool, gateway: PaymentGateway, ref: str) -
             await checkouts.get_order(conn, checkout["order_id"]) if checkout["order_id"] else None
         )
         job = await checkouts.get_job_by_order(conn, checkout["order_id"]) if order else None
+        owed = await refunds.refunds_of(conn, checkout["checkout_id"])
     provider: dict[str, Any] | None = None
     if checkout["session_id"]:
         try:
@@ -109,4 +110,5 @@ async def checkout_view(pool: asyncpg.Pool, gateway: PaymentGateway, ref: str) -
         "order": order_view,
         "job": _plain(job),
         "provider_session": provider,
+        "refunds": [_plain(r) for r in owed],
     }

@@ -10,8 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import structlog
 
 from h2s_checkout.domain.errors import CheckoutError
+from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
 from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
 from h2s_checkout.flows.settle import EXPIRED, PAID, settle
@@ -20,6 +22,7 @@ from h2s_checkout.metrics import RECONCILER_ACTIONS
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
 from h2s_checkout.store import reconcile as sql
+from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import Step, record_steps, utcnow
 
@@ -41,6 +44,11 @@ class ReconcileSettings:
     expiry_grace: timedelta = timedelta(minutes=2)
     lease: timedelta = timedelta(seconds=90)
     batch: int = 50
+    # A refund the provider left pending this long with no event is asked about.
+    refund_ask_after: timedelta = timedelta(minutes=2)
+    # Refund payments that arrived for a checkout that had already ended (the shop's
+    # H2S_REFUND_LATE_PAYMENTS); off, they are only counted by doctor.
+    refund_late_payments: bool = True
 
 
 @dataclass
@@ -99,6 +107,17 @@ class Reconciler:
             unsettled = await sql.lease_unsettled(conn, now=now, until=now + s.lease, limit=s.batch)
         for checkout in unsettled:
             await self._settle_cleaned(checkout, report)
+        async with connection(self._pool) as conn:
+            open_refunds = await refunds_store.lease_open(
+                conn,
+                now=now,
+                asked_after=now - s.refund_ask_after,
+                include_late_payments=s.refund_late_payments,
+                until=now + s.lease,
+                limit=s.batch,
+            )
+        for refund in open_refunds:
+            await self._settle_refund(refund, report)
         if report.actions:
             log.info("reconcile.pass", **dict(report.actions))
             for action, n in report.actions.items():
@@ -193,3 +212,27 @@ class Reconciler:
             )
             await sql.release(conn, checkout["checkout_id"])
         report.count("settled" if settled else "settlement_pending")
+
+    async def _settle_refund(self, refund: asyncpg.Record, report: ReconcileReport) -> None:
+        """A refund not yet sent (its request died, or the provider failed): sent again
+        with the same key. One sent but pending with no event: asked about."""
+        structlog.contextvars.bind_contextvars(checkout_trace_id=str(refund["checkout_id"]))
+        if refund["status"] == "requested":
+            answer = await refunds.send(self._pool, self._gateway, refund, source="reconciler")
+            report.count(f"refund_{answer.status}" if answer else "refund_send_failed")
+            return
+        try:
+            answer = await self._gateway.retrieve_refund(refund["stripe_refund_id"])
+        except PaymentProviderFailure as failure:
+            report.count(f"refund_provider_failed:{failure.provider_code}")
+            async with connection(self._pool) as conn:
+                await refunds_store.release(conn, refund["refund_id"])
+            return
+        async with connection(self._pool) as conn, conn.transaction():
+            locked = await refunds_store.get_refund_for_update(conn, refund["refund_id"])
+            assert locked is not None
+            result = await refunds.apply_answer(
+                conn, locked, answer, source="reconciler", at=self._clock()
+            )
+            await refunds_store.release(conn, refund["refund_id"])
+        report.count(f"refund_{result}")

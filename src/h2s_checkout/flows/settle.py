@@ -1,4 +1,5 @@
-"""Apply a session's end (paid or expired) to its checkout: from a webhook or the reconciler."""
+"""Apply a session's end (paid, expired, a delayed payment failed) to its checkout: from a
+webhook, the reconciler, or a cancellation that found the session already paid."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import asyncpg
 
 from h2s_checkout.domain.errors import IllegalTransition
 from h2s_checkout.domain.machine import TRANSITIONS
+from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CREATE_SESSION, success_body
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import ProviderSession
 from h2s_checkout.store import checkouts, payments
+from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.traces import (
     Step,
     count_transition,
@@ -25,6 +28,12 @@ log = get_logger(__name__)
 
 PAID = "paid"
 EXPIRED = "expired"
+PAYMENT_FAILED = "payment_failed"
+# The checkout's event and what happens to its order for each outcome of an open session.
+_OUTCOME_EVENTS = {PAID: "pay", EXPIRED: "expire", PAYMENT_FAILED: "fail_payment"}
+# States whose checkout has ended without its order being kept: money arriving for one of
+# them is a late payment, refunded (flows/refunds.py; by the reconciler).
+_ENDED_UNKEPT = frozenset({"failed", "cleaned", "expired", "cancelled", "payment_failed"})
 
 
 async def settle(
@@ -35,11 +44,14 @@ async def settle(
     *,
     source: str,
     at: datetime,
+    event_type: str | None = None,
 ) -> str:
-    """Move a checkout (row locked by the caller) to ``paid`` or ``expired``; the result.
+    """Move a checkout (row locked by the caller) to ``paid``, ``expired`` or
+    ``payment_failed``; the result.
 
     Safe to run many times for one session: a checkout already at its end is left as it
-    is. A payment for a checkout that was cleaned up is recorded as needing a refund.
+    is. A payment for a checkout that had ended is owed back: a refund is written with the
+    payment, and the reconciler sends it.
     """
     checkout_id = checkout["checkout_id"]
     state = checkout["state"]
@@ -49,43 +61,96 @@ async def settle(
             # would; the storefront's own phase 3 then finds it linked and answers with
             # the stored body.
             state = await _link_early(conn, checkout, session, source)
-        detail = {
+        detail: dict[str, object] = {
             "session_id": session.id,
             "source": source,
             "payment_status": session.payment_status,
         }
+        if event_type is not None:
+            detail["event_type"] = event_type
+        order_id = checkout["order_id"]
         if outcome == PAID:
-            await payments.mark_paid(conn, checkout["order_id"], at)
-            event = "pay"
+            detail["payment_intent"] = session.payment_intent
+            await payments.mark_paid(
+                conn,
+                order_id,
+                at,
+                payment_intent=session.payment_intent,
+                amount_cents=session.amount_total,
+            )
+        elif outcome == EXPIRED:
+            await payments.mark_expired(conn, order_id, at)
         else:
-            await payments.mark_expired(conn, checkout["order_id"], at)
-            event = "expire"
+            await payments.cancel_unpaid(conn, order_id, at)
+        event = _OUTCOME_EVENTS[outcome]
         target = TRANSITIONS.target(state, event, checkout_id=str(checkout_id))
         await write_transition(conn, checkout_id, event, state, target, detail=detail)
         return outcome
-    if outcome == PAID and state in ("failed", "cleaned", "expired"):
-        # Money arrived for a checkout whose order is gone: a person must refund it.
-        await record_steps(
-            conn,
-            checkout_id,
-            [Step.now("payment.needs_refund", source=source, session_id=session.id)],
-        )
-        await checkouts.insert_failure(
-            conn,
-            checkout_id,
-            phase="payment",
-            error_code="paid_after_cleanup",
-            error_class="PaidAfterCleanup",
-            message=f"session {session.id} was paid after the checkout ended {state}",
-        )
-        log.error("payment.needs_refund", session_id=session.id, state=state)
-        return "needs_refund"
+    if outcome == PAID and state in _ENDED_UNKEPT:
+        return await _late_payment(conn, checkout, session, source)
     await record_steps(
         conn,
         checkout_id,
         [Step.now("session.outcome_ignored", source=source, outcome=outcome, state=state)],
     )
     return f"already_{state}"
+
+
+async def _late_payment(
+    conn: asyncpg.Connection, checkout: asyncpg.Record, session: ProviderSession, source: str
+) -> str:
+    """Money arrived for a checkout whose order is gone: recorded, and owed back once."""
+    checkout_id, state = checkout["checkout_id"], checkout["state"]
+    owed = [
+        r
+        for r in await refunds_store.refunds_of(conn, checkout_id)
+        if r["payment_intent"] == session.payment_intent
+    ]
+    if owed:
+        await record_steps(
+            conn,
+            checkout_id,
+            [Step.now("payment.late_again", source=source, session_id=session.id)],
+        )
+        return "refund_already_owed"
+    await record_steps(
+        conn,
+        checkout_id,
+        [
+            Step.now(
+                "payment.needs_refund",
+                source=source,
+                session_id=session.id,
+                payment_intent=session.payment_intent,
+                amount_cents=session.amount_total,
+                state=state,
+            )
+        ],
+    )
+    await checkouts.insert_failure(
+        conn,
+        checkout_id,
+        phase="payment",
+        error_code="paid_after_cleanup",
+        error_class="PaidAfterCleanup",
+        message=f"session {session.id} was paid after the checkout ended {state}",
+    )
+    log.error("payment.needs_refund", session_id=session.id, state=state)
+    if session.payment_intent is None or not session.amount_total:
+        return "needs_refund"
+    await refunds.owe(
+        conn,
+        checkout,
+        cause="late_payment",
+        reason="late_payment",
+        note=f"paid after the checkout ended {state}",
+        actor="reconciler",
+        amount_cents=session.amount_total,
+        currency=session.currency or "usd",
+        payment_intent=session.payment_intent,
+        lease_until=None,
+    )
+    return "needs_refund"
 
 
 async def _link_early(

@@ -12,12 +12,14 @@ import asyncpg
 import stripe
 
 from h2s_checkout.domain.errors import CheckoutError
-from h2s_checkout.flows.settle import EXPIRED, PAID, settle
+from h2s_checkout.flows import refunds
+from h2s_checkout.flows.settle import EXPIRED, PAID, PAYMENT_FAILED, settle
 from h2s_checkout.logging import get_logger
-from h2s_checkout.payments.stripe_gateway import session_from_dict
+from h2s_checkout.payments.stripe_gateway import refund_from_dict, session_from_dict
 from h2s_checkout.store import payments
+from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.pool import connection
-from h2s_checkout.store.traces import utcnow
+from h2s_checkout.store.traces import Step, record_steps, utcnow
 
 log = get_logger(__name__)
 
@@ -49,9 +51,16 @@ def _outcome(event_type: str, session: dict[str, Any]) -> str | None:
         return PAID if session.get("payment_status") in ("paid", "no_payment_required") else None
     if event_type == "checkout.session.async_payment_succeeded":
         return PAID
-    if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+    if event_type == "checkout.session.expired":
         return EXPIRED
+    if event_type == "checkout.session.async_payment_failed":
+        return PAYMENT_FAILED
     return None
+
+
+# Events about a refund: the refund itself, or the charge it was made on (its list of
+# refunds). A refund the service did not make (Stripe's dashboard) is not found and ignored.
+_REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed"})
 
 
 def _uuid_or_none(value: object) -> uuid.UUID | None:
@@ -94,13 +103,17 @@ async def apply_event(
         )
         if not fresh:
             return EventResult(event_id, event_type, "duplicate", duplicate=True)
-        outcome = _outcome(event_type, obj) if is_session else None
-        if outcome is None:
-            pending = is_session and event_type == "checkout.session.completed"
-            result = "awaiting_async_payment" if pending else "ignored"
-            await payments.set_event_result(conn, event_id, result, None)
-            log.info("webhook.ignored", event_type=event_type, event_id=event_id, result=result)
+        if event_type in _REFUND_EVENTS or event_type == "charge.refunded":
+            result, checkout_id = await _apply_refund_event(conn, event_type, obj, event_id)
+            await payments.set_event_result(conn, event_id, result, checkout_id)
+            log.info("webhook.applied", event_type=event_type, event_id=event_id, result=result)
             return EventResult(event_id, event_type, result)
+        outcome = _outcome(event_type, obj) if is_session else None
+        pending = is_session and event_type == "checkout.session.completed" and outcome is None
+        if outcome is None and not pending:
+            await payments.set_event_result(conn, event_id, "ignored", None)
+            log.info("webhook.ignored", event_type=event_type, event_id=event_id)
+            return EventResult(event_id, event_type, "ignored")
         metadata = obj.get("metadata") or {}
         checkout = await payments.find_checkout_for_update(
             conn,
@@ -112,14 +125,32 @@ async def apply_event(
             await payments.set_event_result(conn, event_id, "unknown_checkout", None)
             log.warning("webhook.unknown_checkout", event_id=event_id, session_id=obj.get("id"))
             return EventResult(event_id, event_type, "unknown_checkout")
-        result = await settle(
-            conn,
-            checkout,
-            session_from_dict(obj),
-            outcome,
-            source=f"webhook:{event_id}",
-            at=clock(),
-        )
+        if outcome is None:
+            # A delayed method (a bank debit) completed the session unpaid: its money comes
+            # later as async_payment_succeeded, or never, as async_payment_failed.
+            result = "awaiting_async_payment"
+            await record_steps(
+                conn,
+                checkout["checkout_id"],
+                [
+                    Step.now(
+                        "payment.pending",
+                        source=f"webhook:{event_id}",
+                        session_id=obj.get("id"),
+                        payment_status=obj.get("payment_status"),
+                    )
+                ],
+            )
+        else:
+            result = await settle(
+                conn,
+                checkout,
+                session_from_dict(obj),
+                outcome,
+                source=f"webhook:{event_id}",
+                at=clock(),
+                event_type=event_type,
+            )
         await payments.set_event_result(conn, event_id, result, checkout["checkout_id"])
     log.info(
         "webhook.applied",
@@ -129,3 +160,34 @@ async def apply_event(
         checkout_trace_id=str(checkout["checkout_id"]),
     )
     return EventResult(event_id, event_type, result)
+
+
+async def _apply_refund_event(
+    conn: asyncpg.Connection, event_type: str, obj: dict[str, Any], event_id: str
+) -> tuple[str, uuid.UUID | None]:
+    """Apply each refund the event carries; the result and the checkout it concerned."""
+    if event_type == "charge.refunded":
+        found = ((obj.get("refunds") or {}).get("data")) or []
+    else:
+        found = [obj]
+    results: list[str] = []
+    checkout_id: uuid.UUID | None = None
+    for item in found:
+        if item.get("object") != "refund" or not item.get("id"):
+            continue
+        answer = refund_from_dict(item)
+        row = await refunds_store.find_refund_for_update(
+            conn,
+            stripe_refund_id=answer.id,
+            refund_id=_uuid_or_none(answer.metadata.get("refund_id")),
+        )
+        if row is None:
+            results.append("unknown_refund")
+            continue
+        checkout_id = row["checkout_id"]
+        results.append(
+            await refunds.apply_answer(
+                conn, row, answer, source=f"webhook:{event_id}", at=utcnow()
+            )
+        )
+    return (",".join(sorted(set(results))) or "ignored"), checkout_id

@@ -74,6 +74,36 @@ class ProviderSession:
     expires_at: int | None
     request_id: str | None = None
     created: int | None = None
+    # Set once the session is paid: what a refund is made on.
+    payment_intent: str | None = None
+    currency: str | None = None
+
+
+# Stripe's refund reasons; ours may also be "other", which is kept but not sent.
+STRIPE_REFUND_REASONS = frozenset({"requested_by_customer", "duplicate", "fraudulent"})
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    """A refund of a payment, keyed so that every retry reaches the same refund."""
+
+    idempotency_key: str
+    payment_intent: str
+    amount_cents: int
+    reason: str | None  # one of STRIPE_REFUND_REASONS, or None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRefund:
+    id: str
+    status: str  # pending, requires_action, succeeded, failed or canceled
+    amount: int
+    currency: str | None
+    payment_intent: str | None
+    failure_reason: str | None
+    metadata: dict[str, str]
+    request_id: str | None = None
 
 
 class PaymentProviderFailure(Exception):
@@ -112,6 +142,10 @@ class PaymentGateway(Protocol):
     async def retrieve_session(self, session_id: str) -> ProviderSession: ...
 
     async def expire_session(self, session_id: str) -> ProviderSession: ...
+
+    async def create_refund(self, request: RefundRequest) -> ProviderRefund: ...
+
+    async def retrieve_refund(self, refund_id: str) -> ProviderRefund: ...
 
     def list_sessions(self, created_gte: int) -> AsyncIterator[ProviderSession]:
         """Sessions created at or after ``created_gte`` (Unix seconds), newest first."""

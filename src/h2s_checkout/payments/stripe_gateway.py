@@ -22,7 +22,9 @@ from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import STRIPE_CALL_SECONDS
 from h2s_checkout.payments.port import (
     PaymentProviderFailure,
+    ProviderRefund,
     ProviderSession,
+    RefundRequest,
     SessionRequest,
 )
 
@@ -30,6 +32,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 _SESSIONS = "/v1/checkout/sessions"
+_REFUNDS = "/v1/refunds"
 
 
 class _Session(msgspec.Struct):
@@ -44,6 +47,20 @@ class _Session(msgspec.Struct):
     amount_total: int | None = None
     expires_at: int | None = None
     created: int | None = None
+    payment_intent: str | None = None
+    currency: str | None = None
+
+
+class _Refund(msgspec.Struct):
+    """The fields of a Refund the service reads."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str | None = None
+    payment_intent: str | None = None
+    failure_reason: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class _SessionList(msgspec.Struct):
@@ -53,6 +70,7 @@ class _SessionList(msgspec.Struct):
 
 _decode_session = msgspec.json.Decoder(_Session).decode
 _decode_list = msgspec.json.Decoder(_SessionList).decode
+_decode_refund = msgspec.json.Decoder(_Refund).decode
 
 
 def _provider_session(s: _Session, request_id: str | None = None) -> ProviderSession:
@@ -67,7 +85,27 @@ def _provider_session(s: _Session, request_id: str | None = None) -> ProviderSes
         expires_at=s.expires_at,
         request_id=request_id,
         created=s.created,
+        payment_intent=s.payment_intent,
+        currency=s.currency,
     )
+
+
+def _provider_refund(r: _Refund, request_id: str | None = None) -> ProviderRefund:
+    return ProviderRefund(
+        id=r.id,
+        status=r.status,
+        amount=r.amount,
+        currency=r.currency,
+        payment_intent=r.payment_intent,
+        failure_reason=r.failure_reason,
+        metadata={str(k): str(v) for k, v in (r.metadata or {}).items()},
+        request_id=request_id,
+    )
+
+
+def refund_from_dict(obj: dict[str, Any]) -> ProviderRefund:
+    """A Refund as Stripe sends it in an event payload."""
+    return _provider_refund(msgspec.convert(obj, _Refund))
 
 
 def session_from_dict(obj: dict[str, Any], request_id: str | None = None) -> ProviderSession:
@@ -212,6 +250,29 @@ class StripeGateway:
             ),
         )
         return _provider_session(_decode_session(answer.body))
+
+    async def create_refund(self, request: RefundRequest) -> ProviderRefund:
+        params: dict[str, Any] = {
+            "payment_intent": request.payment_intent,
+            "amount": request.amount_cents,
+            "metadata": request.metadata,
+        }
+        if request.reason is not None:
+            params["reason"] = request.reason
+        answer = await self._call(
+            "create_refund",
+            lambda: self._client.raw_request_async(
+                "post", _REFUNDS, idempotency_key=request.idempotency_key, **params
+            ),
+        )
+        return _provider_refund(_decode_refund(answer.body), answer.request_id)
+
+    async def retrieve_refund(self, refund_id: str) -> ProviderRefund:
+        answer = await self._call(
+            "retrieve_refund",
+            lambda: self._client.raw_request_async("get", f"{_REFUNDS}/{quote(refund_id, '')}"),
+        )
+        return _provider_refund(_decode_refund(answer.body))
 
     async def list_sessions(self, created_gte: int) -> AsyncIterator[ProviderSession]:
         """Sessions created since ``created_gte``, newest first, fetched 100 to a page.

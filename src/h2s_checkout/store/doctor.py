@@ -48,12 +48,32 @@ from h2s_checkouts
 where state = 'session_created' and (session_request->>'expires_at')::timestamptz < $1
 """
 
-# One checkout may be recorded more than once (a completed event, then an async one).
+# One checkout may be recorded more than once (a completed event, then an async one). One
+# whose late payment was refunded is settled.
 PAID_AFTER_CLEANUP = """
-select count(distinct checkout_id) as n,
-       (array_agg(distinct checkout_id::text))[1:5] as examples
-from h2s_checkout_failures
-where error_code = 'paid_after_cleanup' and at > $1
+select count(distinct f.checkout_id) as n,
+       (array_agg(distinct f.checkout_id::text))[1:5] as examples
+from h2s_checkout_failures f
+where f.error_code = 'paid_after_cleanup' and f.at > $1
+  and not exists (
+      select 1 from h2s_refunds r
+      where r.checkout_id = f.checkout_id and r.cause = 'late_payment'
+        and r.status = 'succeeded')
+"""
+
+# The provider refused or failed a refund: the money is still with the shop.
+REFUNDS_FAILED = """
+select count(*) as n, (array_agg(order_id order by updated_at desc))[1:5] as examples
+from h2s_checkouts
+where state = 'refund_failed' and updated_at > $1
+"""
+
+# Sent or owed, and not settled by the provider since: the reconciler sends or asks again
+# within minutes, so one still open is stuck.
+REFUNDS_NOT_SETTLED = """
+select count(*) as n, (array_agg(order_id order by updated_at desc))[1:5] as examples
+from h2s_refunds
+where status in ('requested', 'pending', 'requires_action') and updated_at < $1
 """
 
 # Cleanup could not make the provider end the session; the reconciler retries.
@@ -71,7 +91,9 @@ order by created_at desc
 """
 
 ORDERS_BY_ID = """
-select o.order_id, o.status, c.state
+select o.order_id, o.status, c.state,
+       exists (select 1 from h2s_refunds r
+               where r.order_id = o.order_id and r.status = 'succeeded') as refunded
 from h2s_orders o
 join h2s_checkouts c on c.checkout_id = o.checkout_id
 where o.order_id = any($1::text[])
@@ -96,7 +118,9 @@ async def orders_with_sessions(db: Queryable, since: datetime) -> list[tuple[str
     return [(r["order_id"], r["session_id"]) for r in await db.fetch(ORDERS_WITH_SESSIONS, since)]
 
 
-async def orders_by_id(db: Queryable, order_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """Order id -> (order status, checkout state), for the ids that exist."""
+async def orders_by_id(
+    db: Queryable, order_ids: list[str]
+) -> dict[str, tuple[str, str, bool]]:
+    """Order id -> (order status, checkout state, refunded), for the ids that exist."""
     rows = await db.fetch(ORDERS_BY_ID, order_ids)
-    return {r["order_id"]: (r["status"], r["state"]) for r in rows}
+    return {r["order_id"]: (r["status"], r["state"], r["refunded"]) for r in rows}

@@ -10,7 +10,9 @@ import asyncpg
 
 _MARK_PAID = """
 with o as (
-    update h2s_orders set status = 'paid', paid_at = $2, updated_at = $2
+    update h2s_orders
+    set status = 'paid', paid_at = $2, updated_at = $2, payment_intent = $3,
+        amount_paid_cents = $4
     where order_id = $1 and status = 'pending_payment'
     returning order_id
 )
@@ -23,6 +25,35 @@ returning j.job_id
 _MARK_EXPIRED = """
 with o as (
     update h2s_orders set status = 'expired', updated_at = $2
+    where order_id = $1 and status = 'pending_payment'
+    returning order_id
+)
+update h2s_dispatch_jobs j set status = 'cancelled', updated_at = $2
+from o where j.order_id = o.order_id and j.status = 'queued'
+returning j.job_id
+"""
+
+# A cancelled paid order: no technician drives out, whatever the job's status was.
+_MARK_REFUND_PENDING = """
+with o as (
+    update h2s_orders set status = 'refund_pending', updated_at = $2
+    where order_id = $1 and status in ('paid', 'refund_failed')
+    returning order_id
+)
+update h2s_dispatch_jobs j set status = 'cancelled', updated_at = $2
+from o where j.order_id = o.order_id and j.status <> 'cancelled'
+returning j.job_id
+"""
+
+_SET_ORDER_STATUS = """
+update h2s_orders set status = $3, updated_at = $4
+where order_id = $1 and status = $2
+"""
+
+# A delayed payment that failed: the order and its job are cancelled, as an unpaid order is.
+_CANCEL_UNPAID = """
+with o as (
+    update h2s_orders set status = 'cancelled', updated_at = $2
     where order_id = $1 and status = 'pending_payment'
     returning order_id
 )
@@ -50,9 +81,33 @@ for update
 """
 
 
-async def mark_paid(conn: asyncpg.Connection, order_id: str, at: datetime) -> bool:
-    """Order paid and its job dispatchable, together; False if the order was not pending."""
-    return await conn.fetchval(_MARK_PAID, order_id, at) is not None
+async def mark_paid(
+    conn: asyncpg.Connection,
+    order_id: str,
+    at: datetime,
+    *,
+    payment_intent: str | None,
+    amount_cents: int | None,
+) -> bool:
+    """Order paid, with what paid it, and its job dispatchable, together; False if the
+    order was not pending."""
+    return await conn.fetchval(_MARK_PAID, order_id, at, payment_intent, amount_cents) is not None
+
+
+async def mark_refund_pending(conn: asyncpg.Connection, order_id: str, at: datetime) -> bool:
+    """A paid order being refunded; its job cancelled at once."""
+    return await conn.fetchval(_MARK_REFUND_PENDING, order_id, at) is not None
+
+
+async def set_order_status(
+    conn: asyncpg.Connection, order_id: str, *, old: str, new: str, at: datetime
+) -> None:
+    await conn.execute(_SET_ORDER_STATUS, order_id, old, new, at)
+
+
+async def cancel_unpaid(conn: asyncpg.Connection, order_id: str, at: datetime) -> bool:
+    """An unpaid order cancelled with its job; False if the order was not pending."""
+    return await conn.fetchval(_CANCEL_UNPAID, order_id, at) is not None
 
 
 async def mark_expired(conn: asyncpg.Connection, order_id: str, at: datetime) -> bool:
