@@ -85,7 +85,10 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Pool and gateway opened for the context's length; closed after."""
     pool = await create_pool(
-        settings.database_url or "", min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        settings.database_url or "",
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        timeout_s=settings.db_timeout_s,
     )
     owned_gateway = gateway or build_gateway(settings)
     try:

@@ -33,6 +33,8 @@ def test_payment_modes():
         ("H2S_ADMIN_TOKEN", "short"),
         ("H2S_SESSION_TTL_MINUTES", "5"),
         ("H2S_LOG_FORMAT", "xml"),
+        ("H2S_DB_TIMEOUT_S", "0"),
+        ("H2S_DB_TIMEOUT_S", "ten"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value):

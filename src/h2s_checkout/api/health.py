@@ -9,7 +9,10 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from h2s_checkout.api.schemas import Health
 from h2s_checkout.store.migrate import pending_migrations_async
-from h2s_checkout.store.pool import UNAVAILABLE_ERRORS
+from h2s_checkout.store.pool import UNAVAILABLE_OR_DOWN, connection, database_budget
+
+# A readiness probe wants its answer fast; never longer than the pool's own bound.
+READY_TIMEOUT_S = 2.0
 
 
 class HealthController(Controller):
@@ -28,11 +31,13 @@ class HealthController(Controller):
     )
     async def readyz(self, db_pool: NamedDependency[asyncpg.Pool]) -> Response[Health]:
         try:
-            async with db_pool.acquire(timeout=2) as conn:
-                missing = await pending_migrations_async(conn)
-        except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
+            with database_budget(READY_TIMEOUT_S):
+                async with connection(db_pool) as conn:
+                    missing = await pending_migrations_async(conn)
+        except (*UNAVAILABLE_OR_DOWN, asyncpg.PostgresError) as exc:
+            cause = exc.__cause__ or exc
             return Response(
-                Health(status="unavailable", checks={"database": type(exc).__name__}),
+                Health(status="unavailable", checks={"database": type(cause).__name__}),
                 status_code=503,
                 headers={"Retry-After": "2"},
             )
