@@ -20,7 +20,6 @@ from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.begin_checkout import CheckoutCommand, CheckoutFlow, Customer
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.metrics import CHECKOUT_REQUESTS
-from h2s_checkout.store.pool import database_budget
 
 IdempotencyKey = Annotated[
     str | None,
@@ -90,10 +89,7 @@ class CheckoutController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CheckoutResponse]:
         try:
-            # One bound (H2S_DB_TIMEOUT_S) for all of this request's database work, so a
-            # silent database answers 503 well before storefronts give up (30 s).
-            with database_budget():
-                result = await checkout_flow.begin(to_command(data, idempotency_key))
+            result = await checkout_flow.begin(to_command(data, idempotency_key))
         except CheckoutError as exc:
             CHECKOUT_REQUESTS.labels(exc.code).inc()
             raise

@@ -11,6 +11,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import HTTP_IN_PROGRESS, HTTP_REQUESTS, HTTP_SECONDS
+from h2s_checkout.store.pool import database_budget
 
 log = get_logger("h2s_checkout.request")
 
@@ -90,7 +91,10 @@ class RequestContextMiddleware:
         in_progress = self._series.in_progress(method)
         in_progress.inc()
         try:
-            await self.app(scope, receive, send_with_headers)
+            # One bound (H2S_DB_TIMEOUT_S) for all of a request's database work, so a silent
+            # database answers 503 well before storefronts and balancers give up (30 s).
+            with database_budget():
+                await self.app(scope, receive, send_with_headers)
         finally:
             in_progress.dec()
             elapsed = time.perf_counter() - started
