@@ -100,7 +100,10 @@ class OrderCancellation:
             actor=command.actor,
             replayed=replayed,
         )
-        return CancelResult(_SETTLED.get(view["state"], 200), view, replayed)
+        # The request that started a refund answers 202 (accepted) even if the provider
+        # settled it at once: the body says where it stands. Later ones answer by state.
+        status = 202 if decision.refund is not None else _SETTLED.get(view["state"], 200)
+        return CancelResult(status, view, replayed)
 
     async def _decide(self, command: CancelCommand) -> tuple[_Decision, bool]:
         now = self._clock()
