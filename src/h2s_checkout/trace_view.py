@@ -8,6 +8,9 @@ _MARKS = {
     "checkout.replayed": "↺ replay",
     "checkout.resumed": "⟳ resumed",
     "checkout.conflict": "⚠ conflict",
+    "payment.needs_refund": "⚠ paid after the checkout ended",
+    "refund.failed": "✗ refund failed",
+    "refund.send_failed": "⚠ refund not sent yet",
 }
 
 

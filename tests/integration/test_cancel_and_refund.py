@@ -332,3 +332,16 @@ async def test_a_late_payment_on_a_cleaned_checkout_is_refunded_once(client, db,
     assert (await deliver(client, event)).json()["result"] == "refund_already_owed"
     assert (await client.app.state.reconciler.run_once()).actions["refund_succeeded"] == 0
     assert len(stripe.list_refunds()) == 1
+
+
+async def test_a_cancels_idempotency_key_is_forgotten_after_retention(client, db, stripe, admin):
+    from datetime import timedelta
+
+    from h2s_checkout.flows.reaper import reap_keys
+
+    body = await checkout(client)
+    await cancel(client, admin, body["order_id"], headers={"Idempotency-Key": "cancel-old"})
+    await db.execute("update h2s_request_keys set created_at = now() - interval '73 hours'")
+
+    assert await reap_keys(client.app.state.db_pool, timedelta(hours=72)) == 1
+    assert await db.fetchval("select count(*) from h2s_request_keys") == 0

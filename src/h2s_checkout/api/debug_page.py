@@ -44,8 +44,10 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 10px; margi
 dt { color: #5b6475; } dd { margin: 0; word-break: break-all; }
 .badge { display: inline-block; padding: 2px 8px; border-radius: 10px; font-size: .8rem;
          background: #e4e7ec; }
-.state-paid, .state-session_created { background: #d7f5dd; color: #12602a; }
-.state-cleaned, .state-failed, .state-expired { background: #fde2e1; color: #8a1c14; }
+.state-paid, .state-session_created, .state-refunded { background: #d7f5dd; color: #12602a; }
+.state-cleaned, .state-failed, .state-expired, .state-payment_failed, .state-refund_failed
+  { background: #fde2e1; color: #8a1c14; }
+.state-cancelled, .state-refund_pending { background: #fff1cc; color: #6b4e00; }
 ol.timeline { list-style: none; margin: 0; padding: 0 0 0 14px; border-left: 3px solid #c9ced8; }
 ol.timeline li { position: relative; padding: 6px 0 10px 12px; }
 ol.timeline li::before { content: ""; position: absolute; left: -22px; top: 11px; width: 11px;
