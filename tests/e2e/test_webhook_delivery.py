@@ -92,7 +92,7 @@ async def test_async_payment_failed_delivered_twice(delivering, db, stripe):
     stripe.settle_async_payment(body["pay"]["session_id"], False)
     await settled(stripe)
 
-    assert await outcome(db, body["order_id"]) == ("expired", "expired", "cancelled")
+    assert await outcome(db, body["order_id"]) == ("payment_failed", "cancelled", "cancelled")
     assert await applied(db) == {
         "checkout.session.completed": 1,
         "checkout.session.async_payment_failed": 1,
