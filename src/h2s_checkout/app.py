@@ -21,6 +21,7 @@ from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
 from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
+from h2s_checkout.api.openapi import ClosedStructSchemaPlugin
 from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.periodic import every
@@ -100,6 +101,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             for name in ("db_pool", "payment_gateway", "checkout_flow", "catalog_cache")
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[ClosedStructSchemaPlugin()],
         middleware=[
             PrometheusConfig(
                 app_name="h2s_checkout",
