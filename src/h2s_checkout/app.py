@@ -23,6 +23,7 @@ from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
 from h2s_checkout.api.openapi import ClosedStructSchemaPlugin
 from h2s_checkout.api.portal import PortalController
+from h2s_checkout.api.return_pages import CustomerReturnController
 from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_keys
@@ -92,6 +93,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             StripeWebhookController,
             HealthController,
             DebugPageController,
+            CustomerReturnController,
             MetricsController,
         ],
         lifespan=[lifespan],

@@ -30,7 +30,7 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
-        no_store = path.startswith("/api") or path.startswith("/debug")
+        no_store = path.startswith(("/api", "/debug", "/checkout"))
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from h2s_checkout.domain import keys
+from h2s_checkout.domain import keys, return_urls
 from h2s_checkout.domain.cart import PricedCart, cart_fingerprint, normalize_email, price_cart
 from h2s_checkout.domain.errors import (
     CheckoutError,
@@ -73,6 +73,8 @@ class CheckoutResult:
 @dataclass
 class CheckoutSettings:
     public_base_url: str
+    success_url: str | None = None  # H2S_SUCCESS_URL template; None: our own page
+    cancel_url: str | None = None  # H2S_CANCEL_URL template; None: our own page
     session_ttl: timedelta = timedelta(minutes=60)
     lease: timedelta = timedelta(seconds=90)
     clock: Callable[[], datetime] = field(default=utcnow)
@@ -389,8 +391,8 @@ class CheckoutFlow:
             client_reference_id=order_id,
             customer_email=customer_email,
             lines=lines,
-            success_url=f"{base}/checkout/success?order_id={order_id}",
-            cancel_url=f"{base}/checkout/cancel?order_id={order_id}",
+            success_url=return_urls.success_url(order_id, base, self._settings.success_url),
+            cancel_url=return_urls.cancel_url(order_id, base, self._settings.cancel_url),
             expires_at=expires_at,
             metadata={
                 "order_id": order_id,
