@@ -73,11 +73,11 @@ class CheckoutResult:
 @dataclass
 class CheckoutSettings:
     public_base_url: str
-    success_url: str | None = None  # H2S_SUCCESS_URL template; None: our own page
-    cancel_url: str | None = None  # H2S_CANCEL_URL template; None: our own page
     session_ttl: timedelta = timedelta(minutes=60)
     lease: timedelta = timedelta(seconds=90)
     clock: Callable[[], datetime] = field(default=utcnow)
+    success_url: str | None = None  # H2S_SUCCESS_URL template; None: our own page
+    cancel_url: str | None = None  # H2S_CANCEL_URL template; None: our own page
 
 
 @dataclass(frozen=True, slots=True)
