@@ -21,8 +21,10 @@ from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
 from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
+from h2s_checkout.api.openapi import ClosedStructSchemaPlugin
 from h2s_checkout.api.orders import OrderController
 from h2s_checkout.api.portal import PortalController
+from h2s_checkout.api.return_pages import CustomerReturnController
 from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_keys
@@ -94,6 +96,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             StripeWebhookController,
             HealthController,
             DebugPageController,
+            CustomerReturnController,
             MetricsController,
         ],
         lifespan=[lifespan],
@@ -109,6 +112,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             )
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[ClosedStructSchemaPlugin()],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="h2s-checkout",

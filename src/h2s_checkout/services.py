@@ -58,6 +58,8 @@ def build_services(
         catalog,
         CheckoutSettings(
             public_base_url=settings.public_base_url,
+            success_url=settings.success_url,
+            cancel_url=settings.cancel_url,
             session_ttl=timedelta(minutes=settings.session_ttl_minutes),
             lease=lease,
             clock=clock,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from h2s_checkout.domain.return_urls import template_problem
+
 
 class SettingsError(ValueError):
     """A bad environment value; the message names the variable."""
@@ -29,6 +31,9 @@ class Settings:
     stripe_max_retries: int = 2
     admin_token: str | None = None
     public_base_url: str = "http://localhost:8000"
+    # Templates of a storefront's own return pages; None: this service's /checkout/ pages.
+    success_url: str | None = None
+    cancel_url: str | None = None
     session_ttl_minutes: int = 60
     checkout_lease_s: int = 90
     key_retention_hours: int = 72
@@ -106,6 +111,16 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return raw.rstrip("/") if name != "DATABASE_URL" else raw
 
 
+def _return_url(env: Mapping[str, str], name: str, *, success: bool) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    problem = template_problem(raw, success=success)
+    if problem:
+        raise SettingsError(f"{name} {problem}")
+    return raw
+
+
 def _optional(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     return raw if raw else None
@@ -143,6 +158,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stripe_max_retries=_int(env, "H2S_STRIPE_MAX_RETRIES", 2, 0, 10),
         admin_token=admin_token,
         public_base_url=public_base_url or f"http://localhost:{port}",
+        success_url=_return_url(env, "H2S_SUCCESS_URL", success=True),
+        cancel_url=_return_url(env, "H2S_CANCEL_URL", success=False),
         session_ttl_minutes=_int(env, "H2S_SESSION_TTL_MINUTES", 60, 31, 23 * 60 + 55),
         checkout_lease_s=_int(env, "H2S_CHECKOUT_LEASE_S", 90, 1, 3600),
         # Stripe keeps keys at least 24 h; so do we.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import httpx
@@ -14,11 +13,6 @@ from support import ADMIN_TOKEN, checkout_body, signed, stripe_event
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must have Debian's chromium: .ci/run installs it")
-    pytest.skip("no chromium here: apt-get install chromium", allow_module_level=True)
 # `H2S_UPDATE_SCREENSHOTS=1 just test tests/browser` refreshes the screenshots in docs/.
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -30,26 +24,6 @@ def server(database_url, emulator, db, stripe, tmp_path):
     ).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield chromium
-        chromium.close()
 
 
 def paid_and_failed(server: ServerProcess, stripe) -> tuple[dict, dict]:

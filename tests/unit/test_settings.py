@@ -40,3 +40,31 @@ def test_payment_modes():
 def test_a_bad_value_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("H2S_SUCCESS_URL", "shop.example/thanks", "http"),
+        ("H2S_SUCCESS_URL", "https://shop.example/thanks?s={SESSION_ID}", "{SESSION_ID}"),
+        ("H2S_SUCCESS_URL", "https://shop.example/thanks?s={CHECKOUT_SESSION_ID", "'{'"),
+        ("H2S_CANCEL_URL", "https://shop.example/cart?s={CHECKOUT_SESSION_ID}", "success URL"),
+        ("H2S_CANCEL_URL", "javascript:alert(1)", "http"),
+    ],
+)
+def test_a_bad_return_url_template_names_its_variable_and_its_fault(name, value, says):
+    with pytest.raises(SettingsError, match=name) as caught:
+        load_settings({name: value})
+    assert says in str(caught.value)
+
+
+def test_return_url_templates_are_kept_for_the_flow_to_fill():
+    settings = load_settings(
+        {
+            "H2S_SUCCESS_URL": "https://shop.example/thanks/{ORDER_ID}?s={CHECKOUT_SESSION_ID}",
+            "H2S_CANCEL_URL": "https://shop.example/cart?cancelled={ORDER_ID}",
+        }
+    )
+    assert settings.success_url == "https://shop.example/thanks/{ORDER_ID}?s={CHECKOUT_SESSION_ID}"
+    assert settings.cancel_url == "https://shop.example/cart?cancelled={ORDER_ID}"
+    assert load_settings({}).success_url is None  # this service's own pages

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, MediaType, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, JSONBody
+from litestar.enums import RequestEncodingType
+from litestar.openapi.spec import Example
+from litestar.params import Body, HeaderParameter
 
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import (
@@ -33,6 +35,34 @@ IdempotencyKey = Annotated[
 ]
 
 _ERRORS = error_responses(400, 409, 413, 422, 502, 503)
+
+# The README's request: Swagger shows it, and schemathesis sends it first.
+CheckoutBody = Annotated[
+    CheckoutRequest,
+    Body(
+        media_type=RequestEncodingType.JSON,
+        examples=[
+            Example(
+                summary="One TV mounted in Austin",
+                value={
+                    "customer": {
+                        "email": "ana@example.com",
+                        "name": "Ana",
+                        "phone": "+15555550100",
+                        "address": {
+                            "line1": "1 Main St",
+                            "city": "Austin",
+                            "state": "TX",
+                            "postal_code": "78701",
+                            "country": "US",
+                        },
+                    },
+                    "items": [{"sku": "tv-mount", "quantity": 1}],
+                },
+            )
+        ],
+    ),
+]
 
 
 def to_command(data: CheckoutRequest, idempotency_key: str | None) -> CheckoutCommand:
@@ -84,7 +114,7 @@ class CheckoutController(Controller):
     )
     async def create_checkout(
         self,
-        data: JSONBody[CheckoutRequest],
+        data: CheckoutBody,
         checkout_flow: NamedDependency[CheckoutFlow],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CheckoutResponse]:

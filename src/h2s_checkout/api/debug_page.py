@@ -15,7 +15,7 @@ from urllib.parse import quote
 import asyncpg
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.enums import RequestEncodingType
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 
 from h2s_checkout.domain.cart import normalize_email
@@ -86,7 +86,7 @@ def _page(title: str, body: str, status: int = 200) -> Response[str]:
         "<button>Find</button></form>"
         f"{body}</body></html>"
     )
-    return Response(html, status_code=status, media_type="text/html; charset=utf-8")
+    return Response(html, status_code=status, media_type=MediaType.HTML)
 
 
 def _login(message: str = "") -> Response[str]:

@@ -67,7 +67,7 @@ class RequestContextMiddleware:
         request_id_header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 500
-        no_store = path.startswith(("/api", "/debug"))
+        no_store = path.startswith(("/api", "/debug", "/checkout"))
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status

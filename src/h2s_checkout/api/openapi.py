@@ -1,10 +1,21 @@
-"""Documented error answers, so the OpenAPI schema lists every status an operation gives."""
+"""OpenAPI that says what the server does: every status given, bodies closed as they are."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import msgspec
+
+# Litestar's own schema plugin for msgspec Structs, not exported publicly (litestar<3).
+from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
 from litestar.openapi.datastructures import ResponseSpec
 
 from h2s_checkout.api.schemas import ErrorResponse
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.openapi.spec import Schema
+    from litestar.typing import FieldDefinition
 
 _MEANINGS = {
     400: "Malformed request (invalid_request) or bad webhook signature (invalid_signature)",
@@ -23,3 +34,21 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     return {
         status: ResponseSpec(ErrorResponse, description=_MEANINGS[status]) for status in statuses
     }
+
+
+class ClosedStructSchemaPlugin(StructSchemaPlugin):
+    """A Struct with ``forbid_unknown_fields`` gets ``additionalProperties: false``.
+
+    Litestar's plugin leaves it out, so the schema promised that a body with an extra
+    field is accepted while the server answers it 400. Registered on the app, it comes
+    before Litestar's own plugins.
+    """
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema

@@ -2,17 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import HeaderParameter
 
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.webhooks import apply_event, verify
 from h2s_checkout.metrics import WEBHOOK_EVENTS
+
+# What Stripe sends: "t=<unix time>,v1=<HMAC-SHA256 hex>[,v0=...]". Any other value can
+# never verify, so the pattern says no more than the signature check does.
+SIGNATURE_PATTERN = r"^t=[0-9]+(,v[0-9]+=[0-9a-f]+)+$"
+
+StripeSignature = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Stripe-Signature",
+        # Required in the schema; a missing one reaches verify(), which answers the
+        # webhook's own 400 invalid_signature rather than a generic invalid_request.
+        required=True,
+        description="Stripe's signature of the raw body: t=<unix time>,v1=<HMAC-SHA256 hex>",
+        schema_extra={"one_of": None, "type": OpenAPIType.STRING, "pattern": SIGNATURE_PATTERN},
+    ),
+]
+
+
+@dataclass
+class StripeEventOperation(Operation):
+    """Shows the body the handler reads raw: the signature covers its exact bytes, so it is
+    not parsed before it is verified."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description="A Stripe event; only checkout.session events change anything",
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        required=["id", "type", "data"],
+                        properties={
+                            "id": Schema(type=OpenAPIType.STRING, description="evt_..."),
+                            "type": Schema(type=OpenAPIType.STRING),
+                            "data": Schema(
+                                type=OpenAPIType.OBJECT,
+                                required=["object"],
+                                properties={"object": Schema(type=OpenAPIType.OBJECT)},
+                            ),
+                        },
+                    )
+                )
+            },
+        )
 
 
 class WebhookAnswer(msgspec.Struct):
@@ -30,20 +78,26 @@ class StripeWebhookController(Controller):
     @post(
         "/webhook",
         summary="Stripe events (signature checked with STRIPE_WEBHOOK_SECRET, 300 s tolerance)",
+        description=(
+            "Only Stripe can sign an event: a well-formed event with any other signature is "
+            "a 400 invalid_signature. 503 while STRIPE_WEBHOOK_SECRET is not set."
+        ),
         status_code=200,
         responses=error_responses(400, 503),
+        operation_class=StripeEventOperation,
         # Event payloads carry the whole session; larger than a checkout request.
         request_max_body_size=1024 * 1024,
     )
     async def receive(
-        self, request: Request[Any, Any, Any], db_pool: NamedDependency[asyncpg.Pool]
+        self,
+        request: Request[Any, Any, Any],
+        db_pool: NamedDependency[asyncpg.Pool],
+        stripe_signature: StripeSignature = None,
     ) -> WebhookAnswer:
         payload = await request.body()
         try:
             event = verify(
-                payload,
-                request.headers.get("stripe-signature"),
-                request.app.state.settings.stripe_webhook_secret,
+                payload, stripe_signature, request.app.state.settings.stripe_webhook_secret
             )
         except CheckoutError as exc:
             WEBHOOK_EVENTS.labels("unverified", exc.code).inc()

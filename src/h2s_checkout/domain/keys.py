@@ -6,6 +6,10 @@ import hashlib
 import json
 import uuid
 
+# What order_id_for makes, in any case: the API checks order ids against it and the
+# OpenAPI schema shows it (an ECMA-262 regex too, so no inline flags).
+ORDER_ID_PATTERN = r"^[Oo][Rr][Dd]-[0-9A-Fa-f]{16}$"
+
 
 def order_id_for(checkout_id: uuid.UUID) -> str:
     """A readable order id that is a pure function of the checkout id."""

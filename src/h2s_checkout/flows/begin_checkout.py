@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from h2s_checkout.domain import keys
+from h2s_checkout.domain import keys, return_urls
 from h2s_checkout.domain.cart import (
     PricedCart,
     cart_fingerprint,
@@ -104,6 +104,8 @@ class CheckoutSettings:
     session_ttl: timedelta = timedelta(minutes=60)
     lease: timedelta = timedelta(seconds=90)
     clock: Callable[[], datetime] = field(default=utcnow)
+    success_url: str | None = None  # H2S_SUCCESS_URL template; None: our own page
+    cancel_url: str | None = None  # H2S_CANCEL_URL template; None: our own page
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +273,8 @@ class CheckoutFlow:
                     SessionLine(line.name, line.unit_amount_cents, line.quantity, line.currency)
                     for line in cart.lines
                 ),
-                success_url=f"{base}/checkout/success?order_id={order_id}",
-                cancel_url=f"{base}/checkout/cancel?order_id={order_id}",
+                success_url=return_urls.success_url(order_id, base, self._settings.success_url),
+                cancel_url=return_urls.cancel_url(order_id, base, self._settings.cancel_url),
                 expires_at=now + self._settings.session_ttl,
                 metadata={
                     "order_id": order_id,

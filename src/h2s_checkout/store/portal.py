@@ -1,4 +1,4 @@
-"""SQL for the dispatch portal: jobs with their order's status, newest first, keyset paged."""
+"""SQL for the dispatch portal: jobs with their order's status and booking, newest first, paged."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import asyncpg
 
 # Newest first; (created_at, job_id) is the keyset, so a page never repeats or skips a job
 # when new jobs arrive between two pages. Each filter is skipped when its parameter is null.
+# Who, where and what come from the job's own order (one booking, one address), not from
+# the recipient, whose row holds only the latest name and phone a customer gave.
 _LIST_JOBS = """
 select j.job_id, j.order_id, o.status as order_status, j.recipient_id, j.sequence_id,
-       j.step_id, j.status, j.due_at, j.created_at
+       j.step_id, j.status, j.due_at, j.created_at,
+       o.customer ->> 'name' as customer_name, o.customer ->> 'phone' as customer_phone,
+       o.customer -> 'address' as service_address, o.items as services
 from h2s_dispatch_jobs j
 join h2s_orders o on o.order_id = j.order_id
 where j.status = any($1::text[])
