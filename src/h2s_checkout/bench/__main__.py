@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="an interpreter that has REV installed: no venv is built for it",
     )
     parser.add_argument(
+        "--against-rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="pairs of blocks per side in the comparison (default 2: this code, REV, REV, "
+        "this code)",
+    )
+    parser.add_argument(
         "--prefill",
         type=int,
         default=0,
@@ -80,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     config.run_profile = not args.no_profile
     config.against = args.against
     config.against_python = args.against_python.absolute() if args.against_python else None
+    if args.against_rounds < 1:
+        build_parser().error("--against-rounds takes a number of pairs, at least 1")
+    config.compare_rounds = args.against_rounds
     if args.prefill < 0:
         build_parser().error("--prefill takes a number of checkouts (0: none)")
     config.prefill = args.prefill

@@ -69,7 +69,7 @@ class BenchConfig:
     # --against REV: REV served beside this code, blocks alternated ABBA (2 rounds).
     against: str | None = None
     against_python: Path | None = None  # an interpreter with REV installed: no venv built
-    compare_rounds: int = 2
+    compare_rounds: int = 2  # pairs of blocks (each side once per pair)
     # --prefill N: the figures before and after N finished checkouts are written.
     prefill: int = 0
     growth_clients: int = 4  # the portal and timeline reads
@@ -186,6 +186,7 @@ class _Bench:
         self.quiet_budget_s = config.quiet_budget_s
         self.waited_s = 0.0
         self.statements_counted = False
+        self.others: list[tuple[str, float]] = []  # (workload, cores other processes used)
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
@@ -294,6 +295,7 @@ class _Bench:
                 )
             )
         _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
+        self.others.append((name, meter.result.cores.get("other", 0.0)))
         return outcome, meter.result
 
     def new_checkouts(self, tag: str) -> Callable[[int], load.Req]:
@@ -338,6 +340,7 @@ class _Bench:
                 )
                 self.results.workloads[key] = outcome
                 self.results.cpu[key] = meter.result
+                self.others.append((outcome.name, meter.result.cores.get("other", 0.0)))
                 _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
         self.emulator.reset()
 
@@ -458,11 +461,7 @@ class _Bench:
                 f"the run waited {self.waited_s:.0f} s in all for other work on the machine "
                 f"to stop (at most {self.config.quiet_wait_s:g} s per workload)"
             )
-        busy = [
-            f"{self.results.workloads[k].name} ({cpu.cores.get('other', 0.0):.2f})"
-            for k, cpu in self.results.cpu.items()
-            if k in self.results.workloads and cpu.cores.get("other", 0.0) > 0.25
-        ]
+        busy = [f"{name} ({other:.2f})" for name, other in self.others if other > 0.25]
         if busy:
             self.results.notes.append(
                 "other work on the machine took more than 0.25 cores during: " + "; ".join(busy)
