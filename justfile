@@ -50,6 +50,6 @@ typecheck:
 docs:
     {{python}} -m h2s_checkout.diagram docs
 
-# Benchmark the service against its ceilings; writes docs/benchmarks.md and .png (--quick: seconds)
+# Benchmark the service against its ceilings; writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N)
 bench *args:
     {{python}} -m h2s_checkout.bench {{args}}

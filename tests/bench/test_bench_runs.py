@@ -1,11 +1,14 @@
 """The benchmark harness runs end to end and prints its table (`--quick`: tiny counts).
 
 No figure is asserted: this checks that `just bench` works, not how fast the service is.
+The run includes `--against HEAD` (served from this interpreter, so no venv is built) and
+a small `--prefill`, so that every section and every key of benchmarks.json is produced.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -17,10 +20,43 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 
+JSON_KEYS = {
+    "revision",
+    "machine",
+    "against",
+    "overhead_in_healthz_answers_64",
+    "statemachine_ms_per_checkout",
+    "new_over_ceiling_a",
+    "replays_over_ceiling_b",
+    "round_trips",
+    "overhead_p99_ms_stripe_300ms_64_clients",
+    "rss_mb_max",
+    "prefill",
+}
+PREFILL_KEYS = {
+    "rows",
+    "new_rate_ratio_64",
+    "replay_p99_ratio",
+    "portal_p99_ms",
+    "timeline_p99_ms",
+    "reconcile_pass_s",
+    "doctor_s",
+}
 
+
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+
+
+@pytest.mark.skipif(git("rev-parse").returncode != 0, reason="--against needs a git checkout")
 def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
     out = tmp_path / "docs"
+    # The work directory is a temporary one under TMPDIR: removed at the end, worktree
+    # included, and every process started there can be looked for by that path.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "STRIPE_API_BASE")}
+    env["TMPDIR"] = str(tmp)
     run = subprocess.run(
         [
             sys.executable,
@@ -29,14 +65,18 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
             "--quick",
             "--out",
             str(out),
-            "--keep-workdir",
-            str(tmp_path / "work"),
+            "--against",
+            "HEAD",
+            "--against-python",
+            sys.executable,
+            "--prefill",
+            "2000",
         ],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
@@ -56,9 +96,41 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
         "1 server, 2 granian workers",
         "2 replicas",
         "orders created",
+        # the issue's targets
+        "new checkouts/s against",
+        "replays/s against",
+        "the worker's overhead per new checkout in /healthz answers",
+        "python-statemachine's CPU per new checkout",
+        "database round trips per replay",
+        "overhead p99 over 300 ms of Stripe latency, 64 clients",
+        "new checkouts / ceiling A, 16 clients",
+        "portal page p99",
+        "a checkout's timeline p99, prefilled",
+        "one reconciler pass, prefilled",
+        "the doctor's database checks, prefilled",
+        # side by side with HEAD
+        "## Side by side with",
+        "this code / ",
+        "worker CPU ms per answer: new checkouts, Stripe 0 ms, 64 clients",
+        "database round trips per replay, pg_stat_statements",
+        # the prefill
+        "2,000 checkouts prefilled",
+        "portal: GET /api/portal/jobs?status=queued p99",
+        "timeline: GET /api/checkouts/{id}/timeline p99",
+        "`h2s-checkout doctor` (no provider)",
     ):
         assert row in printed, f"missing row {row!r}"
     assert "Substitution self-check: ok" in printed
+
+    figures = json.loads((out / "benchmarks.json").read_text())
+    assert set(figures) >= JSON_KEYS
+    assert figures["revision"] == git("rev-parse", "HEAD").stdout.strip()
+    assert figures["against"]["revision"] == figures["revision"]
+    assert {"new_ratio_64", "replay_ratio_64"} <= set(figures["against"])
+    assert set(figures["new_over_ceiling_a"]) >= {"16", "64"}
+    assert set(figures["round_trips"]) == {"new", "replay"}
+    assert set(figures["prefill"]) >= PREFILL_KEYS
+    assert figures["prefill"]["rows"] == 2000
 
     written = (out / "benchmarks.md").read_text()
     assert "<!-- bench:begin" in written
@@ -66,8 +138,9 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
     assert "| workload | figures |" in written
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "benchmarks.png").stat().st_size > 0
-    # Every process the harness started is gone: servers, emulator, PostgreSQL.
-    leftovers = subprocess.run(
-        ["pgrep", "-f", str(tmp_path / "work")], capture_output=True, text=True
-    )
+    # Every process the harness started is gone (servers, emulator, PostgreSQL), and so
+    # are its work directory and the worktree of --against.
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", leftovers.stdout
+    assert list(tmp.iterdir()) == []
+    assert str(tmp) not in git("worktree", "list", "--porcelain").stdout

@@ -1,4 +1,5 @@
-"""`python -m h2s_checkout.bench [--quick] [--out DIR]`: run, print and write the figures."""
+"""`python -m h2s_checkout.bench [--quick] [--out DIR] [--against REV] [--prefill N]`:
+run, print and write the figures."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from h2s_checkout.bench import report
+from h2s_checkout.bench import figures, report
 from h2s_checkout.bench.run import BenchConfig, run_bench
 
 
@@ -15,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m h2s_checkout.bench",
         description="Benchmark the service under load against its ceilings; writes "
-        "benchmarks.md and benchmarks.png into --out.",
+        "benchmarks.md, benchmarks.json and benchmarks.png into --out.",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a few seconds, tiny counts: checks the harness"
@@ -34,7 +35,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=None, help="seconds per workload")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument(
-        "--keep-workdir", type=Path, default=None, help="keep logs and the profile here"
+        "--keep-workdir",
+        type=Path,
+        default=None,
+        help="keep logs, the profile and the --against worktree here",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        default=None,
+        help="also serve git revision REV (own worktree, venv, database) beside this code "
+        "and compare the two under the same loads",
+    )
+    parser.add_argument(
+        "--against-python",
+        type=Path,
+        default=None,
+        metavar="PYTHON",
+        help="an interpreter that has REV installed: no venv is built for it",
+    )
+    parser.add_argument(
+        "--against-rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="pairs of blocks per side in the comparison (default 2: this code, REV, REV, "
+        "this code)",
+    )
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at the end, measure again after N finished checkouts are written to the database",
     )
     return parser
 
@@ -53,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         config.duration_s = config.ceiling_duration_s = args.duration
         config.slow_duration_s = max(args.duration, 1.0)
     config.run_profile = not args.no_profile
+    config.against = args.against
+    config.against_python = args.against_python.absolute() if args.against_python else None
+    if args.against_rounds < 1:
+        build_parser().error("--against-rounds takes a number of pairs, at least 1")
+    config.compare_rounds = args.against_rounds
+    if args.prefill < 0:
+        build_parser().error("--prefill takes a number of checkouts (0: none)")
+    config.prefill = args.prefill
 
     results = run_bench(config, keep_workdir=args.keep_workdir)
 
@@ -63,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     block = report.generated_block(results, None if problem else png.name)
     md = out / "benchmarks.md"
     report.write_markdown(md, block)
+    data = out / "benchmarks.json"
+    figures.write_json(data, results)
     print()
     print(block)
-    print(f"wrote {md}" + ("" if problem else f" and {png}"))
+    print(f"wrote {md}, {data}" + ("" if problem else f" and {png}"))
     return 0
 
 

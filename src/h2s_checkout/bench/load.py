@@ -74,6 +74,25 @@ class Outcome:
         )
 
 
+def pooled(name: str, outcomes: Sequence[Outcome]) -> Outcome:
+    """Several runs of one workload as one: answers over the sum of their times, latencies
+    together (the rounds of a side-by-side comparison)."""
+    total = Outcome(name, max((o.clients for o in outcomes), default=0))
+    for o in outcomes:
+        total.elapsed_s += o.elapsed_s
+        total.ok += o.ok
+        total.replayed += o.replayed
+        total.conflicts_409 += o.conflicts_409
+        total.errors += o.errors
+        total.statuses.update(o.statuses)
+        total.latencies_ms.extend(o.latencies_ms)
+        total.generator_cores += o.generator_cores * o.elapsed_s
+        total.first_error = total.first_error or o.first_error
+    if total.elapsed_s > 0:
+        total.generator_cores /= total.elapsed_s
+    return total
+
+
 def _retry_after_s(value: str | None) -> float:
     try:
         return min(max(float(value or 1), 0.05), 5.0)
@@ -198,8 +217,8 @@ def replays(bodies: Sequence[bytes]) -> Callable[[int], Req]:
     return make
 
 
-def fixed(path: str) -> Callable[[int], Req]:
-    request = Req("GET", path)
+def fixed(path: str, headers: dict[str, str] | None = None) -> Callable[[int], Req]:
+    request = Req("GET", path, headers=headers)
     return lambda _n: request
 
 

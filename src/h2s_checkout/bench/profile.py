@@ -25,6 +25,7 @@ _CATEGORIES = {
     "granian": "HTTP framework (litestar, granian, msgspec)",
     "msgspec": "HTTP framework (litestar, granian, msgspec)",
 }
+STATEMACHINE = _CATEGORIES["statemachine"]
 _SERVICE = "service code (h2s_checkout)"
 _REST = "asyncio and the rest of the stdlib"
 _NATIVE = "native code, no Python frame (uvloop, asyncpg's protocol parsing, granian)"
@@ -107,6 +108,10 @@ class Profile:
     service_inclusive: list[tuple[str, float]] = field(default_factory=list)
     packages_self: list[tuple[str, float]] = field(default_factory=list)
     packages_inclusive: dict[str, float] = field(default_factory=dict)
+
+    def share(self, category: str) -> float:
+        """The % of samples charged to ``category`` (0 when none fell there)."""
+        return dict(self.categories).get(category, 0.0)
 
 
 def summarize(raw: Path, top: int = 15) -> Profile:

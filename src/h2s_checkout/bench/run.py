@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from h2s_checkout.bench import ceiling, dbstats, load, profile
+from h2s_checkout.bench import against, ceiling, compare, dbstats, growth, load, profile
 from h2s_checkout.bench.stack import (
     CpuMeter,
     CpuSplit,
@@ -66,6 +66,14 @@ class BenchConfig:
     quiet_budget_s: float = 120.0
     quiet_cores: float = 0.25
     max_requests: int = 200_000  # per workload: every loop is bounded in count and in time
+    # --against REV: REV served beside this code, blocks alternated ABBA (2 rounds).
+    against: str | None = None
+    against_python: Path | None = None  # an interpreter with REV installed: no venv built
+    compare_rounds: int = 2  # pairs of blocks (each side once per pair)
+    # --prefill N: the figures before and after N finished checkouts are written.
+    prefill: int = 0
+    growth_clients: int = 4  # the portal and timeline reads
+    growth_samples: int = 2000  # rows those reads ask for
 
     @classmethod
     def quick_config(cls, out_dir: Path, database_url: str | None = None) -> BenchConfig:
@@ -94,10 +102,13 @@ class Results:
     workloads: dict[str, load.Outcome] = field(default_factory=dict)
     cpu: dict[str, CpuSplit] = field(default_factory=dict)
     round_trips: dbstats.RoundTrips | None = None
+    replay_round_trips: dbstats.RoundTrips | None = None
     recorded: ceiling.Compiled | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)  # "label pid" -> peak MB
     storm: load.StormResult | None = None
     profile: profile.Profile | None = None
+    comparison: compare.Comparison | None = None
+    growth: growth.Growth | None = None
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     wall_s: float = 0.0
@@ -127,20 +138,22 @@ def _server_loop() -> str:
     return "asyncio"
 
 
-def _git_revision() -> str:
+def _git_revision() -> tuple[str, str, bool]:
+    """(short sha, full sha, uncommitted changes) of the checkout this harness runs from."""
+    here = str(Path(__file__).resolve().parent)
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
             timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head}{' (with uncommitted changes)' if dirty else ''}" if head else "unknown"
+        return "unknown", "", False
+    return (head[:7] or "unknown"), head, bool(dirty)
 
 
 def _cpu_model() -> str:
@@ -152,10 +165,17 @@ def _cpu_model() -> str:
 
 
 class _Bench:
-    def __init__(self, config: BenchConfig, work: Path, runner: asyncio.Runner) -> None:
+    def __init__(
+        self,
+        config: BenchConfig,
+        work: Path,
+        runner: asyncio.Runner,
+        installed: against.Installed | None = None,
+    ) -> None:
         self.config = config
         self.work = work
         self.runner = runner
+        self.installed = installed
         self.results = Results(config)
         self.run_id = uuid.uuid4().hex[:8]
         self.db = Database(config.database_url, work / "pg", durable=config.durable)
@@ -165,6 +185,8 @@ class _Bench:
         self.skus: list[str] = []
         self.quiet_budget_s = config.quiet_budget_s
         self.waited_s = 0.0
+        self.statements_counted = False
+        self.others: list[tuple[str, float]] = []  # (workload, cores other processes used)
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
@@ -186,8 +208,21 @@ class _Bench:
             server.stop()
         self.servers = []
 
-    def meter(self) -> CpuMeter:
-        groups: dict[str, list[int]] = {"server": [s.pid for s in self.servers]}
+    def say(self, text: str) -> None:
+        _say(text)
+
+    def current_versions(self) -> dict[str, str]:
+        return against.package_versions(sys.executable)
+
+    def meter(
+        self, server: ServerProcess | None = None, idle: Sequence[ServerProcess] = ()
+    ) -> CpuMeter:
+        """CPU per process group; ``server`` alone as "server" when given (the others that
+        are up but get no load: ``idle``)."""
+        serving = [server] if server is not None else self.servers
+        groups: dict[str, list[int]] = {"server": [s.pid for s in serving]}
+        if idle:
+            groups["idle server"] = [s.pid for s in idle]
         if self.db.postmaster_pid is not None:
             groups["postgres"] = [self.db.postmaster_pid]
         groups["emulator"] = [self.emulator.pid]
@@ -210,10 +245,43 @@ class _Bench:
         max_requests: int | None = None,
         settle: bool = True,
     ) -> load.Outcome:
-        urls = urls or [self.servers[0].url]
+        """One workload of the main run, kept under ``key`` in the results."""
+        outcome, cpu = self.run_workload(
+            name,
+            make,
+            clients=clients,
+            duration_s=duration_s,
+            urls=urls,
+            expect=expect,
+            keep_bodies=keep_bodies,
+            max_requests=max_requests,
+            settle=settle,
+        )
+        self.results.workloads[key] = outcome
+        self.results.cpu[key] = cpu
+        return outcome
+
+    def run_workload(
+        self,
+        name: str,
+        make: Callable[[int], load.Req],
+        *,
+        clients: int,
+        duration_s: float,
+        urls: Sequence[str] | None = None,
+        server: ServerProcess | None = None,
+        idle: Sequence[ServerProcess] = (),
+        expect: int = 201,
+        keep_bodies: int = 0,
+        max_requests: int | None = None,
+        settle: bool = True,
+    ) -> tuple[load.Outcome, CpuSplit]:
+        """A closed loop against ``server`` (default: the first one up, or ``urls``),
+        metered; waits for a quiet machine first unless ``settle`` is False."""
+        urls = urls or [(server or self.servers[0]).url]
         if settle:
             self.settle(name)
-        with self.meter() as meter:
+        with self.meter(server, idle) as meter:
             outcome = self.run_async(
                 load.closed_loop(
                     name,
@@ -226,10 +294,9 @@ class _Bench:
                     keep_bodies=keep_bodies,
                 )
             )
-        self.results.workloads[key] = outcome
-        self.results.cpu[key] = meter.result
         _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
-        return outcome
+        self.others.append((name, meter.result.cores.get("other", 0.0)))
+        return outcome, meter.result
 
     def new_checkouts(self, tag: str) -> Callable[[int], load.Req]:
         return load.new_checkouts(self.run_id, tag, self.skus)
@@ -273,14 +340,12 @@ class _Bench:
                 )
                 self.results.workloads[key] = outcome
                 self.results.cpu[key] = meter.result
+                self.others.append((outcome.name, meter.result.cores.get("other", 0.0)))
                 _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
         self.emulator.reset()
 
     def round_trip_count(self) -> None:
-        problem = self.run_async(dbstats.ensure_extension(self.db.dsn))
-        if problem:
-            self.results.notes.append(f"round trips not counted: {problem}")
-            _say(f"round trips not counted: {problem}")
+        if not self.statements_counted:
             return
         before = self.run_async(dbstats.snapshot(self.db.dsn))
         outcome = self.measure(
@@ -396,11 +461,7 @@ class _Bench:
                 f"the run waited {self.waited_s:.0f} s in all for other work on the machine "
                 f"to stop (at most {self.config.quiet_wait_s:g} s per workload)"
             )
-        busy = [
-            f"{self.results.workloads[k].name} ({cpu.cores.get('other', 0.0):.2f})"
-            for k, cpu in self.results.cpu.items()
-            if k in self.results.workloads and cpu.cores.get("other", 0.0) > 0.25
-        ]
+        busy = [f"{name} ({other:.2f})" for name, other in self.others if other > 0.25]
         if busy:
             self.results.notes.append(
                 "other work on the machine took more than 0.25 cores during: " + "; ".join(busy)
@@ -411,7 +472,10 @@ class _Bench:
     def environment(self) -> None:
         env = self.results.env
         env["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        env["revision"] = _git_revision()
+        short, full, dirty = _git_revision()
+        env["revision"] = f"{short}{' (with uncommitted changes)' if dirty else ''}"
+        env["revision_sha"] = full
+        env["dirty"] = "yes" if dirty else ""
         env["machine"] = f"{os.cpu_count()} CPUs ({_cpu_model()}), Linux {platform.release()}"
         env["python"] = platform.python_version()
         env["postgres"] = (
@@ -439,6 +503,11 @@ class _Bench:
         _say(f"run {self.run_id} in {self.work} ({'quick' if config.quick else 'full'})")
         dsn = self.db.start()
         apply_migrations(dsn)
+        problem = self.run_async(dbstats.ensure_extension(dsn))
+        self.statements_counted = problem is None
+        if problem:
+            self.results.notes.append(f"round trips not counted: {problem}")
+            _say(f"round trips not counted: {problem}")
         self.emulator.start()
         self.environment()
         _say(f"postgres {self.results.env['postgres']}; emulator {self.emulator.url}")
@@ -471,13 +540,23 @@ class _Bench:
                 keep_bodies=20_000 if clients == max(config.clients_fast) else 0,
             )
         stored = self.results.workloads[f"new0@{max(config.clients_fast)}"].ok_bodies
-        self.measure(
+        # pg_stat_statements is read around the replays too: round trips per replay.
+        replay_name = f"replays of stored checkouts, {config.replay_clients} clients"
+        self.settle(replay_name)
+        before = self.run_async(dbstats.snapshot(dsn)) if self.statements_counted else None
+        replays = self.measure(
             f"replay@{config.replay_clients}",
-            f"replays of stored checkouts, {config.replay_clients} clients",
+            replay_name,
             load.replays(stored or [load.checkout_body("nobody@example.com", self.skus[0])]),
             clients=config.replay_clients,
             duration_s=config.duration_s,
+            settle=False,
         )
+        if before is not None:
+            after = self.run_async(dbstats.snapshot(dsn))
+            self.results.replay_round_trips = dbstats.delta(before, after, replays.ok)
+            _say(f"per replay: {self.results.replay_round_trips.round_trips:.2f} round trips")
+        self.results.workloads[f"new0@{max(config.clients_fast)}"].ok_bodies = []
         self.round_trip_count()
         self.profile_worker()
         self.ceiling_runs()
@@ -493,6 +572,8 @@ class _Bench:
             )
         self.emulator.set_latency(0)
         self.emulator.reset()
+        if self.installed is not None:
+            self.results.comparison = compare.run_comparison(self, self.installed)
         self.stop_servers()
 
         self.start_servers(1, 2, "2 workers")
@@ -519,8 +600,14 @@ class _Bench:
             self.start_servers(config.issue3_servers - len(self.servers), 1, "replica")
         self.storm()
         self.stop_servers()
+        if config.prefill > 0:
+            self.start_servers(1, 1, "1 worker, prefill")
+            self.results.growth = growth.run_growth(self)
+            self.stop_servers()
         self.results.rss_mb = {
-            f"{self.rss.labels[pid]} (pid {pid})": mb for pid, mb in self.rss.peaks_mb.items()
+            f"{self.rss.labels[pid]} (pid {pid})": mb
+            for pid, mb in self.rss.peaks_mb.items()
+            if not self.rss.labels[pid].startswith("against")
         }
         self.busy_note()
         self.results.wall_s = time.monotonic() - self.results.started
@@ -540,8 +627,28 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
 def run_bench(config: BenchConfig, *, keep_workdir: Path | None = None) -> Results:
     """Start everything, measure everything, stop everything (also on failure)."""
     configure_logging("warning", "console")
-    with _workdir(keep_workdir) as work, asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        bench = _Bench(config, work, runner)
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(_workdir(keep_workdir))
+        installed = None
+        if config.against:
+            # Before anything is measured: a revision that cannot be installed stops the
+            # run at once, and the install's CPU overlaps no workload.
+            _say(f"installing {config.against} beside this code …")
+            installed = stack.enter_context(
+                against.installed(
+                    config.against,
+                    work,
+                    python=config.against_python,
+                    keep=keep_workdir is not None,
+                )
+            )
+            _say(
+                f"{installed.short} ({installed.sha}) in {installed.worktree}, "
+                f"{'venv reused' if installed.reused_venv else 'venv built'} "
+                f"in {installed.install_s:.0f} s: {installed.python}"
+            )
+        runner = stack.enter_context(asyncio.Runner(loop_factory=_loop_factory()))
+        bench = _Bench(config, work, runner, installed)
         try:
             with bench.rss:
                 return bench.go()

@@ -19,7 +19,9 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import psutil
 
@@ -91,6 +93,31 @@ class Database:
         pid_line = (self._data_dir / "postmaster.pid").read_text().splitlines()[0]
         self.postmaster_pid = int(pid_line)
         return self.dsn
+
+    def sibling_dsn(self, name: str) -> str:
+        """The DSN of database ``name`` on the same server."""
+        parts = urlsplit(self.dsn)
+        return urlunsplit(parts._replace(path="/" + name))
+
+    async def create_sibling(self, name: str) -> str:
+        """A new, empty database ``name`` on the same server (dropped first if it exists:
+        the name is the bench's own); its DSN."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise ValueError(f"not a plain database name: {name!r}")
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f'drop database if exists "{name}" with (force)')
+            await conn.execute(f'create database "{name}"')
+        finally:
+            await conn.close()
+        return self.sibling_dsn(name)
+
+    async def drop_sibling(self, name: str) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await conn.close()
 
     def stop(self) -> None:
         from h2s_checkout.store.embedded import EmbeddedPostgres
@@ -164,7 +191,11 @@ class EmulatorProcess:
 
 class ServerProcess:
     """`h2s-checkout serve --workers N` with DATABASE_URL and STRIPE_API_BASE set: granian
-    serving the app exactly as in production, nothing embedded."""
+    serving the app exactly as in production, nothing embedded.
+
+    ``python`` is this interpreter, or another install's (an older revision's venv, run
+    from its worktree ``cwd`` with PYTHONPATH and the like left out of its environment).
+    """
 
     def __init__(
         self,
@@ -174,13 +205,19 @@ class ServerProcess:
         *,
         workers: int = 1,
         env: dict[str, str] | None = None,
+        python: str | Path | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
         self.log_path = log_dir / f"server-{self.port}.log"
+        self.python = str(python or sys.executable)
+        self.cwd = cwd
+        other_install = python is not None and Path(self.python) != Path(sys.executable)
+        dropped = ("H2S_", "STRIPE_") + (("PYTHON", "VIRTUAL_ENV") if other_install else ())
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("H2S_", "STRIPE_"))},
+            **{k: v for k, v in os.environ.items() if not k.startswith(dropped)},
             "DATABASE_URL": database_url,
             "STRIPE_API_BASE": stripe_base,
             "STRIPE_API_KEY": EMULATOR_API_KEY,
@@ -201,8 +238,9 @@ class ServerProcess:
     def start(self, timeout_s: float = 60) -> ServerProcess:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "h2s_checkout", "serve", "--workers", str(self.workers)],
+                [self.python, "-m", "h2s_checkout", "serve", "--workers", str(self.workers)],
                 env=self.env,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -270,6 +308,18 @@ class CpuSplit:
 
     def describe(self) -> str:
         return ", ".join(f"{k} {v:.2f}" for k, v in self.cores.items())
+
+
+def pooled_cpu(splits: Iterable[CpuSplit]) -> CpuSplit:
+    """Cores averaged over several workloads, each weighted by its length."""
+    splits = list(splits)
+    seconds = sum(s.seconds for s in splits)
+    names = {name for s in splits for name in s.cores}
+    cores = {
+        name: sum(s.cores.get(name, 0.0) * s.seconds for s in splits) / max(seconds, 1e-9)
+        for name in names
+    }
+    return CpuSplit(seconds, cores)
 
 
 class CpuMeter:
