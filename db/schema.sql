@@ -722,6 +722,13 @@ CREATE INDEX h2s_checkouts_open_sessions ON public.h2s_checkouts USING btree (up
 
 
 --
+-- Name: h2s_checkouts_order; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX h2s_checkouts_order ON public.h2s_checkouts USING btree (order_id);
+
+
+--
 -- Name: h2s_checkouts_state; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -729,17 +736,24 @@ CREATE INDEX h2s_checkouts_state ON public.h2s_checkouts USING btree (state, upd
 
 
 --
+-- Name: h2s_dispatch_jobs_metadata_order; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_dispatch_jobs_metadata_order ON public.h2s_dispatch_jobs USING btree (((metadata ->> 'order_id'::text)));
+
+
+--
 -- Name: h2s_dispatch_jobs_recipient; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX h2s_dispatch_jobs_recipient ON public.h2s_dispatch_jobs USING btree (recipient_id, created_at DESC);
+CREATE INDEX h2s_dispatch_jobs_recipient ON public.h2s_dispatch_jobs USING btree (recipient_id, created_at DESC, job_id DESC);
 
 
 --
 -- Name: h2s_dispatch_jobs_status; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX h2s_dispatch_jobs_status ON public.h2s_dispatch_jobs USING btree (status, created_at DESC);
+CREATE INDEX h2s_dispatch_jobs_status ON public.h2s_dispatch_jobs USING btree (status, created_at DESC, job_id DESC);
 
 
 --
@@ -953,4 +967,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261127000003'),
     ('20261127000004'),
     ('20261127000005'),
-    ('20261127000006');
+    ('20261127000006'),
+    ('20261127000007');
