@@ -9,6 +9,9 @@ import asyncpg
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
 DATA_TABLES = (
+    "h2s_admin_sessions",
+    "h2s_api_keys",
+    "h2s_rate_counters",
     "h2s_webhook_events",
     "h2s_checkout_failures",
     "h2s_checkout_traces",

@@ -31,7 +31,9 @@ from h2s_checkout.domain.errors import (
     IdempotencyKeyReused,
     IllegalTransition,
     PaymentProviderError,
+    RateLimited,
 )
+from h2s_checkout.domain.limits import CheckoutLimits
 from h2s_checkout.domain.machine import INITIAL_STATE, TRANSITIONS
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
@@ -79,6 +81,8 @@ class CheckoutCommand:
     items: tuple[tuple[str, int], ...]
     request_body: dict[str, Any]
     idempotency_key: str | None = None
+    # The client's address as the API resolved it (X-Forwarded-For from trusted proxies).
+    client_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,7 @@ class CheckoutSettings:
     session_ttl: timedelta = timedelta(minutes=60)
     lease: timedelta = timedelta(seconds=90)
     clock: Callable[[], datetime] = field(default=utcnow)
+    limits: CheckoutLimits = field(default_factory=CheckoutLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +208,9 @@ class CheckoutFlow:
                         utcnow(),
                         {"order_id": plan.order_id, "job_id": str(plan.job_id)},
                     ),
+                    limits=self._settings.limits.buckets(
+                        command.client_address, normalize_email(command.customer.email)
+                    ),
                 )
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
@@ -210,6 +218,16 @@ class CheckoutFlow:
         if outcome == "created":
             _CLAIM_SECONDS.observe(time.perf_counter() - started)
             count_transition(target)
+        elif outcome == "rate_limited":
+            # No checkout was written: no trace id to give or to log.
+            structlog.contextvars.unbind_contextvars("checkout_trace_id")
+            log.info("checkout.rate_limited", limited_by=row["limited_by"])
+            raise RateLimited(
+                f"too many new checkouts for this {row['limited_by']}; retry after "
+                f"{row['retry_after_s']} s",
+                retry_after_s=row["retry_after_s"],
+                limited_by=row["limited_by"],
+            )
         else:
             structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
             if outcome == "replayed":
