@@ -147,6 +147,17 @@ async def running(app: Litestar) -> AsyncIterator[None]:
         await task
 
 
+@asynccontextmanager
+async def app_client(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of one more app on the same database: another replica, or other settings."""
+    app = create_app(settings, clock=clock)
+    async with running(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test:
+            test.app = app  # type: ignore[attr-defined]
+            yield test
+
+
 @pytest.fixture
 def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -9,9 +9,12 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from h2s_checkout.domain.limits import CheckoutLimits
+from h2s_checkout.flows.api_keys import KeyRing
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
+from h2s_checkout.flows.sign_in import SignInGate
 from h2s_checkout.payments.port import PaymentGateway
 from h2s_checkout.payments.stripe_gateway import StripeGateway
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
@@ -26,6 +29,8 @@ class Services:
     catalog: CatalogCache
     checkout_flow: CheckoutFlow
     reconciler: Reconciler
+    key_ring: KeyRing
+    sign_in_gate: SignInGate
 
 
 def build_gateway(settings: Settings) -> PaymentGateway:
@@ -59,12 +64,18 @@ def build_services(
             session_ttl=timedelta(minutes=settings.session_ttl_minutes),
             lease=lease,
             clock=clock,
+            limits=CheckoutLimits(
+                per_address=settings.limit_checkouts_per_minute_ip,
+                per_email=settings.limit_checkouts_per_minute_email,
+            ),
         ),
     )
     reconciler = Reconciler(
         pool, gateway, flow, ReconcileSettings(stuck_after=lease, lease=lease), clock=clock
     )
-    return Services(pool, gateway, catalog, flow, reconciler)
+    key_ring = KeyRing(pool, settings.admin_token, clock=clock)
+    sign_in_gate = SignInGate(pool, key_ring, settings.limit_login_failures, clock=clock)
+    return Services(pool, gateway, catalog, flow, reconciler, key_ring, sign_in_gate)
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -38,6 +39,13 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_format: str = "auto"
     log_level: str = "info"
+    # New checkouts per minute per client address and per customer email, failed
+    # sign-ins per client address per 15 minutes; 0 turns a limit off.
+    limit_checkouts_per_minute_ip: int = 30
+    limit_checkouts_per_minute_email: int = 10
+    limit_login_failures: int = 10
+    # Peers whose X-Forwarded-For is believed (addresses or CIDR blocks).
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def embedded_database(self) -> bool:
@@ -92,6 +100,21 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return raw.rstrip("/") if name != "DATABASE_URL" else raw
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    found: list[str] = []
+    for part in raw.replace(" ", ",").split(","):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be addresses or CIDR blocks separated by commas, got {part!r}"
+            ) from None
+    return tuple(found)
+
+
 def _optional(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     return raw if raw else None
@@ -139,6 +162,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "H2S_MAX_BODY_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024),
         log_format=log_format,
         log_level=log_level,
+        limit_checkouts_per_minute_ip=_int(
+            env, "H2S_LIMIT_CHECKOUTS_PER_MINUTE_IP", 30, 0, 100_000
+        ),
+        limit_checkouts_per_minute_email=_int(
+            env, "H2S_LIMIT_CHECKOUTS_PER_MINUTE_EMAIL", 10, 0, 100_000
+        ),
+        limit_login_failures=_int(env, "H2S_LIMIT_LOGIN_FAILURES", 10, 0, 10_000),
+        trusted_proxies=_networks(env, "H2S_TRUSTED_PROXIES"),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("H2S_DB_POOL_MIN must not exceed H2S_DB_POOL_MAX")

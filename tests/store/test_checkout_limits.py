@@ -20,6 +20,7 @@ CATALOG = {
     "tv-mount": CatalogItem("tv-mount", "TV wall mounting", "", 14900, "usd", 10),
     "smart-lock": CatalogItem("smart-lock", "Smart lock install", "", 12900, "usd", 10),
 }
+LIMITS = CheckoutLimits(per_address=3, per_email=2)
 # A minute's start, so the window's end is a known number of seconds away.
 MINUTE = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
@@ -29,7 +30,7 @@ def begin_args(
     now: datetime,
     *,
     address: str | None = "203.0.113.7",
-    limits: CheckoutLimits = CheckoutLimits(per_address=3, per_email=2),
+    limits: CheckoutLimits = LIMITS,
     key: str | None = None,
 ) -> dict[str, Any]:
     """The arguments the flow passes for a request, built by the flow's own code."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, MediaType, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody
 
+from h2s_checkout.api.client_address import client_address
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import (
     Catalog,
@@ -32,10 +33,12 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_ERRORS = error_responses(400, 409, 413, 422, 502, 503)
+_ERRORS = error_responses(400, 409, 413, 422, 429, 502, 503)
 
 
-def to_command(data: CheckoutRequest, idempotency_key: str | None) -> CheckoutCommand:
+def to_command(
+    data: CheckoutRequest, idempotency_key: str | None, client_address: str | None = None
+) -> CheckoutCommand:
     c = data.customer
     body = msgspec.to_builtins(data)  # once: the address below is the body's own
     return CheckoutCommand(
@@ -48,6 +51,7 @@ def to_command(data: CheckoutRequest, idempotency_key: str | None) -> CheckoutCo
         items=tuple((item.sku, item.quantity) for item in data.items),
         request_body=body,
         idempotency_key=idempotency_key,
+        client_address=client_address,
     )
 
 
@@ -84,12 +88,14 @@ class CheckoutController(Controller):
     )
     async def create_checkout(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[CheckoutRequest],
         checkout_flow: NamedDependency[CheckoutFlow],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CheckoutResponse]:
+        command = to_command(data, idempotency_key, client_address(request))
         try:
-            result = await checkout_flow.begin(to_command(data, idempotency_key))
+            result = await checkout_flow.begin(command)
         except CheckoutError as exc:
             CHECKOUT_REQUESTS.labels(exc.code).inc()
             raise

@@ -20,8 +20,9 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
-from h2s_checkout.api.auth import require_admin
+from h2s_checkout.api.auth import require_scope
 from h2s_checkout.api.schemas import ErrorResponse
+from h2s_checkout.domain.access import Scope
 from h2s_checkout.domain.errors import InvalidRequest
 from h2s_checkout.store import portal
 from h2s_checkout.store.pool import connection
@@ -145,7 +146,7 @@ def _query(description: str, **kwargs: Any) -> Any:
 class PortalController(Controller):
     path = "/api/portal"
     tags = ["portal"]
-    guards = [require_admin]
+    guards = [require_scope(Scope.READ)]
     security = [{"BearerToken": []}]
 
     @get(
@@ -158,7 +159,8 @@ class PortalController(Controller):
         ),
         responses={
             400: ResponseSpec(ErrorResponse, description="A bad parameter (invalid_request)"),
-            401: ResponseSpec(ErrorResponse, description="No or wrong admin token"),
+            401: ResponseSpec(ErrorResponse, description="No, unknown, revoked or expired key"),
+            403: ResponseSpec(ErrorResponse, description="The key lacks the read scope"),
         },
     )
     async def jobs(
