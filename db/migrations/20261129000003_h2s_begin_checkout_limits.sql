@@ -9,43 +9,6 @@
 -- counter row per bucket with an exact Retry-After (the seconds to the window's end). Its
 -- known cost: a client may get up to twice the limit across a window boundary.
 
--- The first full bucket among a new checkout's limits, with the seconds until its window
--- ends; no row when there is room. Each bucket's advisory lock is taken first and held to
--- the end of the transaction, so two replicas creating the last checkout a window allows
--- for one address cannot both see room for it. Locks are taken in one order everywhere
--- (the claim's key lock in h2s_begin_checkout, then buckets by name), so none deadlock.
-create function h2s_checkout_limit_reached(
-    p_buckets text[], p_limits integer[], p_window_start timestamptz, p_now timestamptz
-) returns table (bucket text, retry_after_s integer)
-language plpgsql as $$
-#variable_conflict use_column
-declare
-    b text;
-begin
-    for b in select u.name from unnest(p_buckets) as u(name) order by u.name loop
-        perform pg_advisory_xact_lock(hashtextextended('h2s-limit:' || b, 0));
-    end loop;
-    return query
-        select c.bucket,
-               greatest(1, ceil(extract(epoch from
-                   p_window_start + interval '1 minute' - p_now)))::integer
-        from unnest(p_buckets, p_limits) as u(name, max_hits)
-        join h2s_rate_counters c on c.bucket = u.name and c.window_start = p_window_start
-        where c.hits >= u.max_hits
-        order by c.bucket
-        limit 1;
-end
-$$;
-
--- One more checkout in each bucket's window; called in the transaction that created it.
-create function h2s_count_new_checkout(p_buckets text[], p_window_start timestamptz)
-returns void
-language sql as $$
-    insert into h2s_rate_counters (bucket, window_start, hits)
-    select u.name, p_window_start, 1 from unnest(p_buckets) as u(name)
-    on conflict (bucket, window_start) do update set hits = h2s_rate_counters.hits + 1
-$$;
-
 drop function h2s_begin_checkout(text, text, text, text, timestamptz, timestamptz,
                                  timestamptz, jsonb, jsonb, jsonb);
 
@@ -113,7 +76,8 @@ declare
     v_job record;
     v_attempts integer;
     v_limit_window timestamptz := date_trunc('minute', p_now);
-    v_full record;
+    v_limit record;
+    v_hits integer;
 begin
     c := h2s_find_claimed_checkout(p_key_source, p_idempotency_key, p_derived_key, p_window_start);
     if c.checkout_id is not null and c.key_source = 'client'
@@ -132,17 +96,25 @@ begin
     end if;
 
     if c.checkout_id is null then
-        if cardinality(p_limit_buckets) > 0 then
-            select * into v_full
-            from h2s_checkout_limit_reached(p_limit_buckets, p_limits, v_limit_window, p_now);
-            if v_full.bucket is not null then
+        -- The limits, on this path only. Each bucket's advisory lock is taken before its
+        -- count is read and held to the end of the transaction, so two replicas creating
+        -- the last checkout a window allows cannot both see room for it. Locks are taken
+        -- in one order everywhere (the key's above, then buckets by name): no deadlock.
+        for v_limit in select u.bucket, u.max_hits
+                       from unnest(p_limit_buckets, p_limits) as u(bucket, max_hits)
+                       order by u.bucket loop
+            perform pg_advisory_xact_lock(hashtextextended('h2s-limit:' || v_limit.bucket, 0));
+            select r.hits into v_hits from h2s_rate_counters r
+            where r.bucket = v_limit.bucket and r.window_start = v_limit_window;
+            if v_hits >= v_limit.max_hits then
                 return query select 'rate_limited', null::uuid, null::text, null::integer,
                                     null::text, null::text, null::uuid, null::jsonb,
-                                    null::integer, split_part(v_full.bucket, ':', 1),
-                                    v_full.retry_after_s;
+                                    null::integer, split_part(v_limit.bucket, ':', 1),
+                                    greatest(1, ceil(extract(epoch from
+                                        v_limit_window + interval '1 minute' - p_now)))::integer;
                 return;
             end if;
-        end if;
+        end loop;
 
         insert into h2s_recipients (email_normalized, email, name, phone)
         values (p_new->>'email_normalized', p_new->>'email', p_new->>'name', p_new->>'phone')
@@ -195,8 +167,10 @@ begin
                     'step_id', v_job.step_id, 'due_at', v_job.due_at)),
             p_transition || '{"kind": "transition"}'));
 
-        if cardinality(p_limit_buckets) > 0 then
-            perform h2s_count_new_checkout(p_limit_buckets, v_limit_window);
+        if cardinality(p_limit_buckets) > 0 then  -- one more in each limit's window
+            insert into h2s_rate_counters as r (bucket, window_start, hits)
+            select u.bucket, v_limit_window, 1 from unnest(p_limit_buckets) as u(bucket)
+            on conflict (bucket, window_start) do update set hits = r.hits + 1;
         end if;
 
         return query select 'created', v_checkout_id, p_transition->>'to_state',
@@ -242,8 +216,6 @@ $$;
 -- migrate:down
 drop function h2s_begin_checkout(text, text, text, text, timestamptz, timestamptz,
                                  timestamptz, jsonb, jsonb, jsonb, text[], integer[]);
-drop function h2s_count_new_checkout(text[], timestamptz);
-drop function h2s_checkout_limit_reached(text[], integer[], timestamptz, timestamptz);
 
 -- Phase 1 as it was before limits (20261127000003_h2s_begin_checkout.sql).
 create function h2s_begin_checkout(
