@@ -16,6 +16,7 @@ from litestar.plugins.prometheus import PrometheusController
 
 from h2s_checkout import __version__
 from h2s_checkout.api.admin import CheckoutAdminController
+from h2s_checkout.api.allow import allow_every_method
 from h2s_checkout.api.checkout import CheckoutController
 from h2s_checkout.api.client_address import ClientAddresses
 from h2s_checkout.api.debug_page import DebugPageController
@@ -161,6 +162,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
         ),
         debug=False,
     )
+    allow_every_method(app)
     # Outside the router, so that 404, 405 and other answers made before any route runs
     # also get the request context, the no-store header and their log line.
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)

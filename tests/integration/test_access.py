@@ -341,3 +341,12 @@ async def test_a_cancel_made_with_a_named_key_names_it_in_the_trace(client, admi
         uuid.UUID(body["checkout_trace_id"]),
     )
     assert {r["actor"] for r in actors} == {"support-cy"}
+
+
+async def test_options_lists_every_method_of_a_path(client, admin):
+    """Litestar 2 listed only a path's first method (api/allow.py)."""
+    answer = await client.options("/api/keys", headers=admin)
+    assert answer.status_code == 204
+    assert answer.headers["allow"] == "GET, OPTIONS, POST"
+    one = await client.options(f"/api/keys/{uuid.uuid4()}", headers=admin)
+    assert one.headers["allow"] == "DELETE, OPTIONS"

@@ -104,7 +104,7 @@ def _login(message: str = "") -> Response[str]:
     note = f"<p>{escape(message)}</p>" if message else ""
     return _page(
         "Sign in",
-        f"<div class=card><h1>Sign in with an API key</h1>{note}"
+        f"<div class=card><h1>API key needed</h1>{note}"
         '<form method=post action="/debug/login">'
         '<input type=password name=token aria-label="API key" autocomplete=off> '
         "<button>Sign in</button></form></div>",
