@@ -10,6 +10,7 @@ import re
 import httpx
 
 from conftest import app_client
+from h2s_checkout.flows.reaper import reap_sessions_and_counters
 from support import ADMIN_TOKEN, checkout_body
 
 COOKIE = "h2s_session"
@@ -171,3 +172,16 @@ async def test_failed_sign_ins_are_limited_per_address_and_a_right_key_is_not_co
         assert await db.fetchval("select count(*) from h2s_admin_sessions") == before
         clock.advance(minutes=15)
         assert (await sign_in(c, ADMIN_TOKEN)).status_code == 303
+
+
+async def test_the_reaper_purges_ended_sessions_and_past_windows(client, db, clock):
+    await sign_in(client, ADMIN_TOKEN)
+    await sign_in(client, "h2s_key_" + "E" * 43)  # a failure: one counter row
+    pool = client.app.state.db_pool
+    assert await reap_sessions_and_counters(pool, clock) == (0, 0)  # all still current
+
+    clock.advance(hours=8)
+
+    assert await reap_sessions_and_counters(pool, clock) == (1, 1)
+    assert await db.fetchval("select count(*) from h2s_admin_sessions") == 0
+    assert await db.fetchval("select count(*) from h2s_rate_counters") == 0
