@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from litestar import Litestar
 
 from h2s_checkout.app import create_app
 from h2s_checkout.payments.emulator.server import EmulatorServer
@@ -21,7 +18,7 @@ from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import init_connection
-from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET
+from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET, running
 
 
 @pytest.fixture(scope="session")
@@ -116,40 +113,6 @@ def clock() -> FakeClock:
 async def client(
     settings: Settings, db: asyncpg.Connection, stripe: Any, clock: FakeClock
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, clock=clock)
-    async with running(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test:
-            test.app = app  # type: ignore[attr-defined]
-            yield test
-
-
-@asynccontextmanager
-async def running(app: Litestar) -> AsyncIterator[None]:
-    """Run the app's lifespan on the test's own event loop.
-
-    Litestar's AsyncTestClient runs the app on a portal thread, one request at a time;
-    here concurrent requests really overlap, and tests can reach app.state directly.
-    """
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    task = asyncio.create_task(app(scope, inbox.get, outbox.put))  # type: ignore[arg-type]
-    await inbox.put({"type": "lifespan.startup"})
-    started = await outbox.get()
-    if started["type"] != "lifespan.startup.complete":
-        raise RuntimeError(f"app did not start: {started}")
-    try:
-        yield
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
-
-
-@asynccontextmanager
-async def app_client(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of one more app on the same database: another replica, or other settings."""
     app = create_app(settings, clock=clock)
     async with running(app):
         transport = httpx.ASGITransport(app=app)

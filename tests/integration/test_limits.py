@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import app_client
-from support import checkout_body, table_counts
+from support import app_client, checkout_body, table_counts
 
 
 def limited(settings, **changes):

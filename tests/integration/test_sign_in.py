@@ -9,9 +9,8 @@ import re
 
 import httpx
 
-from conftest import app_client
 from h2s_checkout.flows.reaper import reap_sessions_and_counters
-from support import ADMIN_TOKEN, checkout_body
+from support import ADMIN_TOKEN, app_client, checkout_body
 
 COOKIE = "h2s_session"
 
