@@ -16,10 +16,10 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
--- Name: h2s_begin_checkout(text, text, text, text, timestamp with time zone, timestamp with time zone, timestamp with time zone, jsonb, jsonb, jsonb); Type: FUNCTION; Schema: public; Owner: -
+-- Name: h2s_begin_checkout(text, text, text, text, timestamp with time zone, timestamp with time zone, timestamp with time zone, jsonb, jsonb, jsonb, text[], integer[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.h2s_begin_checkout(p_key_source text, p_idempotency_key text, p_derived_key text, p_request_fingerprint text, p_window_start timestamp with time zone, p_now timestamp with time zone, p_lease_until timestamp with time zone, p_new jsonb, p_steps jsonb, p_transition jsonb) RETURNS TABLE(outcome text, checkout_id uuid, state text, response_status integer, response_json text, order_id text, job_id uuid, session_request jsonb, attempts integer)
+CREATE FUNCTION public.h2s_begin_checkout(p_key_source text, p_idempotency_key text, p_derived_key text, p_request_fingerprint text, p_window_start timestamp with time zone, p_now timestamp with time zone, p_lease_until timestamp with time zone, p_new jsonb, p_steps jsonb, p_transition jsonb, p_limit_buckets text[] DEFAULT '{}'::text[], p_limits integer[] DEFAULT '{}'::integer[]) RETURNS TABLE(outcome text, checkout_id uuid, state text, response_status integer, response_json text, order_id text, job_id uuid, session_request jsonb, attempts integer, limited_by text, retry_after_s integer)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
@@ -29,12 +29,16 @@ declare
     v_recipient_id uuid;
     v_job record;
     v_attempts integer;
+    v_limit_window timestamptz := date_trunc('minute', p_now);
+    v_limit record;
+    v_hits integer;
 begin
     c := h2s_find_claimed_checkout(p_key_source, p_idempotency_key, p_derived_key, p_window_start);
     if c.checkout_id is not null and c.key_source = 'client'
        and c.request_fingerprint <> p_request_fingerprint then
         return query select 'key_reused', c.checkout_id, c.state, null::integer, null::text,
-                            null::text, null::uuid, null::jsonb, null::integer;
+                            null::text, null::uuid, null::jsonb, null::integer,
+                            null::text, null::integer;
         return;
     end if;
     if c.checkout_id is null or c.response_status is null then
@@ -46,6 +50,26 @@ begin
     end if;
 
     if c.checkout_id is null then
+        -- The limits, on this path only. Each bucket's advisory lock is taken before its
+        -- count is read and held to the end of the transaction, so two replicas creating
+        -- the last checkout a window allows cannot both see room for it. Locks are taken
+        -- in one order everywhere (the key's above, then buckets by name): no deadlock.
+        for v_limit in select u.bucket, u.max_hits
+                       from unnest(p_limit_buckets, p_limits) as u(bucket, max_hits)
+                       order by u.bucket loop
+            perform pg_advisory_xact_lock(hashtextextended('h2s-limit:' || v_limit.bucket, 0));
+            select r.hits into v_hits from h2s_rate_counters r
+            where r.bucket = v_limit.bucket and r.window_start = v_limit_window;
+            if v_hits >= v_limit.max_hits then
+                return query select 'rate_limited', null::uuid, null::text, null::integer,
+                                    null::text, null::text, null::uuid, null::jsonb,
+                                    null::integer, split_part(v_limit.bucket, ':', 1),
+                                    greatest(1, ceil(extract(epoch from
+                                        v_limit_window + interval '1 minute' - p_now)))::integer;
+                return;
+            end if;
+        end loop;
+
         insert into h2s_recipients (email_normalized, email, name, phone)
         values (p_new->>'email_normalized', p_new->>'email', p_new->>'name', p_new->>'phone')
         on conflict (email_normalized) do update
@@ -97,9 +121,16 @@ begin
                     'step_id', v_job.step_id, 'due_at', v_job.due_at)),
             p_transition || '{"kind": "transition"}'));
 
+        if cardinality(p_limit_buckets) > 0 then  -- one more in each limit's window
+            insert into h2s_rate_counters as r (bucket, window_start, hits)
+            select u.bucket, v_limit_window, 1 from unnest(p_limit_buckets) as u(bucket)
+            on conflict (bucket, window_start) do update set hits = r.hits + 1;
+        end if;
+
         return query select 'created', v_checkout_id, p_transition->>'to_state',
                             null::integer, null::text, p_new->>'order_id',
-                            (p_new->>'job_id')::uuid, p_new->'session_request', 1;
+                            (p_new->>'job_id')::uuid, p_new->'session_request', 1,
+                            null::text, null::integer;
         return;
     end if;
 
@@ -109,7 +140,7 @@ begin
             jsonb_build_object('key_source', p_key_source))));
         return query select 'replayed', c.checkout_id, c.state, c.response_status,
                             c.response_body::text, c.order_id, c.job_id, null::jsonb,
-                            c.attempts;
+                            c.attempts, null::text, null::integer;
         return;
     end if;
 
@@ -122,7 +153,8 @@ begin
             'event', 'checkout.resumed', 'detail',
             jsonb_build_object('attempt', v_attempts, 'from_state', 'job_queued'))));
         return query select 'resumed', c.checkout_id, c.state, null::integer, null::text,
-                            c.order_id, c.job_id, c.session_request, v_attempts;
+                            c.order_id, c.job_id, c.session_request, v_attempts,
+                            null::text, null::integer;
         return;
     end if;
 
@@ -130,7 +162,8 @@ begin
         'event', 'checkout.conflict', 'detail',
         jsonb_build_object('state', c.state, 'key_source', p_key_source))));
     return query select 'conflict', c.checkout_id, c.state, null::integer, null::text,
-                        c.order_id, c.job_id, null::jsonb, c.attempts;
+                        c.order_id, c.job_id, null::jsonb, c.attempts,
+                        null::text, null::integer;
 end
 $$;
 
@@ -249,6 +282,39 @@ CREATE FUNCTION public.h2s_write_trace_rows(p_checkout_id uuid, p_rows jsonb) RE
     )
     select count(*)::integer from written
 $$;
+
+
+--
+-- Name: h2s_admin_sessions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_admin_sessions (
+    session_hash bytea NOT NULL,
+    key_hash bytea,
+    data bytea NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: h2s_api_keys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_api_keys (
+    key_id uuid NOT NULL,
+    name text NOT NULL,
+    scopes text[] NOT NULL,
+    key_hash bytea NOT NULL,
+    key_hint text NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    created_by text NOT NULL,
+    expires_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    revoked_by text,
+    last_used_at timestamp with time zone,
+    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text])))
+);
 
 
 --
@@ -387,6 +453,18 @@ CREATE TABLE public.h2s_orders (
 
 
 --
+-- Name: h2s_rate_counters; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_rate_counters (
+    bucket text NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    hits integer NOT NULL,
+    CONSTRAINT h2s_rate_counters_hits_check CHECK ((hits >= 0))
+);
+
+
+--
 -- Name: h2s_recipients; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -490,6 +568,30 @@ CREATE TABLE public.schema_migrations (
 
 
 --
+-- Name: h2s_admin_sessions h2s_admin_sessions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_admin_sessions
+    ADD CONSTRAINT h2s_admin_sessions_pkey PRIMARY KEY (session_hash);
+
+
+--
+-- Name: h2s_api_keys h2s_api_keys_key_hash_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_api_keys
+    ADD CONSTRAINT h2s_api_keys_key_hash_key UNIQUE (key_hash);
+
+
+--
+-- Name: h2s_api_keys h2s_api_keys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_api_keys
+    ADD CONSTRAINT h2s_api_keys_pkey PRIMARY KEY (key_id);
+
+
+--
 -- Name: h2s_checkout_failures h2s_checkout_failures_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -586,6 +688,14 @@ ALTER TABLE ONLY public.h2s_orders
 
 
 --
+-- Name: h2s_rate_counters h2s_rate_counters_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_rate_counters
+    ADD CONSTRAINT h2s_rate_counters_pkey PRIMARY KEY (bucket, window_start);
+
+
+--
 -- Name: h2s_recipients h2s_recipients_email_normalized_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -663,6 +773,27 @@ ALTER TABLE ONLY public.h2s_webhook_events
 
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: h2s_admin_sessions_expires; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_admin_sessions_expires ON public.h2s_admin_sessions USING btree (expires_at);
+
+
+--
+-- Name: h2s_admin_sessions_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_admin_sessions_key ON public.h2s_admin_sessions USING btree (key_hash);
+
+
+--
+-- Name: h2s_api_keys_active_name; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX h2s_api_keys_active_name ON public.h2s_api_keys USING btree (name) WHERE (revoked_at IS NULL);
 
 
 --
@@ -968,4 +1099,7 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261127000004'),
     ('20261127000005'),
     ('20261127000006'),
-    ('20261127000007');
+    ('20261127000007'),
+    ('20261129000001'),
+    ('20261129000002'),
+    ('20261129000003');

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from litestar import Litestar
 
 from h2s_checkout.app import create_app
 from h2s_checkout.payments.emulator.server import EmulatorServer
@@ -21,7 +18,7 @@ from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import init_connection
-from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET
+from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET, running
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +84,10 @@ def settings(database_url: str, emulator: EmulatorServer) -> Settings:
         db_pool_max=5,
         log_format="json",
         data_dir=Path("/nonexistent"),
+        # Tests make many checkouts from one address and email; the limits' own tests
+        # turn them on.
+        limit_checkouts_per_minute_ip=0,
+        limit_checkouts_per_minute_email=0,
     )
 
 
@@ -118,29 +119,6 @@ async def client(
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test:
             test.app = app  # type: ignore[attr-defined]
             yield test
-
-
-@asynccontextmanager
-async def running(app: Litestar) -> AsyncIterator[None]:
-    """Run the app's lifespan on the test's own event loop.
-
-    Litestar's AsyncTestClient runs the app on a portal thread, one request at a time;
-    here concurrent requests really overlap, and tests can reach app.state directly.
-    """
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    task = asyncio.create_task(app(scope, inbox.get, outbox.put))  # type: ignore[arg-type]
-    await inbox.put({"type": "lifespan.startup"})
-    started = await outbox.get()
-    if started["type"] != "lifespan.startup.complete":
-        raise RuntimeError(f"app did not start: {started}")
-    try:
-        yield
-    finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await task
 
 
 @pytest.fixture

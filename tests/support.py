@@ -1,14 +1,21 @@
-"""Test helpers: request bodies and table counts."""
+"""Test helpers: request bodies, table counts, apps run on the test's event loop."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import httpx
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
 DATA_TABLES = (
+    "h2s_admin_sessions",
+    "h2s_api_keys",
+    "h2s_rate_counters",
     "h2s_webhook_events",
     "h2s_checkout_failures",
     "h2s_checkout_traces",
@@ -81,3 +88,39 @@ def signed(event: dict, secret: str = WEBHOOK_SECRET, timestamp: int | None = No
     body = json.dumps(event)
     header = stripe.WebhookSignature.generate_signature_header(body, secret, timestamp)
     return body, {"Stripe-Signature": header, "content-type": "application/json"}
+
+
+@asynccontextmanager
+async def running(app: Any) -> AsyncIterator[None]:
+    """Run the app's lifespan on the test's own event loop.
+
+    Litestar's AsyncTestClient runs the app on a portal thread, one request at a time;
+    here concurrent requests really overlap, and tests can reach app.state directly.
+    """
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    started = await outbox.get()
+    if started["type"] != "lifespan.startup.complete":
+        raise RuntimeError(f"app did not start: {started}")
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
+
+
+@asynccontextmanager
+async def app_client(settings: Any, clock: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of one more app on the same database: another replica, or other settings."""
+    from h2s_checkout.app import create_app
+
+    app = create_app(settings, clock=clock)
+    async with running(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test:
+            test.app = app  # type: ignore[attr-defined]
+            yield test

@@ -1,10 +1,12 @@
-"""Command line: serve, migrate, smoke."""
+"""Command line: serve, migrate, smoke, keys and the operators' commands."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import uuid
+from datetime import datetime
 
 from h2s_checkout.logging import configure_logging, get_logger
 from h2s_checkout.settings import Settings, SettingsError, load_settings
@@ -114,6 +116,52 @@ def _reconcile(_: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    """API keys from a shell, straight on the database; the actor is ``cli:<user>``."""
+    import asyncio
+
+    from h2s_checkout.flows import api_keys
+    from h2s_checkout.key_report import print_created, print_keys, shell_actor
+    from h2s_checkout.runtime import embedded_runtime
+    from h2s_checkout.store.pool import create_pool
+    from h2s_checkout.store.traces import utcnow
+
+    settings = load_settings()
+
+    async def run(dsn: str) -> int:
+        pool = await create_pool(dsn, min_size=1, max_size=1)
+        try:
+            if args.keys_command == "create":
+                created = await api_keys.create_key(
+                    pool,
+                    name=args.name,
+                    scopes=args.scope,
+                    expires_at=args.expires_at,
+                    actor=shell_actor(),
+                    now=utcnow(),
+                )
+                print_created(created)
+            elif args.keys_command == "list":
+                print_keys(await api_keys.list_keys(pool), as_json=args.json)
+            else:
+                view = await api_keys.revoke_key(
+                    pool, None, args.key_id, actor=shell_actor(), now=utcnow()
+                )
+                print(f"revoked {view.name} ({view.key_id}) at {view.revoked_at:%Y-%m-%d %H:%M}")
+            return 0
+        finally:
+            await pool.close()
+
+    from h2s_checkout.domain.errors import CheckoutError
+
+    with embedded_runtime(settings, start_emulator=False) as runtime:
+        try:
+            return asyncio.run(run(runtime.settings.database_url or ""))
+        except CheckoutError as exc:
+            print(f"h2s-checkout keys: {exc.message}", file=sys.stderr)
+            return 1
+
+
 def _doctor(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -194,6 +242,23 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _aware_datetime(raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {raw!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone, e.g. 2027-01-31T00:00:00Z")
+    return value
+
+
+def _uuid(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a key id: {raw!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="h2s-checkout", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,6 +294,31 @@ def build_parser() -> argparse.ArgumentParser:
     trace = sub.add_parser("trace", help="print a checkout's timeline (trace id or order id)")
     trace.add_argument("ref", help="checkout trace id or order id (ORD-...)")
     trace.set_defaults(func=_trace)
+
+    keys = sub.add_parser("keys", help="API keys with scopes: create, list, revoke")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser(
+        "create", help="make a key; the key alone is printed on stdout, once"
+    )
+    create.add_argument("--name", required=True, help="who uses it; traces show it as the actor")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=["read", "operate", "admin"],
+        help="repeat for each scope the key needs",
+    )
+    create.add_argument(
+        "--expires-at",
+        type=_aware_datetime,
+        default=None,
+        help="ISO 8601 with a zone, e.g. 2027-01-31T00:00:00Z (default: never)",
+    )
+    listing = keys_sub.add_parser("list", help="every key, never the key itself")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    revoke = keys_sub.add_parser("revoke", help="refuse a key from now on and end its sessions")
+    revoke.add_argument("key_id", type=_uuid, help="the key's id (from `keys list`)")
+    keys.set_defaults(func=_keys)
 
     reap = sub.add_parser("reap-keys", help="forget client Idempotency-Keys past retention")
     reap.set_defaults(func=_reap_keys)

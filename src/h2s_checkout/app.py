@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -16,21 +16,27 @@ from litestar.plugins.prometheus import PrometheusController
 
 from h2s_checkout import __version__
 from h2s_checkout.api.admin import CheckoutAdminController
+from h2s_checkout.api.allow import allow_every_method
 from h2s_checkout.api.checkout import CheckoutController
+from h2s_checkout.api.client_address import ClientAddresses
 from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
 from h2s_checkout.api.health import HealthController
+from h2s_checkout.api.keys import ApiKeyController
 from h2s_checkout.api.middleware import RequestContextMiddleware
 from h2s_checkout.api.openapi import ClosedStructSchemaPlugin
 from h2s_checkout.api.orders import OrderController
 from h2s_checkout.api.portal import PortalController
+from h2s_checkout.api.reconcile import ReconcileController
 from h2s_checkout.api.return_pages import CustomerReturnController
+from h2s_checkout.api.sessions import STORE_NAME, PostgresSessionStore, session_config
 from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.periodic import every
-from h2s_checkout.flows.reaper import reap_keys
+from h2s_checkout.flows.reaper import reap_keys, reap_sessions_and_counters
 from h2s_checkout.logging import configure_logging, get_logger
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import Settings
+from h2s_checkout.store.traces import utcnow
 
 log = get_logger(__name__)
 
@@ -48,6 +54,8 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
     """
     if settings.database_url is None:
         raise RuntimeError("create_app needs settings.database_url; `serve` resolves it")
+    clock = overrides.get("clock") or utcnow
+    sessions = PostgresSessionStore(clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -62,12 +70,22 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             app.state.checkout_flow = services.checkout_flow
             app.state.reconciler = services.reconciler
             app.state.order_cancellation = services.order_cancellation
+            app.state.key_ring = services.key_ring
+            app.state.sign_in_gate = services.sign_in_gate
+            sessions.bind(services.pool)
             retention = timedelta(hours=settings.key_retention_hours)
             await stack.enter_async_context(
                 every(
                     timedelta(minutes=15),
                     lambda: reap_keys(services.pool, retention),
                     name="h2s-key-reaper",
+                )
+            )
+            await stack.enter_async_context(
+                every(
+                    timedelta(minutes=15),
+                    lambda: reap_sessions_and_counters(services.pool, clock),
+                    name="h2s-session-reaper",
                 )
             )
             if settings.reconcile_interval_s:
@@ -93,14 +111,32 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             CheckoutAdminController,
             OrderController,
             PortalController,
+            ApiKeyController,
+            ReconcileController,
             StripeWebhookController,
             HealthController,
-            DebugPageController,
             CustomerReturnController,
+            # Sign-in sessions exist on the debug page only: no other route reads or
+            # writes them.
+            Router(
+                "/",
+                route_handlers=[DebugPageController],
+                middleware=[
+                    session_config(
+                        secure=settings.public_base_url.startswith("https://")
+                    ).middleware
+                ],
+            ),
             MetricsController,
         ],
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State(
+            {
+                "settings": settings,
+                "client_addresses": ClientAddresses(settings.trusted_proxies),
+            }
+        ),
+        stores={STORE_NAME: sessions},
         dependencies={
             name: from_state(name)
             for name in (
@@ -109,6 +145,9 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
                 "checkout_flow",
                 "catalog_cache",
                 "order_cancellation",
+                "reconciler",
+                "key_ring",
+                "sign_in_gate",
             )
         },
         exception_handlers=EXCEPTION_HANDLERS,
@@ -120,12 +159,18 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             path="/schema",
             components=Components(
                 security_schemes={
-                    "BearerToken": SecurityScheme(type="http", scheme="bearer"),
+                    "BearerToken": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key (h2s_key_...) with the operation's scope, "
+                        "or H2S_ADMIN_TOKEN (every scope)",
+                    ),
                 }
             ),
         ),
         debug=False,
     )
+    allow_every_method(app)
     # Outside the router, so that 404, 405 and other answers made before any route runs
     # also get the request context, the no-store header and their log line.
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)

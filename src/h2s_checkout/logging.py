@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
@@ -114,3 +116,38 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)  # type: ignore[no-any-return]
+
+
+# Who is acting in this request or background pass: a key's name, "bootstrap", "reconciler"
+# or "webhook". Bound with the log context so that every log line carries it, and read by
+# store/traces.py so that every trace row written meanwhile carries it (a ContextVar of its
+# own: read on the checkout's hot path, where structlog's get_contextvars would copy the
+# whole context each time).
+_ACTOR: ContextVar[str | None] = ContextVar("h2s_actor", default=None)
+
+
+def bind_actor(actor: str) -> None:
+    """Name who acts for the rest of the current request (api/auth.py does, per request)."""
+    _ACTOR.set(actor)
+    structlog.contextvars.bind_contextvars(actor=actor)
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Name who acts for the length of a block (a reconciler pass, a webhook event)."""
+    token = _ACTOR.set(actor)
+    try:
+        with structlog.contextvars.bound_contextvars(actor=actor):
+            yield
+    finally:
+        _ACTOR.reset(token)
+
+
+def current_actor() -> str | None:
+    return _ACTOR.get()
+
+
+def clear_request_context() -> None:
+    """A fresh context at a request's start and end: no log fields, no actor."""
+    structlog.contextvars.clear_contextvars()
+    _ACTOR.set(None)

@@ -9,10 +9,13 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from h2s_checkout.domain.limits import CheckoutLimits
+from h2s_checkout.flows.api_keys import KeyRing
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
 from h2s_checkout.flows.cancel_order import OrderCancellation
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
+from h2s_checkout.flows.sign_in import SignInGate
 from h2s_checkout.payments.port import PaymentGateway
 from h2s_checkout.payments.stripe_gateway import StripeGateway
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
@@ -28,6 +31,8 @@ class Services:
     checkout_flow: CheckoutFlow
     reconciler: Reconciler
     order_cancellation: OrderCancellation
+    key_ring: KeyRing
+    sign_in_gate: SignInGate
 
 
 def build_gateway(settings: Settings) -> PaymentGateway:
@@ -63,6 +68,10 @@ def build_services(
             session_ttl=timedelta(minutes=settings.session_ttl_minutes),
             lease=lease,
             clock=clock,
+            limits=CheckoutLimits(
+                per_address=settings.limit_checkouts_per_minute_ip,
+                per_email=settings.limit_checkouts_per_minute_email,
+            ),
         ),
     )
     reconciler = Reconciler(
@@ -75,7 +84,11 @@ def build_services(
         clock=clock,
     )
     cancellation = OrderCancellation(pool, gateway, lease=lease, clock=clock)
-    return Services(pool, gateway, catalog, flow, reconciler, cancellation)
+    key_ring = KeyRing(pool, settings.admin_token, clock=clock)
+    sign_in_gate = SignInGate(pool, key_ring, settings.limit_login_failures, clock=clock)
+    return Services(
+        pool, gateway, catalog, flow, reconciler, cancellation, key_ring, sign_in_gate
+    )
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -45,6 +46,13 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     refund_late_payments: bool = True
+    # New checkouts per minute per client address and per customer email, failed
+    # sign-ins per client address per 15 minutes; 0 turns a limit off.
+    limit_checkouts_per_minute_ip: int = 30
+    limit_checkouts_per_minute_email: int = 10
+    limit_login_failures: int = 10
+    # Peers whose X-Forwarded-For is believed (addresses or CIDR blocks).
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def embedded_database(self) -> bool:
@@ -121,6 +129,21 @@ def _return_url(env: Mapping[str, str], name: str, *, success: bool) -> str | No
     return raw
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    found: list[str] = []
+    for part in raw.replace(" ", ",").split(","):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be addresses or CIDR blocks separated by commas, got {part!r}"
+            ) from None
+    return tuple(found)
+
+
 def _optional(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     return raw if raw else None
@@ -173,6 +196,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         log_level=log_level,
         refund_late_payments=_bool(env, "H2S_REFUND_LATE_PAYMENTS", True),
+        limit_checkouts_per_minute_ip=_int(
+            env, "H2S_LIMIT_CHECKOUTS_PER_MINUTE_IP", 30, 0, 100_000
+        ),
+        limit_checkouts_per_minute_email=_int(
+            env, "H2S_LIMIT_CHECKOUTS_PER_MINUTE_EMAIL", 10, 0, 100_000
+        ),
+        limit_login_failures=_int(env, "H2S_LIMIT_LOGIN_FAILURES", 10, 0, 10_000),
+        trusted_proxies=_networks(env, "H2S_TRUSTED_PROXIES"),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("H2S_DB_POOL_MIN must not exceed H2S_DB_POOL_MAX")

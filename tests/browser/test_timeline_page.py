@@ -64,6 +64,8 @@ def test_a_person_sees_what_happened_to_a_paid_and_a_failed_checkout(
         paid["order_id"],
         paid["job_id"],
         "Replayed the stored answer",
+        "by webhook",  # who moved it to paid
+        "signed in as bootstrap",
     ):
         assert expected.lower() in text, expected
     assert (
@@ -87,3 +89,9 @@ def test_a_person_sees_what_happened_to_a_paid_and_a_failed_checkout(
     page.click("text=Find")
     assert failed["checkout_trace_id"] in page.content()
     assert "cleaned" in page.locator("body").inner_text()
+
+    # Signing out ends the session: the page asks for a key again.
+    page.click("text=Sign out")
+    page.goto(f"{server.url}/debug/checkouts/{paid['checkout_trace_id']}")
+    assert page.locator("input[name=token]").is_visible()
+    assert paid["order_id"] not in page.content()

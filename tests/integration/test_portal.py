@@ -386,7 +386,7 @@ async def test_the_schema_declares_each_parameter_as_the_server_checks_it(client
         200,
     )
     assert schemas["cursor"]["pattern"] == CURSOR_PATTERN
-    assert set(operation["responses"]) == {"200", "400", "401", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "503"}
 
 
 async def test_the_schema_types_a_job_down_to_its_address_and_services(client):

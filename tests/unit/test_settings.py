@@ -35,6 +35,10 @@ def test_payment_modes():
         ("H2S_LOG_FORMAT", "xml"),
         ("H2S_DB_TIMEOUT_S", "0"),
         ("H2S_DB_TIMEOUT_S", "ten"),
+        ("H2S_LIMIT_CHECKOUTS_PER_MINUTE_IP", "-1"),
+        ("H2S_LIMIT_CHECKOUTS_PER_MINUTE_EMAIL", "many"),
+        ("H2S_LIMIT_LOGIN_FAILURES", "10001"),
+        ("H2S_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value):
@@ -68,3 +72,16 @@ def test_return_url_templates_are_kept_for_the_flow_to_fill():
     assert settings.success_url == "https://shop.example/thanks/{ORDER_ID}?s={CHECKOUT_SESSION_ID}"
     assert settings.cancel_url == "https://shop.example/cart?cancelled={ORDER_ID}"
     assert load_settings({}).success_url is None  # this service's own pages
+
+
+def test_limits_default_on_and_trusted_proxies_are_read_as_networks():
+    settings = load_settings({"H2S_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1,::1"})
+    assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1/32", "::1/128")
+    assert (
+        settings.limit_checkouts_per_minute_ip,
+        settings.limit_checkouts_per_minute_email,
+        settings.limit_login_failures,
+    ) == (30, 10, 10)
+    off = load_settings({"H2S_LIMIT_CHECKOUTS_PER_MINUTE_IP": "0"})
+    assert off.limit_checkouts_per_minute_ip == 0
+    assert load_settings({}).trusted_proxies == ()

@@ -1,4 +1,4 @@
-"""Token-protected views for people on call: a checkout's timeline and its linked rows."""
+"""Views for people on call (read scope): a checkout's timeline and its linked rows."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from h2s_checkout.api.auth import require_admin
+from h2s_checkout.api.auth import require_scope
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import CheckoutView, Timeline
+from h2s_checkout.domain.access import Scope
 from h2s_checkout.flows import inspect_checkout
 from h2s_checkout.payments.stripe_gateway import StripeGateway
 
-_ERRORS = error_responses(401, 404, 503)
+_ERRORS = error_responses(401, 403, 404, 503)
 
 
 class CheckoutAdminController(Controller):
     path = "/api"
     tags = ["admin"]
-    guards = [require_admin]
+    guards = [require_scope(Scope.READ)]
     security = [{"BearerToken": []}]
 
     @get(

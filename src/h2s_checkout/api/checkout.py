@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, MediaType, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.openapi.spec import Example
 from litestar.params import Body, HeaderParameter
 
+from h2s_checkout.api.client_address import client_address
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import (
     Catalog,
@@ -34,7 +35,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_ERRORS = error_responses(400, 409, 413, 422, 502, 503)
+_ERRORS = error_responses(400, 409, 413, 422, 429, 502, 503)
 
 # The README's request: Swagger shows it, and schemathesis sends it first.
 CheckoutBody = Annotated[
@@ -65,7 +66,9 @@ CheckoutBody = Annotated[
 ]
 
 
-def to_command(data: CheckoutRequest, idempotency_key: str | None) -> CheckoutCommand:
+def to_command(
+    data: CheckoutRequest, idempotency_key: str | None, client_address: str | None = None
+) -> CheckoutCommand:
     c = data.customer
     body = msgspec.to_builtins(data)  # once: the address below is the body's own
     return CheckoutCommand(
@@ -78,6 +81,7 @@ def to_command(data: CheckoutRequest, idempotency_key: str | None) -> CheckoutCo
         items=tuple((item.sku, item.quantity) for item in data.items),
         request_body=body,
         idempotency_key=idempotency_key,
+        client_address=client_address,
     )
 
 
@@ -114,12 +118,14 @@ class CheckoutController(Controller):
     )
     async def create_checkout(
         self,
+        request: Request[Any, Any, Any],
         data: CheckoutBody,
         checkout_flow: NamedDependency[CheckoutFlow],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CheckoutResponse]:
+        command = to_command(data, idempotency_key, client_address(request))
         try:
-            result = await checkout_flow.begin(to_command(data, idempotency_key))
+            result = await checkout_flow.begin(command)
         except CheckoutError as exc:
             CHECKOUT_REQUESTS.labels(exc.code).inc()
             raise

@@ -1,16 +1,16 @@
 """GET /debug/checkouts/{ref}: one page that shows what happened to a checkout.
 
-Server-rendered HTML (no build step), escaped everywhere, readable on a phone. It needs
-the admin token, as a bearer header or as the HttpOnly cookie the login form sets.
+Server-rendered HTML (no build step), escaped everywhere, readable on a phone. It needs a
+key with the read scope, as a bearer header or through the sign-in form, which opens a
+server-side session (api/sessions.py): the cookie holds a random session id, never a key.
 """
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from html import escape
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import asyncpg
 from litestar import Controller, Request, Response, get, post
@@ -18,13 +18,17 @@ from litestar.di import NamedDependency
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 
+from h2s_checkout.api.auth import principal_of, require_scope
+from h2s_checkout.api.client_address import client_address
+from h2s_checkout.api.sessions import end_session, start_session
+from h2s_checkout.domain.access import Scope
 from h2s_checkout.domain.cart import normalize_email
-from h2s_checkout.domain.errors import NotFound
+from h2s_checkout.domain.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from h2s_checkout.flows import inspect_checkout
+from h2s_checkout.flows.sign_in import SignInGate
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import connection
 
-COOKIE = "h2s_admin"
 MARKED = {
     "checkout.replayed": ("replay", "Replayed the stored answer"),
     "checkout.resumed": ("resumed", "Resumed after a dead attempt"),
@@ -62,46 +66,86 @@ ol.timeline li.conflict::before { background: #b26a00; }
 .detail { font-size: .82rem; color: #3b4252; word-break: break-all; }
 .failure-box { border-left: 4px solid #c5221f; background: #fff5f5; }
 .mark { font-size: .75rem; text-transform: uppercase; letter-spacing: .03em; color: #b26a00; }
+.actor { font-size: .78rem; color: #2457c5; }
+.whoami { display: flex; justify-content: flex-end; align-items: center; gap: 8px;
+          font-size: .85rem; color: #5b6475; }
+.whoami button { padding: 3px 8px; font-size: .85rem; }
 a { color: #2457c5; }
 """
 
 
-def _is_admin(request: Request[Any, Any, Any]) -> bool:
-    expected: str | None = request.app.state.settings.admin_token
-    if not expected:
-        return False
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        presented = request.cookies.get(COOKIE, "")
-    return hmac.compare_digest(presented.strip().encode(), expected.encode())
-
-
-def _page(title: str, body: str, status: int = 200) -> Response[str]:
+def _page(
+    title: str,
+    body: str,
+    status: int = 200,
+    *,
+    actor: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
+    whoami = (
+        f"<div class=whoami>Signed in as {escape(actor)}"
+        '<form method=post action="/debug/logout"><button>Sign out</button></form></div>'
+        if actor
+        else ""
+    )
     html = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>{whoami}"
         f'<form class=search method=get action="/debug"><input name=q '
         'placeholder="Trace id, order id or email" aria-label="Search">'
         "<button>Find</button></form>"
         f"{body}</body></html>"
     )
-    return Response(html, status_code=status, media_type=MediaType.HTML)
+    return Response(html, status_code=status, media_type=MediaType.HTML, headers=headers)
 
 
 def _login(message: str = "") -> Response[str]:
     note = f"<p>{escape(message)}</p>" if message else ""
     return _page(
         "Sign in",
-        f'<div class=card><h1>Admin token needed</h1>{note}<form method=post action="/debug/login">'
-        '<input type=password name=token aria-label="Admin token" autocomplete=off> '
+        f"<div class=card><h1>API key needed</h1>{note}"
+        '<form method=post action="/debug/login">'
+        '<input type=password name=token aria-label="API key" autocomplete=off> '
         "<button>Sign in</button></form></div>",
         status=401,
     )
 
 
+def _unauthorized_page(_: Request[Any, Any, Any], exc: Unauthorized) -> Response[str]:
+    return _login()
+
+
+def _forbidden_page(_: Request[Any, Any, Any], exc: Forbidden) -> Response[str]:
+    return _page(
+        "Not allowed",
+        f"<div class=card><h1>Not allowed</h1><p>{escape(exc.message)}</p></div>",
+        status=403,
+    )
+
+
+def _rate_limited_page(_: Request[Any, Any, Any], exc: RateLimited) -> Response[str]:
+    return _page(
+        "Too many attempts",
+        f"<div class=card><h1>Too many attempts</h1><p>{escape(exc.message)}</p></div>",
+        status=429,
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
+
+
+def _after_sign_in(referer: str | None) -> str:
+    """Back to the debug page the form was on; never to another site."""
+    url = urlparse(referer or "")
+    if url.path.startswith("/debug") and not url.path.startswith("/debug/log"):
+        return url.path + (f"?{url.query}" if url.query else "")
+    return "/debug"
+
+
 def _detail_text(detail: dict[str, Any]) -> str:
-    parts = [f"{k}={v}" for k, v in detail.items() if v not in (None, "", {}, [])]
+    # The actor is shown beside the time ("by …").
+    parts = [
+        f"{k}={v}" for k, v in detail.items() if v not in (None, "", {}, []) and k != "actor"
+    ]
     return escape(" · ".join(parts))
 
 
@@ -113,6 +157,9 @@ def _step_html(step: dict[str, Any]) -> str:
         timing += f" · +{since:.1f} ms"
     if took is not None:
         timing += f" · took {took:.1f} ms"
+    actor = (step["detail"] or {}).get("actor")
+    if actor:
+        timing += f" · <span class=actor>by {escape(str(actor))}</span>"
     event = step["event"]
     if step["kind"] == "transition":
         css, mark = "transition", ""
@@ -180,39 +227,49 @@ def render_checkout(timeline: dict[str, Any], session_url: str | None) -> str:
 class DebugPageController(Controller):
     path = "/debug"
     include_in_schema = False
+    # The page answers in HTML: a sign-in form for 401, a page for 403 and 429.
+    exception_handlers = {
+        Unauthorized: _unauthorized_page,
+        Forbidden: _forbidden_page,
+        RateLimited: _rate_limited_page,
+    }
 
-    @get("/checkouts/{ref:str}")
+    @get("/checkouts/{ref:str}", guards=[require_scope(Scope.READ)])
     async def checkout_page(
         self,
         request: Request[Any, Any, Any],
         ref: FromPath[str],
         db_pool: NamedDependency[asyncpg.Pool],
     ) -> Response[str]:
-        if not _is_admin(request):
-            return _login()
+        actor = principal_of(request).actor
         try:
             timeline = await inspect_checkout.timeline(db_pool, ref)
         except NotFound:
-            return _page("Not found", f"<div class=card>No checkout {escape(ref)}.</div>", 404)
+            return _page(
+                "Not found", f"<div class=card>No checkout {escape(ref)}.</div>", 404, actor=actor
+            )
         async with connection(db_pool) as conn:
             row = await checkouts.get_checkout(conn, uuid.UUID(timeline["checkout_trace_id"]))
         body = (row["response_body"] or {}) if row else {}
         session_url = (body.get("pay") or {}).get("session_url")
-        return _page(f"Checkout {timeline['state']}", render_checkout(timeline, session_url))
+        return _page(
+            f"Checkout {timeline['state']}", render_checkout(timeline, session_url), actor=actor
+        )
 
-    @get("/")
+    @get("/", guards=[require_scope(Scope.READ)])
     async def search(
         self,
         request: Request[Any, Any, Any],
         db_pool: NamedDependency[asyncpg.Pool],
         q: FromQuery[str] = "",
     ) -> Response[str]:
-        if not _is_admin(request):
-            return _login()
+        actor = principal_of(request).actor
         q = q.strip()
         if not q:
             return _page(
-                "Checkouts", "<div class=card>Search by trace id, order id or email.</div>"
+                "Checkouts",
+                "<div class=card>Search by trace id, order id or email.</div>",
+                actor=actor,
             )
         if "@" not in q:
             return Response(
@@ -229,6 +286,7 @@ class DebugPageController(Controller):
         return _page(
             "Checkouts",
             f"<div class=card><h1>{len(rows)} checkout(s)</h1><ul>{items}</ul></div>",
+            actor=actor,
         )
 
     @post("/login")
@@ -236,20 +294,21 @@ class DebugPageController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+        sign_in_gate: NamedDependency[SignInGate],
     ) -> Response[str]:
-        expected: str | None = request.app.state.settings.admin_token
-        token = data.get("token", "")
-        if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
-            return _login("That token is not right.")
-        response: Response[str] = Response(
-            "", status_code=303, headers={"Location": request.headers.get("referer", "/debug")}
+        principal = await sign_in_gate.sign_in(data.get("token", ""), client_address(request))
+        if principal is None:
+            return _login("That key is not right.")
+        if not principal.can(Scope.READ):
+            raise Forbidden("this key does not have the read scope the debug page needs")
+        start_session(request, principal)
+        return Response(
+            "",
+            status_code=303,
+            headers={"Location": _after_sign_in(request.headers.get("referer"))},
         )
-        response.set_cookie(
-            COOKIE,
-            token,
-            httponly=True,
-            samesite="strict",
-            path="/debug",
-            secure=request.url.scheme == "https",
-        )
-        return response
+
+    @post("/logout")
+    async def logout(self, request: Request[Any, Any, Any]) -> Response[str]:
+        end_session(request)
+        return Response("", status_code=303, headers={"Location": "/debug"})

@@ -8,7 +8,12 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from h2s_checkout.domain.errors import CheckoutError, CheckoutInProgress, DatabaseUnavailable
+from h2s_checkout.domain.errors import (
+    CheckoutError,
+    CheckoutInProgress,
+    DatabaseUnavailable,
+    RateLimited,
+)
 from h2s_checkout.logging import get_logger
 
 log = get_logger(__name__)
@@ -45,7 +50,7 @@ def checkout_error(_: Request[Any, Any, Any], exc: CheckoutError) -> Response[An
     headers: dict[str, str] | None = None
     if isinstance(exc, DatabaseUnavailable):
         headers = {"Retry-After": "2"}
-    elif isinstance(exc, CheckoutInProgress):
+    elif isinstance(exc, (CheckoutInProgress, RateLimited)):
         headers = {"Retry-After": str(exc.retry_after_s)}
     extra = {k: v for k, v in exc.extra.items() if isinstance(v, (str, int, float, list))}
     return Response(

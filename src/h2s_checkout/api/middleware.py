@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from h2s_checkout.logging import get_logger
+from h2s_checkout.logging import clear_request_context, get_logger
 from h2s_checkout.metrics import HTTP_IN_PROGRESS, HTTP_REQUESTS, HTTP_SECONDS
 from h2s_checkout.store.pool import database_budget
 
@@ -61,7 +61,7 @@ class RequestContextMiddleware:
             return
         path: str = scope["path"]
         method: str = scope["method"]  # type: ignore[typeddict-item]  # http only here
-        structlog.contextvars.clear_contextvars()
+        clear_request_context()
         request_id = secrets.token_hex(8)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         request_id_header = (b"x-request-id", request_id.encode())
@@ -86,7 +86,7 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_with_headers)
             finally:
-                structlog.contextvars.clear_contextvars()
+                clear_request_context()
             return
         in_progress = self._series.in_progress(method)
         in_progress.inc()
@@ -107,4 +107,4 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
             )
-            structlog.contextvars.clear_contextvars()
+            clear_request_context()

@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 
 _MEANINGS = {
     400: "Malformed request (invalid_request) or bad webhook signature (invalid_signature)",
-    401: "Missing or wrong admin bearer token (unauthorized)",
+    401: "No, unknown, revoked or expired API key (unauthorized)",
+    403: "The API key lacks the scope this operation needs (forbidden)",
     404: "No such checkout or order (not_found)",
     409: "A checkout with this key is in progress (checkout_in_progress, retry after "
     "Retry-After), or the order cannot be cancelled in its state (not_cancellable)",
     413: "Body too large (payload_too_large)",
     422: "Unknown SKU, quantity out of range, or Idempotency-Key reused with another body",
+    429: "Over a limit (rate_limited); nothing was written; retry after Retry-After",
     502: "The payment provider failed; the checkout was cleaned up",
     503: "Database or configuration unavailable; retry after Retry-After",
 }

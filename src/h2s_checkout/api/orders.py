@@ -11,10 +11,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 from msgspec import Meta
 
-from h2s_checkout.api.auth import require_admin
+from h2s_checkout.api.auth import actor_of, require_scope
 from h2s_checkout.api.checkout import IdempotencyKey
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.domain import keys
+from h2s_checkout.domain.access import Scope
 from h2s_checkout.flows.cancel_order import CancelCommand, OrderCancellation
 
 # A note may span lines; other control characters are refused, as everywhere.
@@ -65,15 +66,10 @@ class CancelAnswer(msgspec.Struct):
     refund: RefundSummary | None
 
 
-def actor_of(request: Request[Any, Any, Any]) -> str:
-    """Who acts: the admin token is the bootstrap key."""
-    return "bootstrap"
-
-
 class OrderController(Controller):
     path = "/api/orders"
     tags = ["orders"]
-    guards = [require_admin]
+    guards = [require_scope(Scope.OPERATE)]
     security = [{"BearerToken": []}]
 
     @post(
@@ -90,7 +86,7 @@ class OrderController(Controller):
         status_code=200,
         responses={
             202: ResponseSpec(CancelAnswer, description="Refund pending at the provider"),
-            **error_responses(400, 401, 404, 409, 422, 503),
+            **error_responses(400, 401, 403, 404, 409, 422, 503),
         },
     )
     async def cancel(

@@ -23,8 +23,9 @@ from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import QueryParameter
 
-from h2s_checkout.api.auth import require_admin
+from h2s_checkout.api.auth import require_scope
 from h2s_checkout.api.openapi import error_responses
+from h2s_checkout.domain.access import Scope
 from h2s_checkout.domain.errors import InvalidRequest
 from h2s_checkout.domain.keys import ORDER_ID_PATTERN
 from h2s_checkout.store import portal
@@ -179,7 +180,7 @@ def job_from_row(row: asyncpg.Record) -> PortalJob:
 class PortalController(Controller):
     path = "/api/portal"
     tags = ["portal"]
-    guards = [require_admin]
+    guards = [require_scope(Scope.READ)]
     security = [{"BearerToken": []}]
 
     @get(
@@ -191,7 +192,7 @@ class PortalController(Controller):
             "`next_cursor` back as `cursor` for the next page; it is null on the last one. "
             "An unknown or repeated parameter is a 400."
         ),
-        responses=error_responses(400, 401, 503),
+        responses=error_responses(400, 401, 403, 503),
     )
     async def jobs(
         self,

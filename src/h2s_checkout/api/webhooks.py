@@ -13,8 +13,10 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.params import HeaderParameter
 
 from h2s_checkout.api.openapi import error_responses
+from h2s_checkout.domain.access import WEBHOOK
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.webhooks import apply_event, verify
+from h2s_checkout.logging import bind_actor
 from h2s_checkout.metrics import WEBHOOK_EVENTS
 
 # What Stripe sends: "t=<unix time>,v1=<HMAC-SHA256 hex>[,v0=...]". Any other value can
@@ -102,6 +104,7 @@ class StripeWebhookController(Controller):
         except CheckoutError as exc:
             WEBHOOK_EVENTS.labels("unverified", exc.code).inc()
             raise
+        bind_actor(WEBHOOK)  # its log lines and the trace rows it writes say "webhook"
         result = await apply_event(db_pool, event)
         WEBHOOK_EVENTS.labels(result.type, result.result).inc()
         return WebhookAnswer(

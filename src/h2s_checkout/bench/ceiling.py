@@ -39,6 +39,7 @@ from h2s_checkout.api.schemas import CheckoutRequest
 from h2s_checkout.bench.load import Outcome
 from h2s_checkout.domain import keys
 from h2s_checkout.domain.cart import cart_fingerprint, normalize_address, normalize_email
+from h2s_checkout.domain.limits import email_bucket
 from h2s_checkout.payments.port import PaymentGateway, ProviderSession, SessionRequest
 from h2s_checkout.services import build_gateway, build_services
 from h2s_checkout.settings import Settings
@@ -200,6 +201,8 @@ def _seeds(
             normalize_address(command.customer.address),
         ),
         "request_digest": keys.request_digest(command.request_body),
+        # Phase 1's per-email limit counts under this name (domain/limits.py).
+        "email_bucket": email_bucket(normalize_email(email)),
     }
     return seeds
 
@@ -452,6 +455,7 @@ def _fresh_seeds(compiled: Compiled, tag: str, n: int) -> dict[str, Any]:
         "derived_key": digest,
         "request_digest": hashlib.sha256(digest.encode()).hexdigest(),
     }
+    fresh["email_bucket"] = email_bucket(normalize_email(fresh["email"]))
     old = compiled.seeds
     if "session_id" in old:  # replaced by the real session when Stripe is called
         fresh["session_id"] = "cs_test_bench" + checkout_id.hex

@@ -76,3 +76,28 @@ class CheckoutInProgress(CheckoutError):
     def __init__(self, message: str, *, retry_after_s: int = 1, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after_s = retry_after_s
+
+
+class Forbidden(CheckoutError):
+    """A valid key without the scope the operation needs."""
+
+    code = "forbidden"
+    status = 403
+
+
+class RateLimited(CheckoutError):
+    """Over a limit; nothing was written. Retry after ``retry_after_s``."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class KeyNameTaken(CheckoutError):
+    """Another key in force already has this name (names say who acted)."""
+
+    code = "key_name_taken"
+    status = 409

@@ -31,7 +31,9 @@ from h2s_checkout.domain.errors import (
     IdempotencyKeyReused,
     IllegalTransition,
     PaymentProviderError,
+    RateLimited,
 )
+from h2s_checkout.domain.limits import CheckoutLimits
 from h2s_checkout.domain.machine import INITIAL_STATE, TRANSITIONS
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
@@ -79,6 +81,8 @@ class CheckoutCommand:
     items: tuple[tuple[str, int], ...]
     request_body: dict[str, Any]
     idempotency_key: str | None = None
+    # The client's address as the API resolved it (X-Forwarded-For from trusted proxies).
+    client_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class CheckoutSettings:
     clock: Callable[[], datetime] = field(default=utcnow)
     success_url: str | None = None  # H2S_SUCCESS_URL template; None: our own page
     cancel_url: str | None = None  # H2S_CANCEL_URL template; None: our own page
+    limits: CheckoutLimits = field(default_factory=CheckoutLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,9 @@ class CheckoutFlow:
                         utcnow(),
                         {"order_id": plan.order_id, "job_id": str(plan.job_id)},
                     ),
+                    limits=self._settings.limits.buckets(
+                        command.client_address, normalize_email(command.customer.email)
+                    ),
                 )
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
@@ -212,6 +220,16 @@ class CheckoutFlow:
         if outcome == "created":
             _CLAIM_SECONDS.observe(time.perf_counter() - started)
             count_transition(target)
+        elif outcome == "rate_limited":
+            # No checkout was written: no trace id to give or to log.
+            structlog.contextvars.unbind_contextvars("checkout_trace_id")
+            log.info("checkout.rate_limited", limited_by=row["limited_by"])
+            raise RateLimited(
+                f"too many new checkouts for this {row['limited_by']}; retry after "
+                f"{row['retry_after_s']} s",
+                retry_after_s=row["retry_after_s"],
+                limited_by=row["limited_by"],
+            )
         else:
             structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
             if outcome == "replayed":

@@ -1,5 +1,6 @@
-"""The key reaper: forgets client Idempotency-Keys past retention, those of checkouts and
-those of operators' requests (the checkouts and the orders stay)."""
+"""The reapers: forget client Idempotency-Keys past retention, those of checkouts and
+those of operators' requests (the checkouts and the orders stay), and sign-in sessions
+and limit counters whose time is over."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from h2s_checkout.logging import get_logger
-from h2s_checkout.store import checkouts, refunds
+from h2s_checkout.store import admin_sessions, checkouts, rate_counters, refunds
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import utcnow
 
@@ -26,3 +27,20 @@ async def reap_keys(
     if reaped:
         log.info("keys.reaped", count=reaped, retention_hours=retention.total_seconds() / 3600)
     return reaped
+
+
+# Counter windows are one minute (checkouts) and 15 minutes (sign-ins): an hour is past both.
+COUNTER_RETENTION = timedelta(hours=1)
+
+
+async def reap_sessions_and_counters(
+    pool: asyncpg.Pool, clock: Callable[[], datetime] = utcnow
+) -> tuple[int, int]:
+    """One pass: expired sign-in sessions and past limit windows; safe on many replicas."""
+    now = clock()
+    async with connection(pool) as conn:
+        sessions = await admin_sessions.purge_expired_sessions(conn, now)
+        counters = await rate_counters.purge_windows_before(conn, now - COUNTER_RETENTION)
+    if sessions or counters:
+        log.info("access.reaped", sessions=sessions, counter_windows=counters)
+    return sessions, counters

@@ -12,12 +12,13 @@ from typing import Any
 import asyncpg
 import structlog
 
+from h2s_checkout.domain.access import RECONCILER
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
 from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
 from h2s_checkout.flows.settle import EXPIRED, PAID, settle
-from h2s_checkout.logging import get_logger
+from h2s_checkout.logging import acting_as, get_logger
 from h2s_checkout.metrics import RECONCILER_ACTIONS
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
@@ -79,7 +80,13 @@ class Reconciler:
         self._settings = settings or ReconcileSettings()
         self._clock = clock
 
-    async def run_once(self) -> ReconcileReport:
+    async def run_once(self, actor: str = RECONCILER) -> ReconcileReport:
+        """One pass. Its log lines and every trace row it writes name ``actor``: the
+        reconciler itself, or the key that asked for the pass (POST /api/reconcile)."""
+        with acting_as(actor):
+            return await self._pass()
+
+    async def _pass(self) -> ReconcileReport:
         report = ReconcileReport()
         now = self._clock()
         s = self._settings

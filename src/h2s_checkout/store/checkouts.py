@@ -1,13 +1,15 @@
 """SQL for a checkout and the rows it owns: recipient, order, dispatch job, failures.
 
 Phase 1 and phase 3 are the server-side functions ``h2s_begin_checkout`` and
-``h2s_link_session`` (db/migrations/*_h2s_begin_checkout.sql, *_h2s_link_session.sql):
-one round trip each.
+``h2s_link_session`` (db/migrations/*_h2s_begin_checkout*.sql, *_h2s_link_session.sql):
+one round trip each. Phase 1 also checks and counts the limits on new checkouts
+(*_h2s_begin_checkout_limits.sql).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -156,7 +158,9 @@ async def search_by_email(
     return await conn.fetch(_SEARCH_BY_EMAIL, email_normalized, limit)
 
 
-_BEGIN_CHECKOUT = "select * from h2s_begin_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+_BEGIN_CHECKOUT = (
+    "select * from h2s_begin_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +183,11 @@ async def begin_checkout(
     new: dict[str, Any],
     steps: list[dict[str, Any]],
     transition: dict[str, Any],
+    limits: Sequence[tuple[str, int]] = (),
 ) -> asyncpg.Record:
     """Phase 1 in one round trip: the row's ``outcome`` is created, replayed, resumed,
-    conflict or key_reused (see the function's migration)."""
+    conflict, key_reused or rate_limited (see the function's migration). ``limits``:
+    (bucket, most new checkouts per minute), checked and counted on the create path only."""
     row: asyncpg.Record = await conn.fetchrow(
         _BEGIN_CHECKOUT,
         keys.key_source,
@@ -194,6 +200,8 @@ async def begin_checkout(
         new,
         steps,
         transition,
+        [bucket for bucket, _ in limits],
+        [limit for _, limit in limits],
     )
     return row
 

@@ -3,6 +3,10 @@
 Rows go through the server-side function ``h2s_write_trace_rows`` (its migration says
 why: one INSERT in array order gives seq in that order), alone or inside the statement
 that changes the checkout's state.
+
+Every row made here while someone is acting (a key's request, a reconciler pass, a
+webhook event: ``h2s_checkout.logging.bind_actor``/``acting_as``) carries ``detail.actor``,
+unless its detail names an actor itself.
 """
 
 from __future__ import annotations
@@ -15,11 +19,19 @@ from typing import Any
 import asyncpg
 
 from h2s_checkout.domain.errors import IllegalTransition
+from h2s_checkout.logging import current_actor
 from h2s_checkout.metrics import TRANSITIONS
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _with_actor(detail: dict[str, Any]) -> dict[str, Any]:
+    actor = current_actor()
+    if actor is None or "actor" in detail:
+        return detail
+    return {**detail, "actor": actor}
 
 
 @dataclass(slots=True)
@@ -38,7 +50,7 @@ class Step:
             "event": self.event,
             "at": self.at.isoformat(),
             "duration_ms": self.duration_ms,
-            "detail": self.detail,
+            "detail": _with_actor(self.detail),
         }
 
 
@@ -51,7 +63,7 @@ def transition_row(
         "from_state": source,
         "to_state": target,
         "at": at.isoformat(),
-        "detail": detail or {},
+        "detail": _with_actor(detail or {}),
     }
 
 
