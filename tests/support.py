@@ -9,6 +9,10 @@ import asyncpg
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
 DATA_TABLES = (
+    "h2s_event_attempts",
+    "h2s_event_deliveries",
+    "h2s_events",
+    "h2s_event_endpoints",
     "h2s_webhook_events",
     "h2s_checkout_failures",
     "h2s_checkout_traces",

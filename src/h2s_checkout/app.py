@@ -19,10 +19,12 @@ from h2s_checkout.api.admin import CheckoutAdminController
 from h2s_checkout.api.checkout import CheckoutController
 from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
+from h2s_checkout.api.events import EventEndpointController
 from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.middleware import RequestContextMiddleware
 from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.webhooks import StripeWebhookController
+from h2s_checkout.flows.event_endpoints import sync_environment_endpoint
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_keys
 from h2s_checkout.logging import configure_logging, get_logger
@@ -58,6 +60,10 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             app.state.catalog_cache = services.catalog
             app.state.checkout_flow = services.checkout_flow
             app.state.reconciler = services.reconciler
+            app.state.event_deliverer = services.event_deliverer
+            await sync_environment_endpoint(
+                services.pool, settings.event_endpoint_url, settings.event_endpoint_secret
+            )
             retention = timedelta(hours=settings.key_retention_hours)
             await stack.enter_async_context(
                 every(
@@ -74,6 +80,9 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
                         name="h2s-reconciler",
                     )
                 )
+            if settings.events_poll_s:
+                # Outbound events leave from here, off the request path (docs/events.md).
+                await stack.enter_async_context(services.event_deliverer.running())
             log.info("service.started", payment_mode=settings.payment_mode)
             yield
 
@@ -88,6 +97,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             CheckoutController,
             CheckoutAdminController,
             PortalController,
+            EventEndpointController,
             StripeWebhookController,
             HealthController,
             DebugPageController,

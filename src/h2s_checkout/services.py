@@ -11,6 +11,7 @@ import asyncpg
 
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
 from h2s_checkout.flows.catalog_cache import CatalogCache
+from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer
 from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
 from h2s_checkout.payments.port import PaymentGateway
 from h2s_checkout.payments.stripe_gateway import StripeGateway
@@ -26,6 +27,7 @@ class Services:
     catalog: CatalogCache
     checkout_flow: CheckoutFlow
     reconciler: Reconciler
+    event_deliverer: EventDeliverer
 
 
 def build_gateway(settings: Settings) -> PaymentGateway:
@@ -64,7 +66,17 @@ def build_services(
     reconciler = Reconciler(
         pool, gateway, flow, ReconcileSettings(stuck_after=lease, lease=lease), clock=clock
     )
-    return Services(pool, gateway, catalog, flow, reconciler)
+    deliverer = EventDeliverer(
+        pool,
+        settings.database_url or "",
+        DeliverySettings(
+            timeout=timedelta(seconds=settings.events_timeout_s),
+            poll_interval=timedelta(seconds=settings.events_poll_s or 1.0),
+            allow_private=settings.events_allow_private,
+        ),
+        clock=clock,
+    )
+    return Services(pool, gateway, catalog, flow, reconciler, deliverer)
 
 
 @asynccontextmanager
@@ -79,9 +91,11 @@ async def open_services(
         settings.database_url or "", min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     owned_gateway = gateway or build_gateway(settings)
+    services = build_services(settings, pool, owned_gateway, clock)
     try:
-        yield build_services(settings, pool, owned_gateway, clock)
+        yield services
     finally:
         if gateway is None:
             await owned_gateway.close()
+        await services.event_deliverer.close()
         await pool.close()

@@ -76,3 +76,10 @@ class CheckoutInProgress(CheckoutError):
     def __init__(self, message: str, *, retry_after_s: int = 1, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after_s = retry_after_s
+
+
+class EndpointNotEnabled(CheckoutError):
+    """A delivery to an endpoint that is disabled or deleted cannot be sent again."""
+
+    code = "endpoint_not_enabled"
+    status = 409

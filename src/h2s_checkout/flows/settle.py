@@ -7,11 +7,12 @@ from datetime import datetime
 import asyncpg
 
 from h2s_checkout.domain.errors import IllegalTransition
+from h2s_checkout.domain.events import ORDER_EXPIRED, ORDER_PAID
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.flows.begin_checkout import CREATE_SESSION, success_body
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import ProviderSession
-from h2s_checkout.store import checkouts, payments
+from h2s_checkout.store import checkouts, outbox, payments
 from h2s_checkout.store.traces import (
     Step,
     count_transition,
@@ -54,11 +55,14 @@ async def settle(
             "source": source,
             "payment_status": session.payment_status,
         }
+        order_id = checkout["order_id"]
         if outcome == PAID:
-            await payments.mark_paid(conn, checkout["order_id"], at)
+            if await payments.mark_paid(conn, order_id, at):
+                await outbox.enqueue_order_event(conn, order_id, ORDER_PAID)  # same transaction
             event = "pay"
         else:
-            await payments.mark_expired(conn, checkout["order_id"], at)
+            if await payments.mark_expired(conn, order_id, at):
+                await outbox.enqueue_order_event(conn, order_id, ORDER_EXPIRED)
             event = "expire"
         target = TRANSITIONS.target(state, event, checkout_id=str(checkout_id))
         await write_transition(conn, checkout_id, event, state, target, detail=detail)
