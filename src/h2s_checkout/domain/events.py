@@ -111,10 +111,14 @@ def address_refusal(address: Address, *, allow_private: bool) -> str | None:
         return "a cloud metadata address"
     if address.is_link_local:
         return "a link-local address"
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
+    if address.is_multicast or address.is_unspecified:
         return "not a unicast address"
-    if not allow_private and (address.is_loopback or address.is_private):
+    if address.is_loopback or address.is_private:
+        if allow_private:
+            return None
         return "a private or loopback address (allowed only with H2S_EVENTS_ALLOW_PRIVATE=true)"
+    if address.is_reserved:
+        return "a reserved address"
     if not allow_private and not address.is_global:
         return "not a public address (allowed only with H2S_EVENTS_ALLOW_PRIVATE=true)"
     return None
