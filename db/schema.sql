@@ -145,9 +145,19 @@ CREATE FUNCTION public.h2s_enqueue_order_event(p_order_id text, p_type text) RET
 declare
     v_event_id text := 'evt_' || replace(gen_random_uuid()::text, '-', '');
     v_at timestamptz := clock_timestamp();
+    v_endpoints text[];
     v_order h2s_orders;
-    v_fanned integer;
 begin
+    if p_type not in ('order.created', 'order.paid', 'order.expired', 'order.cancelled',
+                      'order.refund_pending', 'order.refunded', 'order.refund_failed') then
+        raise exception 'unknown event type %', p_type using errcode = '22023';
+    end if;
+    select array_agg(e.endpoint_id order by e.endpoint_id) into v_endpoints
+    from h2s_event_endpoints e
+    where e.status = 'enabled' and e.event_types && array['*', p_type];
+    if v_endpoints is null then
+        return null;
+    end if;
     update h2s_orders set event_sequence = event_sequence + 1
     where order_id = p_order_id
     returning * into v_order;
@@ -167,12 +177,8 @@ begin
                    'sequence', v_order.event_sequence));
     insert into h2s_event_deliveries (delivery_id, event_id, endpoint_id)
     select 'dlv_' || replace(gen_random_uuid()::text, '-', ''), v_event_id, e.endpoint_id
-    from h2s_event_endpoints e
-    where e.status = 'enabled' and (e.event_types && array['*', p_type]);
-    get diagnostics v_fanned = row_count;
-    if v_fanned > 0 then
-        perform pg_notify('h2s_events', '');
-    end if;
+    from unnest(v_endpoints) as e(endpoint_id);
+    perform pg_notify('h2s_events', '');
     return v_event_id;
 end
 $$;

@@ -67,7 +67,6 @@ def build_services(
         pool, gateway, flow, ReconcileSettings(stuck_after=lease, lease=lease), clock=clock
     )
     deliverer = EventDeliverer(
-        pool,
         settings.database_url or "",
         DeliverySettings(
             timeout=timedelta(seconds=settings.events_timeout_s),

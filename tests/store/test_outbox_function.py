@@ -73,10 +73,9 @@ async def test_a_subscriber_adds_no_round_trip_to_a_new_checkout(logged_services
         " from h2s_events e left join h2s_event_deliveries d using (event_id)"
         " group by 1, 2, 3 order by min(e.created_at)"
     )
-    assert [tuple(r) for r in rows] == [
-        (alone.body["order_id"], "order.created", 1, 0),
-        (watched.body["order_id"], "order.created", 1, 1),
-    ]
+    # With nobody subscribed nothing is written; the watched order's event has its delivery.
+    assert [tuple(r) for r in rows] == [(watched.body["order_id"], "order.created", 1, 1)]
+    assert alone.body["order_id"]
 
 
 async def test_the_event_snapshots_the_order_and_job_after_the_change(db, client):
@@ -156,10 +155,20 @@ async def test_an_event_rolls_back_with_its_change(db, client):
 
 async def test_unknown_orders_and_types_are_refused(db, client):
     order_id = (await client.post("/api/checkout", json=checkout_body())).json()["order_id"]
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="unknown event type"):
+        await outbox.enqueue_order_event(db, order_id, "order.shipped")  # subscribed or not
+    await add_endpoint(db, "ep_all")
     with pytest.raises(asyncpg.PostgresError, match="no order"):
         await outbox.enqueue_order_event(db, "ORD-NOPE", "order.paid")
-    with pytest.raises(asyncpg.CheckViolationError):
-        await outbox.enqueue_order_event(db, order_id, "order.shipped")
+
+
+async def test_with_no_subscriber_nothing_is_written(db, client):
+    await add_endpoint(db, "ep_paid_only", ["order.paid"])
+    order_id = (await client.post("/api/checkout", json=checkout_body())).json()["order_id"]
+
+    assert await outbox.enqueue_order_event(db, order_id, "order.expired") is None
+    assert await db.fetchval("select count(*) from h2s_events") == 0
+    assert await db.fetchval("select event_sequence from h2s_orders") == 0
 
 
 async def test_a_notification_is_sent_when_there_is_something_to_deliver(db, database_url, client):
@@ -175,6 +184,7 @@ async def test_a_notification_is_sent_when_there_is_something_to_deliver(db, dat
 
 
 async def test_events_of_one_order_take_sequences_in_commit_order(db, database_url, client):
+    await add_endpoint(db, "ep_all")
     order_id = (await client.post("/api/checkout", json=checkout_body())).json()["order_id"]
     others = [await asyncpg.connect(database_url) for _ in range(4)]
     try:

@@ -3,7 +3,9 @@ at least once, off the request path, in every replica without two sending one at
 
 A delivery is leased with ``FOR UPDATE SKIP LOCKED`` (store/outbox.py); the loop is woken
 by ``NOTIFY h2s_events`` (sent by ``h2s_enqueue_order_event`` when there is something to
-deliver) on a connection of its own, outside the pool, and polls as a fallback.
+deliver) on a connection of its own, outside the pool, and polls as a fallback. Its
+statements go through a pool of its own (two connections), so deliveries never wait for,
+nor hold, a connection a checkout needs.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from h2s_checkout.domain.events import (
 from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import EVENT_DELIVERIES, EVENT_DELIVERY_LAG
 from h2s_checkout.store import outbox
-from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection
+from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection, create_pool
 from h2s_checkout.store.traces import utcnow
 
 log = get_logger(__name__)
@@ -125,12 +127,12 @@ async def _read_start(response: aiohttp.ClientResponse) -> str:
 class EventDeliverer:
     def __init__(
         self,
-        pool: asyncpg.Pool,
         dsn: str,
         settings: DeliverySettings | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._pool = pool
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         self._dsn = dsn
         self._settings = settings or DeliverySettings()
         self._clock = clock
@@ -174,6 +176,15 @@ class EventDeliverer:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _own_pool(self) -> asyncpg.Pool:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await create_pool(self._dsn, min_size=1, max_size=2)
+            return self._pool
 
     async def _loop(self) -> None:
         while True:
@@ -228,7 +239,7 @@ class EventDeliverer:
     async def _lease(self, limit: int) -> list[asyncpg.Record]:
         now = self._clock()
         try:
-            async with connection(self._pool) as conn:
+            async with connection(await self._own_pool()) as conn:
                 return await outbox.lease_due(
                     conn, now=now, until=now + self._settings.lease, limit=limit
                 )
@@ -299,7 +310,11 @@ class EventDeliverer:
                 outcome, status = "retrying", "pending"
                 next_at = self._clock() + delay
         try:
-            async with connection(self._pool) as conn, conn.transaction():
+            # One statement; with a 410 the endpoint is disabled in the same transaction.
+            async with (
+                connection(await self._own_pool()) as conn,
+                conn.transaction() if gone else contextlib.nullcontext(),
+            ):
                 await outbox.record_attempt(
                     conn,
                     delivery["delivery_id"],

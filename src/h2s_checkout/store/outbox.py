@@ -17,13 +17,16 @@ NOTIFY_CHANNEL = "h2s_events"
 _ENQUEUE = "select h2s_enqueue_order_event($1, $2)"
 
 
-async def enqueue_order_event(conn: asyncpg.Connection, order_id: str, event_type: str) -> str:
-    """Write one event about an order in the caller's transaction; its id.
+async def enqueue_order_event(
+    conn: asyncpg.Connection, order_id: str, event_type: str
+) -> str | None:
+    """Write one event about an order in the caller's transaction; its id, or None when no
+    enabled endpoint takes this type (then nothing is written).
 
     Call it after the change it reports, in the same transaction: the event snapshots the
     order and its job as they are then, and rolls back with the change.
     """
-    event_id: str = await conn.fetchval(_ENQUEUE, order_id, event_type)
+    event_id: str | None = await conn.fetchval(_ENQUEUE, order_id, event_type)
     return event_id
 
 
