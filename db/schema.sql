@@ -147,6 +147,7 @@ declare
     v_at timestamptz := clock_timestamp();
     v_endpoints text[];
     v_order h2s_orders;
+    v_sequence integer;
 begin
     if p_type not in ('order.created', 'order.paid', 'order.expired', 'order.cancelled',
                       'order.refund_pending', 'order.refunded', 'order.refund_failed') then
@@ -158,23 +159,23 @@ begin
     if v_endpoints is null then
         return null;
     end if;
-    update h2s_orders set event_sequence = event_sequence + 1
-    where order_id = p_order_id
-    returning * into v_order;
+    select * into v_order from h2s_orders where order_id = p_order_id for update;
     if not found then
         raise exception 'no order %', p_order_id using errcode = 'H2S02';
     end if;
+    select coalesce(max(e.sequence), 0) + 1 into v_sequence
+    from h2s_events e where e.order_id = p_order_id;
     insert into h2s_events (event_id, order_id, checkout_id, type, sequence, created_at, body)
-    select v_event_id, p_order_id, v_order.checkout_id, p_type, v_order.event_sequence, v_at,
+    select v_event_id, p_order_id, v_order.checkout_id, p_type, v_sequence, v_at,
            jsonb_build_object(
                'type', p_type,
                'timestamp', to_char(v_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
                'data', jsonb_build_object(
-                   'order', to_jsonb(v_order) - 'event_sequence',
+                   'order', to_jsonb(v_order),
                    'job', (select to_jsonb(j) from h2s_dispatch_jobs j
                            where j.order_id = p_order_id),
                    'checkout_trace_id', v_order.checkout_id,
-                   'sequence', v_order.event_sequence));
+                   'sequence', v_sequence));
     insert into h2s_event_deliveries (delivery_id, event_id, endpoint_id)
     select 'dlv_' || replace(gen_random_uuid()::text, '-', ''), v_event_id, e.endpoint_id
     from unnest(v_endpoints) as e(endpoint_id);
@@ -514,7 +515,6 @@ CREATE TABLE public.h2s_orders (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     paid_at timestamp with time zone,
-    event_sequence integer DEFAULT 0 NOT NULL,
     CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'paid'::text, 'expired'::text, 'cancelled'::text]))),
     CONSTRAINT h2s_orders_subtotal_cents_check CHECK ((subtotal_cents >= 0)),
     CONSTRAINT h2s_orders_total_cents_check CHECK ((total_cents >= 0))
@@ -867,7 +867,7 @@ CREATE UNIQUE INDEX h2s_dispatch_steps_one_start ON public.h2s_dispatch_steps US
 -- Name: h2s_event_deliveries_due; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX h2s_event_deliveries_due ON public.h2s_event_deliveries USING btree (next_attempt_at) WHERE (status = 'pending'::text);
+CREATE INDEX h2s_event_deliveries_due ON public.h2s_event_deliveries USING btree (next_attempt_at, created_at) WHERE (status = 'pending'::text);
 
 
 --

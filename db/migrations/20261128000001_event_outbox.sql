@@ -23,12 +23,10 @@ create table h2s_event_endpoints (
 create index h2s_event_endpoints_enabled on h2s_event_endpoints (endpoint_id)
     where status = 'enabled';
 
--- Events increase per order, so a receiver can drop an older event that arrives late.
-alter table h2s_orders add column event_sequence integer not null default 0;
-
 -- The outbox: one row per change of an order, written by the statement that makes the
 -- change (h2s_enqueue_order_event), so it commits or rolls back with it. body is what
--- every subscriber receives.
+-- every subscriber receives; sequence increases per order, so a receiver can drop an
+-- older event that arrives after a newer one.
 create table h2s_events (
     event_id text primary key,
     order_id text not null references h2s_orders (order_id),
@@ -62,7 +60,9 @@ create table h2s_event_deliveries (
     delivered_at timestamptz,
     unique (event_id, endpoint_id)
 );
-create index h2s_event_deliveries_due on h2s_event_deliveries (next_attempt_at)
+-- Due first, then oldest first: a backlog drains in order, so no delivery waits behind
+-- newer ones (the ids are random).
+create index h2s_event_deliveries_due on h2s_event_deliveries (next_attempt_at, created_at)
     where status = 'pending';
 create index h2s_event_deliveries_endpoint on h2s_event_deliveries (endpoint_id, created_at desc);
 
@@ -82,10 +82,12 @@ create table h2s_event_attempts (
 -- every endpoint enabled now whose event_types match; an endpoint added later receives
 -- the events written after it. With no such endpoint nothing is written and null is
 -- returned: the event would reach nobody (docs/events.md has the measured cost).
--- Otherwise the order's event_sequence is bumped (which also locks the order row, so one
--- order's events commit in sequence order), the order and its job are snapshotted as they
--- are now, after the caller's change, one delivery is written per endpoint, and the
--- delivery loops are woken by NOTIFY at commit.
+-- Otherwise the order row is locked (its changers hold that lock already), so one order's
+-- events take their sequence numbers and commit in order; the order and its job are
+-- snapshotted as they are now, after the caller's change; one delivery is written per
+-- endpoint, and the delivery loops are woken by NOTIFY at commit. The sequence is the
+-- order's last one plus one, read from the (order_id, sequence) index: no second version
+-- of the order row is written.
 create function h2s_enqueue_order_event(p_order_id text, p_type text) returns text
 language plpgsql as $$
 declare
@@ -93,6 +95,7 @@ declare
     v_at timestamptz := clock_timestamp();
     v_endpoints text[];
     v_order h2s_orders;
+    v_sequence integer;
 begin
     if p_type not in ('order.created', 'order.paid', 'order.expired', 'order.cancelled',
                       'order.refund_pending', 'order.refunded', 'order.refund_failed') then
@@ -104,23 +107,23 @@ begin
     if v_endpoints is null then
         return null;
     end if;
-    update h2s_orders set event_sequence = event_sequence + 1
-    where order_id = p_order_id
-    returning * into v_order;
+    select * into v_order from h2s_orders where order_id = p_order_id for update;
     if not found then
         raise exception 'no order %', p_order_id using errcode = 'H2S02';
     end if;
+    select coalesce(max(e.sequence), 0) + 1 into v_sequence
+    from h2s_events e where e.order_id = p_order_id;
     insert into h2s_events (event_id, order_id, checkout_id, type, sequence, created_at, body)
-    select v_event_id, p_order_id, v_order.checkout_id, p_type, v_order.event_sequence, v_at,
+    select v_event_id, p_order_id, v_order.checkout_id, p_type, v_sequence, v_at,
            jsonb_build_object(
                'type', p_type,
                'timestamp', to_char(v_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
                'data', jsonb_build_object(
-                   'order', to_jsonb(v_order) - 'event_sequence',
+                   'order', to_jsonb(v_order),
                    'job', (select to_jsonb(j) from h2s_dispatch_jobs j
                            where j.order_id = p_order_id),
                    'checkout_trace_id', v_order.checkout_id,
-                   'sequence', v_order.event_sequence));
+                   'sequence', v_sequence));
     insert into h2s_event_deliveries (delivery_id, event_id, endpoint_id)
     select 'dlv_' || replace(gen_random_uuid()::text, '-', ''), v_event_id, e.endpoint_id
     from unnest(v_endpoints) as e(endpoint_id);
@@ -134,5 +137,4 @@ drop function h2s_enqueue_order_event(text, text);
 drop table h2s_event_attempts;
 drop table h2s_event_deliveries;
 drop table h2s_events;
-alter table h2s_orders drop column event_sequence;
 drop table h2s_event_endpoints;

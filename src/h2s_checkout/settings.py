@@ -105,9 +105,11 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return raw if raw else None
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool:
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -152,7 +154,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError("H2S_LOG_LEVEL must be debug, info, warning or error")
     port = _int(env, "PORT", 8000, 1, 65535)
-    allow_private = _bool(env, "H2S_EVENTS_ALLOW_PRIVATE")
+    # The embedded stack (no DATABASE_URL) is a machine of one's own: subscribers on it may
+    # be local unless said otherwise.
+    allow_private = _bool(
+        env, "H2S_EVENTS_ALLOW_PRIVATE", default=_optional(env, "DATABASE_URL") is None
+    )
     event_url, event_secret = _event_endpoint(env, allow_private)
     public_base_url = _url(env, "PUBLIC_BASE_URL", ("http", "https"))
     settings = Settings(

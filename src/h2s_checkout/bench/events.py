@@ -8,7 +8,13 @@ checkouts from 16 clients, in three phases, twice each in turn:
 - ``no subscriber``: the event row is written, nothing to deliver, no NOTIFY;
 - ``one subscriber``: a receiver on 127.0.0.1 gets every event (NOTIFY, delivery loop);
 - ``one subscriber, loop off``: the same writes and NOTIFY, but a server whose delivery
-  loop is off (H2S_EVENTS_POLL_S=0): the outbox's cost on the checkout's path alone.
+  loop is off (H2S_EVENTS_POLL_S=0): the outbox's cost on the checkout's path alone;
+- ``one subscriber, loop off, no NOTIFY``: the same, with the function's NOTIFY taken
+  out for the phase: what the NOTIFY's commit-time lock costs;
+- ``one subscriber, 1 client``: the delivery lag when the worker is not saturated.
+
+Phases run in turn; the second round runs ``before`` and ``no subscriber`` the other way
+round, so that drift over the run does not favour one of them.
 
 For each: answers per second, p50 and p99, round trips per checkout on the checkout's
 path and, apart, the delivery loop's statements (pg_stat_statements), the mean time of
@@ -102,7 +108,7 @@ async def _phase(name: str, dsn: str, url: str, run: str, duration_s: float, cli
         outcome = await load.closed_loop(
             name,
             [url],
-            load.new_checkouts(run, name.replace(" ", "-"), SKUS),
+            load.new_checkouts(run, "".join(c for c in name if c.isalnum()), SKUS),
             clients=clients,
             duration_s=duration_s,
             max_requests=10**9,
@@ -149,7 +155,11 @@ async def _reset_statements(dsn: str) -> None:
         await conn.close()
 
 
-async def _set_link_session(dsn: str, sql: str) -> None:
+def _without_notify(definition: str) -> str:
+    return definition.replace("perform pg_notify('h2s_events', '');", "")
+
+
+async def _set_function(dsn: str, sql: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(sql)
@@ -170,7 +180,8 @@ async def bench(duration_s: float, clients: int, rounds: int, durable: bool) -> 
             problem = await dbstats.ensure_extension(dsn)
             if problem:
                 raise SystemExit(problem)
-            current_link = await _current_link_session(dsn)
+            current_link = await _definition(dsn, "h2s_link_session")
+            current_enqueue = await _definition(dsn, "h2s_enqueue_order_event")
             emulator.start()
             port = free_port()
             runner = await _receiver(port)
@@ -192,16 +203,20 @@ async def bench(duration_s: float, clients: int, rounds: int, durable: bool) -> 
                         expect_status=201,
                     )
                     if loop_on:
-                        await _set_link_session(dsn, _previous_link_session())
-                        phases.append(
-                            await _phase("before", dsn, server.url, f"r{r}", duration_s, clients)
-                        )
-                        await _set_link_session(dsn, current_link)
-                        phases.append(
-                            await _phase(
-                                "no subscriber", dsn, server.url, f"r{r}", duration_s, clients
+                        for before in (True, False) if r % 2 == 0 else (False, True):
+                            await _set_function(
+                                dsn, _previous_link_session() if before else current_link
                             )
-                        )
+                            phases.append(
+                                await _phase(
+                                    "before" if before else "no subscriber",
+                                    dsn,
+                                    server.url,
+                                    f"r{r}",
+                                    duration_s,
+                                    clients,
+                                )
+                            )
                     async with httpx.AsyncClient(timeout=10, headers=admin) as http:
                         made = await http.post(
                             f"{server.url}/api/event-endpoints",
@@ -212,6 +227,25 @@ async def bench(duration_s: float, clients: int, rounds: int, durable: bool) -> 
                     phases.append(
                         await _phase(name, dsn, server.url, f"r{r}{loop_on}", duration_s, clients)
                     )
+                    if loop_on:
+                        phases.append(
+                            await _phase(
+                                "one subscriber, 1 client", dsn, server.url, f"r{r}", duration_s, 1
+                            )
+                        )
+                    else:
+                        await _set_function(dsn, _without_notify(current_enqueue))
+                        phases.append(
+                            await _phase(
+                                "one subscriber, loop off, no NOTIFY",
+                                dsn,
+                                server.url,
+                                f"r{r}",
+                                duration_s,
+                                clients,
+                            )
+                        )
+                        await _set_function(dsn, current_enqueue)
                     async with httpx.AsyncClient(timeout=10, headers=admin) as http:
                         gone = await http.delete(
                             f"{server.url}/api/event-endpoints/{made.json()['id']}"
@@ -229,10 +263,10 @@ async def bench(duration_s: float, clients: int, rounds: int, durable: bool) -> 
             db.stop()
 
 
-async def _current_link_session(dsn: str) -> str:
+async def _definition(dsn: str, function: str) -> str:
     conn = await asyncpg.connect(dsn)
     try:
-        body = await conn.fetchval("select pg_get_functiondef('h2s_link_session'::regproc)")
+        body = await conn.fetchval("select pg_get_functiondef($1::regproc)", function)
     finally:
         await conn.close()
     return str(body)
@@ -245,7 +279,14 @@ def table(phases: list[Phase]) -> str:
         "| lag to first attempt p50 / p99 ms | lag to delivered p50 / p99 ms |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in ("before", "no subscriber", "one subscriber", "one subscriber, loop off"):
+    for name in (
+        "before",
+        "no subscriber",
+        "one subscriber",
+        "one subscriber, loop off",
+        "one subscriber, loop off, no NOTIFY",
+        "one subscriber, 1 client",
+    ):
         mine = [p for p in phases if p.name == name]
         if not mine:
             continue

@@ -141,7 +141,7 @@ with due as (
     select d.delivery_id from h2s_event_deliveries d
     join h2s_event_endpoints p on p.endpoint_id = d.endpoint_id and p.status = 'enabled'
     where d.status = 'pending' and d.next_attempt_at <= $1
-    order by d.next_attempt_at, d.delivery_id
+    order by d.next_attempt_at, d.created_at
     limit $2
     for update of d skip locked
 )
