@@ -179,7 +179,9 @@ begin
     insert into h2s_event_deliveries (delivery_id, event_id, endpoint_id)
     select 'dlv_' || replace(gen_random_uuid()::text, '-', ''), v_event_id, e.endpoint_id
     from unnest(v_endpoints) as e(endpoint_id);
-    perform pg_notify('h2s_events', '');
+    if pg_try_advisory_xact_lock(7233, 1) then
+        perform pg_notify('h2s_events', '');
+    end if;
     return v_event_id;
 end
 $$;

@@ -217,6 +217,7 @@ async def bench(duration_s: float, clients: int, rounds: int, durable: bool) -> 
                                     clients,
                                 )
                             )
+                        await _set_function(dsn, current_link)
                     async with httpx.AsyncClient(timeout=10, headers=admin) as http:
                         made = await http.post(
                             f"{server.url}/api/event-endpoints",
