@@ -10,7 +10,9 @@ import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from events_receiver import EventReceiver
+from h2s_checkout.domain.events import new_secret
 from h2s_checkout.flows.doctor import DoctorOptions, run_checks
+from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer, GuardedResolver
 from h2s_checkout.store import outbox
 from support import checkout_body, signed, stripe_event, table_counts
 
@@ -396,3 +398,30 @@ async def test_deliveries_are_counted_in_the_metrics(client, admin, deliverer, r
     text = (await client.get("/metrics")).text
     assert 'h2s_event_deliveries_total{outcome="delivered"}' in text
     assert "h2s_event_delivery_lag_seconds_bucket" in text
+
+
+async def test_the_sender_judges_every_address_again_when_it_connects(
+    client, db, settings, receiver
+):
+    # Allowed when it was registered, refused by a sender that may not reach it now.
+    await outbox.insert_endpoint(
+        db, "ep_local", url=receiver.url, description="", event_types=["*"], secret=new_secret()
+    )
+    await checkout(client)
+    strict = EventDeliverer(
+        settings.database_url or "",
+        DeliverySettings(allow_private=False),
+        clock=client.app.state.event_deliverer.clock,
+    )
+    try:
+        assert await strict.run_once() == {"retrying": 1}
+    finally:
+        await strict.close()
+    assert receiver.snapshot() == []
+    attempt = await db.fetchrow("select * from h2s_event_attempts")
+    assert "private or loopback" in attempt["error"]
+
+    guard = GuardedResolver(allow_private=False)
+    with pytest.raises(OSError, match="may not be sent to"):
+        await guard.resolve("localhost", 80)  # a name: judged by the sender's resolver
+    assert await GuardedResolver(allow_private=True).resolve("localhost", 80)

@@ -1,12 +1,11 @@
 """Subscribers to outbound events: register, list, delete, rotate a secret, see and retry
-deliveries. A URL is judged before anything is written (docs/events.md)."""
+deliveries. A URL is judged before anything is written (docs/events.md); a host name is
+judged when it is connected to (flows/event_delivery.py GuardedResolver), so that
+registering makes no DNS query and a name re-pointed later is still caught."""
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import secrets
-import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +16,6 @@ from h2s_checkout.domain.errors import EndpointNotEnabled, InvalidRequest, NotFo
 from h2s_checkout.domain.events import (
     ALL_TYPES,
     EVENT_TYPES,
-    address_refusal,
     check_url,
     new_secret,
 )
@@ -32,7 +30,6 @@ ENVIRONMENT_ENDPOINT_ID = "ep_env"
 ROTATION_OVERLAP = timedelta(hours=24)
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "cancelled")
 MAX_DESCRIPTION_CHARS = 500
-_RESOLVE_TIMEOUT_S = 3.0
 
 
 def _event_types(requested: list[str] | None) -> list[str]:
@@ -46,27 +43,6 @@ def _event_types(requested: list[str] | None) -> list[str]:
             f"unknown event type {', '.join(unknown)}: use {', '.join(EVENT_TYPES)} or *"
         )
     return [ALL_TYPES] if ALL_TYPES in requested else sorted(set(requested))
-
-
-async def _check_resolved(host: str, port: int, *, allow_private: bool) -> None:
-    """Every address a host name resolves to must be one a subscriber may use.
-
-    A name that does not resolve now is accepted (DNS may differ where it is delivered
-    from); each connection is checked again when the event is sent.
-    """
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), _RESOLVE_TIMEOUT_S
-        )
-    except (OSError, TimeoutError):
-        log.info("event_endpoint.unresolved", host=host)
-        return
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        refusal = address_refusal(address, allow_private=allow_private)
-        if refusal is not None:
-            raise InvalidRequest(f"url's host {host} resolves to {refusal}")
 
 
 def public_view(row: asyncpg.Record, *, secret: str | None = None) -> dict[str, Any]:
@@ -100,8 +76,6 @@ async def register(
         raise InvalidRequest(
             f"description must be at most {MAX_DESCRIPTION_CHARS} characters of plain text"
         )
-    if target.address is None:
-        await _check_resolved(target.host, target.port, allow_private=allow_private)
     secret = new_secret()
     async with connection(pool) as conn:
         row = await outbox.insert_endpoint(
