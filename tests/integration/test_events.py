@@ -425,3 +425,8 @@ async def test_the_sender_judges_every_address_again_when_it_connects(
     with pytest.raises(OSError, match="may not be sent to"):
         await guard.resolve("localhost", 80)  # a name: judged by the sender's resolver
     assert await GuardedResolver(allow_private=True).resolve("localhost", 80)
+
+
+async def test_options_names_every_method_of_the_endpoints_path(client, admin):
+    answer = await client.options(ENDPOINTS, headers=admin)
+    assert (answer.status_code, answer.headers["allow"]) == (204, "GET, OPTIONS, POST")
