@@ -175,6 +175,15 @@ async def test_every_event_type_reaches_the_receiver_and_verifies(
     assert await deliverer.run_once() == {}  # nothing is sent twice
 
 
+async def test_a_delivery_not_yet_sent_is_listed_as_due(client, admin, db):
+    endpoint = await subscribe(client, admin, "http://127.0.0.1:9/h2s")
+    await checkout(client)
+
+    [waiting] = await deliveries(client, admin, endpoint["id"], status="pending")
+    assert (waiting["attempts"], waiting["event_type"]) == ([], "order.created")
+    assert waiting["next_attempt_at"] == waiting["created_at"]
+
+
 async def test_two_failures_then_success_is_three_attempts_with_one_webhook_id(
     client, admin, clock, deliverer
 ):

@@ -187,8 +187,10 @@ where d.delivery_id = $1
 """
 
 _LIST_DELIVERIES = """
-select d.delivery_id, d.event_id, d.endpoint_id, d.status, d.attempts, d.next_attempt_at,
-       d.last_status_code, d.last_error, d.created_at, d.delivered_at,
+select d.delivery_id, d.event_id, d.endpoint_id, d.status, d.attempts,
+       -- due at once ('-infinity') reads as due since it was written
+       greatest(d.next_attempt_at, d.created_at) as next_attempt_at, d.last_status_code,
+       d.last_error, d.created_at, d.delivered_at,
        e.type, e.order_id, e.sequence,
        coalesce((select jsonb_agg(jsonb_build_object(
                         'attempt', a.attempt, 'started_at', a.started_at,
