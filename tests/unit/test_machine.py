@@ -24,13 +24,7 @@ ALLOWED = {
     ("failed", "clean"): "cleaned",
 }
 STATES = [
-    "pending_payment",
-    "job_queued",
-    "session_created",
-    "paid",
-    "expired",
-    "failed",
-    "cleaned",
+    "pending_payment", "job_queued", "session_created", "paid", "expired", "failed", "cleaned"
 ]
 EVENTS = ["queue_job", "create_session", "pay", "expire", "fail", "clean"]
 PAIRS = [(s, e) for s in STATES for e in EVENTS]
