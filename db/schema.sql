@@ -168,6 +168,58 @@ end
 $$;
 
 
+--
+-- Name: h2s_enqueue_order_event(text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_enqueue_order_event(p_order_id text, p_type text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+declare
+    v_event_id text := 'evt_' || replace(gen_random_uuid()::text, '-', '');
+    v_at timestamptz := clock_timestamp();
+    v_endpoints text[];
+    v_order h2s_orders;
+    v_sequence integer;
+begin
+    if p_type not in ('order.created', 'order.paid', 'order.expired', 'order.cancelled',
+                      'order.refund_pending', 'order.refunded', 'order.refund_failed') then
+        raise exception 'unknown event type %', p_type using errcode = '22023';
+    end if;
+    select array_agg(e.endpoint_id order by e.endpoint_id) into v_endpoints
+    from h2s_event_endpoints e
+    where e.status = 'enabled' and e.event_types && array['*', p_type];
+    if v_endpoints is null then
+        return null;
+    end if;
+    select * into v_order from h2s_orders where order_id = p_order_id for update;
+    if not found then
+        raise exception 'no order %', p_order_id using errcode = 'H2S02';
+    end if;
+    select coalesce(max(e.sequence), 0) + 1 into v_sequence
+    from h2s_events e where e.order_id = p_order_id;
+    insert into h2s_events (event_id, order_id, checkout_id, type, sequence, created_at, body)
+    select v_event_id, p_order_id, v_order.checkout_id, p_type, v_sequence, v_at,
+           jsonb_build_object(
+               'type', p_type,
+               'timestamp', to_char(v_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+               'data', jsonb_build_object(
+                   'order', to_jsonb(v_order),
+                   'job', (select to_jsonb(j) from h2s_dispatch_jobs j
+                           where j.order_id = p_order_id),
+                   'checkout_trace_id', v_order.checkout_id,
+                   'sequence', v_sequence));
+    insert into h2s_event_deliveries (delivery_id, event_id, endpoint_id)
+    select 'dlv_' || replace(gen_random_uuid()::text, '-', ''), v_event_id, e.endpoint_id
+    from unnest(v_endpoints) as e(endpoint_id);
+    if pg_try_advisory_xact_lock(7233, 1) then
+        perform pg_notify('h2s_events', '');
+    end if;
+    return v_event_id;
+end
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -252,6 +304,8 @@ begin
             'dispatch_job_id', p_job_id::text, 'checkout_trace_id', p_checkout_id::text),
         updated_at = p_at
     where o.order_id = v_order_id;
+    -- The order is announced once its customer has a pay link (docs/events.md).
+    perform h2s_enqueue_order_event(v_order_id, 'order.created');
     perform h2s_write_trace_rows(p_checkout_id, p_trace);
     return query select true, p_to_state, 201, null::text;
 end
@@ -421,6 +475,94 @@ CREATE TABLE public.h2s_dispatch_steps (
     "position" integer NOT NULL,
     name text NOT NULL,
     is_start boolean DEFAULT false NOT NULL
+);
+
+
+--
+-- Name: h2s_event_attempts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_event_attempts (
+    attempt_id bigint NOT NULL,
+    delivery_id text NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    duration_ms double precision,
+    status_code integer,
+    error text,
+    response_body text
+);
+
+
+--
+-- Name: h2s_event_attempts_attempt_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.h2s_event_attempts ALTER COLUMN attempt_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.h2s_event_attempts_attempt_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: h2s_event_deliveries; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_event_deliveries (
+    delivery_id text NOT NULL,
+    event_id text NOT NULL,
+    endpoint_id text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    tries integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT '-infinity'::timestamp with time zone NOT NULL,
+    last_status_code integer,
+    last_error text,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    delivered_at timestamp with time zone,
+    CONSTRAINT h2s_event_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+
+--
+-- Name: h2s_event_endpoints; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_event_endpoints (
+    endpoint_id text NOT NULL,
+    url text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    event_types text[] DEFAULT '{*}'::text[] NOT NULL,
+    status text DEFAULT 'enabled'::text NOT NULL,
+    status_reason text,
+    secret text NOT NULL,
+    previous_secret text,
+    previous_secret_until timestamp with time zone,
+    source text DEFAULT 'api'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT h2s_event_endpoints_source_check CHECK ((source = ANY (ARRAY['api'::text, 'environment'::text]))),
+    CONSTRAINT h2s_event_endpoints_status_check CHECK ((status = ANY (ARRAY['enabled'::text, 'disabled'::text, 'deleted'::text])))
+);
+
+
+--
+-- Name: h2s_events; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_events (
+    event_id text NOT NULL,
+    order_id text NOT NULL,
+    checkout_id uuid NOT NULL,
+    type text NOT NULL,
+    sequence integer NOT NULL,
+    body jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT h2s_events_type_check CHECK ((type = ANY (ARRAY['order.created'::text, 'order.paid'::text, 'order.expired'::text, 'order.cancelled'::text, 'order.refund_pending'::text, 'order.refunded'::text, 'order.refund_failed'::text])))
 );
 
 
@@ -664,6 +806,62 @@ ALTER TABLE ONLY public.h2s_dispatch_steps
 
 
 --
+-- Name: h2s_event_attempts h2s_event_attempts_delivery_id_attempt_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_attempts
+    ADD CONSTRAINT h2s_event_attempts_delivery_id_attempt_key UNIQUE (delivery_id, attempt);
+
+
+--
+-- Name: h2s_event_attempts h2s_event_attempts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_attempts
+    ADD CONSTRAINT h2s_event_attempts_pkey PRIMARY KEY (attempt_id);
+
+
+--
+-- Name: h2s_event_deliveries h2s_event_deliveries_event_id_endpoint_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_deliveries
+    ADD CONSTRAINT h2s_event_deliveries_event_id_endpoint_id_key UNIQUE (event_id, endpoint_id);
+
+
+--
+-- Name: h2s_event_deliveries h2s_event_deliveries_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_deliveries
+    ADD CONSTRAINT h2s_event_deliveries_pkey PRIMARY KEY (delivery_id);
+
+
+--
+-- Name: h2s_event_endpoints h2s_event_endpoints_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_endpoints
+    ADD CONSTRAINT h2s_event_endpoints_pkey PRIMARY KEY (endpoint_id);
+
+
+--
+-- Name: h2s_events h2s_events_order_id_sequence_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_events
+    ADD CONSTRAINT h2s_events_order_id_sequence_key UNIQUE (order_id, sequence);
+
+
+--
+-- Name: h2s_events h2s_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_events
+    ADD CONSTRAINT h2s_events_pkey PRIMARY KEY (event_id);
+
+
+--
 -- Name: h2s_orders h2s_orders_checkout_id_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -902,6 +1100,34 @@ CREATE UNIQUE INDEX h2s_dispatch_steps_one_start ON public.h2s_dispatch_steps US
 
 
 --
+-- Name: h2s_event_deliveries_due; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_event_deliveries_due ON public.h2s_event_deliveries USING btree (next_attempt_at, created_at) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: h2s_event_deliveries_endpoint; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_event_deliveries_endpoint ON public.h2s_event_deliveries USING btree (endpoint_id, created_at DESC);
+
+
+--
+-- Name: h2s_event_endpoints_enabled; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_event_endpoints_enabled ON public.h2s_event_endpoints USING btree (endpoint_id) WHERE (status = 'enabled'::text);
+
+
+--
+-- Name: h2s_events_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_events_created ON public.h2s_events USING btree (created_at);
+
+
+--
 -- Name: h2s_orders_created_at; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1030,6 +1256,38 @@ ALTER TABLE ONLY public.h2s_dispatch_steps
 
 
 --
+-- Name: h2s_event_attempts h2s_event_attempts_delivery_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_attempts
+    ADD CONSTRAINT h2s_event_attempts_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES public.h2s_event_deliveries(delivery_id) ON DELETE CASCADE;
+
+
+--
+-- Name: h2s_event_deliveries h2s_event_deliveries_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_deliveries
+    ADD CONSTRAINT h2s_event_deliveries_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES public.h2s_event_endpoints(endpoint_id);
+
+
+--
+-- Name: h2s_event_deliveries h2s_event_deliveries_event_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_deliveries
+    ADD CONSTRAINT h2s_event_deliveries_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.h2s_events(event_id) ON DELETE CASCADE;
+
+
+--
+-- Name: h2s_events h2s_events_order_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_events
+    ADD CONSTRAINT h2s_events_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.h2s_orders(order_id);
+
+
+--
 -- Name: h2s_orders h2s_orders_checkout_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1100,6 +1358,8 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261127000005'),
     ('20261127000006'),
     ('20261127000007'),
+    ('20261128000001'),
+    ('20261128000002'),
     ('20261129000001'),
     ('20261129000002'),
     ('20261129000003');

@@ -79,6 +79,8 @@ def settings(database_url: str, emulator: EmulatorServer) -> Settings:
         admin_token=ADMIN_TOKEN,
         stripe_webhook_secret=WEBHOOK_SECRET,
         reconcile_interval_s=0,  # tests run passes themselves
+        events_poll_s=0,  # and event deliveries too
+        events_allow_private=True,  # subscribers on 127.0.0.1
         public_base_url="http://shop.test",
         db_pool_min=1,
         db_pool_max=5,

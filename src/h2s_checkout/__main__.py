@@ -221,6 +221,12 @@ def _trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen(args: argparse.Namespace) -> int:
+    from h2s_checkout.listen import run
+
+    return run(host=args.host, port=args.port, secrets=args.secret, as_json=args.json)
+
+
 def _smoke(args: argparse.Namespace) -> int:
     from h2s_checkout.smoke import run_smoke
 
@@ -322,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     reap = sub.add_parser("reap-keys", help="forget client Idempotency-Keys past retention")
     reap.set_defaults(func=_reap_keys)
+
+    listen = sub.add_parser(
+        "listen", help="a local event receiver: verify each signed event and print it"
+    )
+    listen.add_argument("--port", type=int, default=9000)
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument(
+        "--secret",
+        action="append",
+        required=True,
+        help="the endpoint's whsec_ secret (repeat it for the old one during a rotation)",
+    )
+    listen.add_argument("--json", action="store_true", help="print each event as a JSON line")
+    listen.set_defaults(func=_listen)
 
     smoke = sub.add_parser("smoke", help="make N checkouts and verify each end to end")
     smoke.add_argument(

@@ -21,6 +21,7 @@ from h2s_checkout.api.checkout import CheckoutController
 from h2s_checkout.api.client_address import ClientAddresses
 from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
+from h2s_checkout.api.events import EventEndpointController
 from h2s_checkout.api.health import HealthController
 from h2s_checkout.api.keys import ApiKeyController
 from h2s_checkout.api.middleware import RequestContextMiddleware
@@ -31,6 +32,7 @@ from h2s_checkout.api.reconcile import ReconcileController
 from h2s_checkout.api.return_pages import CustomerReturnController
 from h2s_checkout.api.sessions import STORE_NAME, PostgresSessionStore, session_config
 from h2s_checkout.api.webhooks import StripeWebhookController
+from h2s_checkout.flows.event_endpoints import sync_environment_endpoint
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_keys, reap_sessions_and_counters
 from h2s_checkout.logging import configure_logging, get_logger
@@ -73,6 +75,10 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             app.state.key_ring = services.key_ring
             app.state.sign_in_gate = services.sign_in_gate
             sessions.bind(services.pool)
+            app.state.event_deliverer = services.event_deliverer
+            await sync_environment_endpoint(
+                services.pool, settings.event_endpoint_url, settings.event_endpoint_secret
+            )
             retention = timedelta(hours=settings.key_retention_hours)
             await stack.enter_async_context(
                 every(
@@ -96,6 +102,9 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
                         name="h2s-reconciler",
                     )
                 )
+            if settings.events_poll_s:
+                # Outbound events leave from here, off the request path (docs/events.md).
+                await stack.enter_async_context(services.event_deliverer.running())
             log.info("service.started", payment_mode=settings.payment_mode)
             yield
 
@@ -113,6 +122,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             PortalController,
             ApiKeyController,
             ReconcileController,
+            EventEndpointController,
             StripeWebhookController,
             HealthController,
             CustomerReturnController,

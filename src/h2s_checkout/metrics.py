@@ -58,3 +58,32 @@ REFUNDS = Counter(
     "Refunds by outcome: requested (owed), succeeded, failed, send_failed (will be resent)",
     ["outcome"],
 )
+EVENT_DELIVERIES = Counter(
+    "h2s_event_deliveries_total",
+    "Outbound event delivery attempts, by outcome: delivered, retrying, failed (retries "
+    "spent), endpoint_gone (410: endpoint disabled)",
+    ["outcome"],
+)
+EVENT_DELIVERY_LAG = Histogram(
+    "h2s_event_delivery_lag_seconds",
+    "From an event's write in the outbox to its delivery (a 2xx), retries included",
+    buckets=(
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+        30,
+        60,
+        300,
+        1800,
+        7200,
+        86400,
+    ),
+)

@@ -166,6 +166,8 @@ def export_environment(settings: Settings) -> None:
         "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
         "PUBLIC_BASE_URL": settings.public_base_url,
         "PORT": str(settings.port),
+        # Workers see DATABASE_URL set; the embedded stack's default must follow them.
+        "H2S_EVENTS_ALLOW_PRIVATE": "true" if settings.events_allow_private else "false",
     }
     for key, value in pairs.items():
         if value:

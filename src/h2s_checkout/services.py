@@ -14,6 +14,7 @@ from h2s_checkout.flows.api_keys import KeyRing
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
 from h2s_checkout.flows.cancel_order import OrderCancellation
 from h2s_checkout.flows.catalog_cache import CatalogCache
+from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer
 from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
 from h2s_checkout.flows.sign_in import SignInGate
 from h2s_checkout.payments.port import PaymentGateway
@@ -33,6 +34,7 @@ class Services:
     order_cancellation: OrderCancellation
     key_ring: KeyRing
     sign_in_gate: SignInGate
+    event_deliverer: EventDeliverer
 
 
 def build_gateway(settings: Settings) -> PaymentGateway:
@@ -86,8 +88,25 @@ def build_services(
     cancellation = OrderCancellation(pool, gateway, lease=lease, clock=clock)
     key_ring = KeyRing(pool, settings.admin_token, clock=clock)
     sign_in_gate = SignInGate(pool, key_ring, settings.limit_login_failures, clock=clock)
+    deliverer = EventDeliverer(
+        settings.database_url or "",
+        DeliverySettings(
+            timeout=timedelta(seconds=settings.events_timeout_s),
+            poll_interval=timedelta(seconds=settings.events_poll_s or 1.0),
+            allow_private=settings.events_allow_private,
+        ),
+        clock=clock,
+    )
     return Services(
-        pool, gateway, catalog, flow, reconciler, cancellation, key_ring, sign_in_gate
+        pool,
+        gateway,
+        catalog,
+        flow,
+        reconciler,
+        cancellation,
+        key_ring,
+        sign_in_gate,
+        deliverer,
     )
 
 
@@ -106,9 +125,11 @@ async def open_services(
         timeout_s=settings.db_timeout_s,
     )
     owned_gateway = gateway or build_gateway(settings)
+    services = build_services(settings, pool, owned_gateway, clock)
     try:
-        yield build_services(settings, pool, owned_gateway, clock)
+        yield services
     finally:
         if gateway is None:
             await owned_gateway.close()
+        await services.event_deliverer.close()
         await pool.close()

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from h2s_checkout.domain.errors import InvalidRequest
+from h2s_checkout.domain.events import check_url, secret_key
 from h2s_checkout.domain.return_urls import template_problem
 
 
@@ -53,6 +55,11 @@ class Settings:
     limit_login_failures: int = 10
     # Peers whose X-Forwarded-For is believed (addresses or CIDR blocks).
     trusted_proxies: tuple[str, ...] = ()
+    events_poll_s: float = 1.0
+    events_timeout_s: float = 15.0
+    events_allow_private: bool = False
+    event_endpoint_url: str | None = None
+    event_endpoint_secret: str | None = None
 
     @property
     def embedded_database(self) -> bool:
@@ -149,6 +156,25 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return raw if raw else None
 
 
+def _event_endpoint(env: Mapping[str, str], allow_private: bool) -> tuple[str | None, str | None]:
+    """H2S_EVENT_ENDPOINT_URL and _SECRET: both or neither, each checked as the API would."""
+    url = _optional(env, "H2S_EVENT_ENDPOINT_URL")
+    secret = _optional(env, "H2S_EVENT_ENDPOINT_SECRET")
+    if (url is None) != (secret is None):
+        raise SettingsError("H2S_EVENT_ENDPOINT_URL and H2S_EVENT_ENDPOINT_SECRET go together")
+    if url is None or secret is None:
+        return None, None
+    try:
+        check_url(url, allow_private=allow_private)
+    except InvalidRequest as exc:
+        raise SettingsError(f"H2S_EVENT_ENDPOINT_URL: {exc.message}") from None
+    try:
+        secret_key(secret)
+    except ValueError as exc:
+        raise SettingsError(f"H2S_EVENT_ENDPOINT_SECRET: {exc}") from None
+    return url, secret
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every variable; a bad value names itself in the error."""
     env = os.environ if env is None else env
@@ -168,6 +194,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError("H2S_LOG_LEVEL must be debug, info, warning or error")
     port = _int(env, "PORT", 8000, 1, 65535)
+    # The embedded stack (no DATABASE_URL) is a machine of one's own: subscribers on it may
+    # be local unless said otherwise.
+    allow_private = _bool(
+        env, "H2S_EVENTS_ALLOW_PRIVATE", default=_optional(env, "DATABASE_URL") is None
+    )
+    event_url, event_secret = _event_endpoint(env, allow_private)
     public_base_url = _url(env, "PUBLIC_BASE_URL", ("http", "https"))
     settings = Settings(
         port=port,
@@ -204,6 +236,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         limit_login_failures=_int(env, "H2S_LIMIT_LOGIN_FAILURES", 10, 0, 10_000),
         trusted_proxies=_networks(env, "H2S_TRUSTED_PROXIES"),
+        events_poll_s=_float(env, "H2S_EVENTS_POLL_S", 1.0, 0, 60),
+        events_timeout_s=_float(env, "H2S_EVENTS_TIMEOUT_S", 15.0, 0.1, 120),
+        events_allow_private=allow_private,
+        event_endpoint_url=event_url,
+        event_endpoint_secret=event_secret,
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("H2S_DB_POOL_MIN must not exceed H2S_DB_POOL_MAX")

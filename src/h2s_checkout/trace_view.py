@@ -42,6 +42,19 @@ def render(timeline: dict[str, Any]) -> str:
             f"{'' if took is None else f'{took:.1f}':>9}  {what}"
             + (f"  [{detail}]" if detail else "")
         )
+    for event in timeline.get("events", []):
+        lines.append("")
+        lines.append(
+            f"event {event['type']} #{event['sequence']} {event['event_id']} "
+            f"at {event['created_at'][11:23]}"
+        )
+        for delivery in event["deliveries"] or [
+            {"url": "no subscriber", "status": "", "attempts": []}
+        ]:
+            answers = ", ".join(
+                str(a.get("status_code") or a.get("error")) for a in delivery["attempts"]
+            )
+            lines.append(f"  → {delivery['url']} {delivery['status']}  [{answers}]")
     for failure in timeline["failures"]:
         lines.append("")
         lines.append(

@@ -345,3 +345,54 @@ async def test_a_cancels_idempotency_key_is_forgotten_after_retention(client, db
 
     assert await reap_keys(client.app.state.db_pool, timedelta(hours=72)) == 1
     assert await db.fetchval("select count(*) from h2s_request_keys") == 0
+
+
+async def subscribe(db) -> None:
+    from h2s_checkout.domain.events import new_secret
+    from h2s_checkout.store import outbox
+
+    await outbox.insert_endpoint(
+        db,
+        "ep_dispatch",
+        url="http://127.0.0.1:9/h",
+        description="",
+        event_types=["*"],
+        secret=new_secret(),
+    )
+
+
+async def order_events(db, order_id: str) -> list[tuple[str, str, str]]:
+    rows = await db.fetch(
+        "select type, body->'data'->'order'->>'status' as order_status,"
+        " body->'data'->'job'->>'status' as job_status"
+        " from h2s_events where order_id = $1 order by sequence",
+        order_id,
+    )
+    return [(r["type"], r["order_status"], r["job_status"]) for r in rows]
+
+
+async def test_each_change_a_cancel_makes_is_an_order_event(client, db, stripe, admin):
+    await subscribe(db)
+    unpaid = await checkout(client)
+    await cancel(client, admin, unpaid["order_id"])
+    assert await order_events(db, unpaid["order_id"]) == [
+        ("order.created", "pending_payment", "queued"),
+        ("order.cancelled", "cancelled", "cancelled"),
+    ]
+
+    body = await paid(client, stripe, email="bo@example.com")
+    stripe.add_refund_rule(RefundRule(outcome="failed", delay_s=None, times=1))
+    await cancel(client, admin, body["order_id"])
+    stripe.settle_refund(stripe.list_refunds()[0]["id"], succeeded=False)
+    for event in [e for e in stripe.events if e["type"] == "refund.failed"]:
+        await deliver(client, event)
+    await cancel(client, admin, body["order_id"])  # the person tries again; it succeeds
+
+    assert await order_events(db, body["order_id"]) == [
+        ("order.created", "pending_payment", "queued"),
+        ("order.paid", "paid", "dispatchable"),
+        ("order.refund_pending", "refund_pending", "cancelled"),
+        ("order.refund_failed", "refund_failed", "cancelled"),
+        ("order.refund_pending", "refund_pending", "cancelled"),
+        ("order.refunded", "refunded", "cancelled"),
+    ]

@@ -24,6 +24,7 @@ CLEAN = {
     "refunds_failed": 0,
     "refunds_not_settled": 0,
     "unsettled_cleanups": 0,
+    "undelivered_events": 0,
     "orders_missing_at_provider": 0,
     "provider_sessions_without_live_order": 0,
 }
@@ -338,7 +339,7 @@ async def test_the_command_exits_0_when_healthy_and_non_zero_after_an_anomaly(
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert lines["stuck_checkouts"].split()[1] == "1"
     assert lines["orders_without_jobs"].split()[1] == "0"
-    assert "doctor: 1 of 11 checks found something" in out
+    assert "doctor: 1 of 12 checks found something" in out
 
 
 async def test_the_command_skips_the_provider_when_none_is_configured(

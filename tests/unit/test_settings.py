@@ -85,3 +85,35 @@ def test_limits_default_on_and_trusted_proxies_are_read_as_networks():
     off = load_settings({"H2S_LIMIT_CHECKOUTS_PER_MINUTE_IP": "0"})
     assert off.limit_checkouts_per_minute_ip == 0
     assert load_settings({}).trusted_proxies == ()
+
+
+def test_the_environment_subscriber_is_checked_as_the_api_would():
+    secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # 24 bytes
+    url = "https://dispatch.example.com/h2s"
+    settings = load_settings({"H2S_EVENT_ENDPOINT_URL": url, "H2S_EVENT_ENDPOINT_SECRET": secret})
+    assert (settings.event_endpoint_url, settings.event_endpoint_secret) == (url, secret)
+    for env, name in [
+        ({"H2S_EVENT_ENDPOINT_URL": url}, "H2S_EVENT_ENDPOINT_SECRET"),
+        (
+            {
+                "H2S_EVENT_ENDPOINT_URL": "http://169.254.169.254/",
+                "H2S_EVENT_ENDPOINT_SECRET": secret,
+            },
+            "H2S_EVENT_ENDPOINT_URL",
+        ),
+        (
+            {"H2S_EVENT_ENDPOINT_URL": url, "H2S_EVENT_ENDPOINT_SECRET": "hunter2"},
+            "H2S_EVENT_ENDPOINT_SECRET",
+        ),
+        ({"H2S_EVENTS_ALLOW_PRIVATE": "maybe"}, "H2S_EVENTS_ALLOW_PRIVATE"),
+    ]:
+        with pytest.raises(SettingsError, match=name):
+            load_settings(env)
+
+
+def test_private_subscribers_are_allowed_on_the_embedded_stack_only_by_default():
+    assert load_settings({}).events_allow_private is True
+    external = {"DATABASE_URL": "postgresql://db/h2s"}
+    assert load_settings(external).events_allow_private is False
+    assert load_settings({**external, "H2S_EVENTS_ALLOW_PRIVATE": "true"}).events_allow_private
+    assert load_settings({"H2S_EVENTS_ALLOW_PRIVATE": "false"}).events_allow_private is False

@@ -194,6 +194,34 @@ def _failure_html(failure: dict[str, Any]) -> str:
     )
 
 
+def _attempt_text(attempt: dict[str, Any]) -> str:
+    answer = attempt.get("status_code") or attempt.get("error") or "no answer"
+    took = attempt.get("duration_ms")
+    return f"#{attempt['attempt']} {answer}" + (f" ({took:.0f} ms)" if took is not None else "")
+
+
+def _events_html(events: list[dict[str, Any]]) -> str:
+    """Each outbound event about the order, with where it went and every attempt."""
+    if not events:
+        return ""
+    items = []
+    for event in events:
+        sent = (
+            "".join(
+                f"<div class=detail>→ {escape(d['url'])} <span class=badge>{escape(d['status'])}"
+                f"</span> {escape(' · '.join(_attempt_text(a) for a in d['attempts']))}</div>"
+                for d in event["deliveries"]
+            )
+            or "<div class=detail>no subscriber</div>"
+        )
+        items.append(
+            f"<li><div class=when>{escape(event['created_at'][11:23])} UTC · "
+            f"sequence {event['sequence']} · {escape(event['event_id'])}</div>"
+            f"<div class=what>{escape(event['type'])}</div>{sent}</li>"
+        )
+    return f"<div class=card><h1>Events</h1><ol class=timeline>{''.join(items)}</ol></div>"
+
+
 def render_checkout(timeline: dict[str, Any], session_url: str | None) -> str:
     trace_id = timeline["checkout_trace_id"]
     order_id = timeline["order_id"]
@@ -221,7 +249,12 @@ def render_checkout(timeline: dict[str, Any], session_url: str | None) -> str:
     )
     failures = "".join(_failure_html(f) for f in timeline["failures"])
     steps = "".join(_step_html(s) for s in timeline["steps"])
-    return summary + failures + f"<div class=card><ol class=timeline>{steps}</ol></div>"
+    return (
+        summary
+        + failures
+        + f"<div class=card><ol class=timeline>{steps}</ol></div>"
+        + _events_html(timeline.get("events", []))
+    )
 
 
 class DebugPageController(Controller):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -108,6 +109,31 @@ class TimelineStep(msgspec.Struct):
     detail: dict[str, Any]
 
 
+class EventAttempt(msgspec.Struct):
+    attempt: int
+    started_at: str
+    duration_ms: float | None
+    status_code: int | None
+    error: str | None
+    response_body: str | None = None
+
+
+class TimelineDelivery(msgspec.Struct):
+    delivery_id: str
+    endpoint_id: str
+    url: str
+    status: str
+    attempts: list[EventAttempt]
+
+
+class TimelineEvent(msgspec.Struct):
+    event_id: str
+    type: str
+    sequence: int
+    created_at: str
+    deliveries: list[TimelineDelivery]
+
+
 class Timeline(msgspec.Struct):
     checkout_trace_id: str
     state: str
@@ -119,6 +145,7 @@ class Timeline(msgspec.Struct):
     updated_at: str
     steps: list[TimelineStep]
     failures: list[dict[str, Any]]
+    events: list[TimelineEvent] = msgspec.field(default_factory=list)
 
 
 class CheckoutView(msgspec.Struct):
@@ -134,3 +161,65 @@ class CheckoutView(msgspec.Struct):
 class Health(msgspec.Struct):
     status: str
     checks: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+# -- outbound events ----------------------------------------------------------------------
+
+
+class EventEndpointIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    url: Annotated[
+        str, Meta(min_length=1, max_length=2048, description="http(s) URL that receives events")
+    ]
+    event_types: (
+        Annotated[
+            list[str],
+            Meta(
+                max_length=20,
+                description="Event types to receive (order.created, order.paid, ...), or *",
+            ),
+        ]
+        | None
+    ) = None
+    description: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class EventEndpoint(msgspec.Struct, omit_defaults=True, kw_only=True):
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    status: str
+    status_reason: str | None
+    source: str
+    created_at: datetime
+    previous_secret_expires_at: datetime | None
+    secret: str | None = None  # only in the answers that create or rotate it
+
+
+class EventEndpoints(msgspec.Struct):
+    endpoints: list[EventEndpoint]
+
+
+class EventDelivery(msgspec.Struct, kw_only=True):
+    id: str
+    event_id: str
+    event_type: str
+    order_id: str
+    sequence: int
+    status: str
+    attempts: list[EventAttempt]
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class EventDeliveries(msgspec.Struct):
+    deliveries: list[EventDelivery]
+
+
+class RetryAccepted(msgspec.Struct):
+    ok: bool
+    id: str
+    status: str

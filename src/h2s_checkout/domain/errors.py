@@ -101,3 +101,10 @@ class KeyNameTaken(CheckoutError):
 
     code = "key_name_taken"
     status = 409
+
+
+class EndpointNotEnabled(CheckoutError):
+    """A delivery to an endpoint that is disabled or deleted cannot be sent again."""
+
+    code = "endpoint_not_enabled"
+    status = 409

@@ -19,12 +19,13 @@ import asyncpg
 import structlog
 
 from h2s_checkout.domain.errors import CheckoutError, IdempotencyKeyReused, NotFound
+from h2s_checkout.domain.events import ORDER_CANCELLED, ORDER_REFUND_PENDING
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.settle import PAID, settle
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure
-from h2s_checkout.store import checkouts, payments
+from h2s_checkout.store import checkouts, outbox, payments
 from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import Step, record_steps, utcnow, write_transition
@@ -143,6 +144,7 @@ class OrderCancellation:
                     conn, checkout_id, session_id=checkout["session_id"], needs_settlement=True
                 )
                 await _move(conn, checkout, "cancel", detail)
+                await outbox.enqueue_order_event(conn, command.order_id, ORDER_CANCELLED)
                 return _Decision(checkout_id, expire_session=checkout["session_id"]), False
             if state in ("paid", "refund_failed"):
                 if checkout["payment_intent"] is None:
@@ -172,6 +174,7 @@ class OrderCancellation:
                     "attempt": refund["attempt"],
                 }
                 await _move(conn, checkout, event, detail)
+                await outbox.enqueue_order_event(conn, command.order_id, ORDER_REFUND_PENDING)
                 return _Decision(checkout_id, refund=refund), False
             # Raised inside the transaction: an Idempotency-Key claimed above is not kept.
             raise NotCancellable(

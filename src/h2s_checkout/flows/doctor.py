@@ -80,8 +80,8 @@ async def run_checks(
     stuck_before = now - timedelta(minutes=options.stuck_minutes)
     window = f"created in the last {options.since_hours} h"
 
-    async def counted(name: str, meaning: str, query: str, bound: datetime) -> CheckResult:
-        n, examples = await sql.count(db, query, bound)
+    async def counted(name: str, meaning: str, query: str, *bounds: datetime) -> CheckResult:
+        n, examples = await sql.count(db, query, *bounds)
         return CheckResult(name, meaning, n, tuple(examples))
 
     results = [
@@ -144,6 +144,14 @@ async def run_checks(
             f"{options.stuck_minutes} min after cleanup",
             sql.UNSETTLED_CLEANUPS,
             stuck_before,
+        ),
+        await counted(
+            "undelivered_events",
+            f"order events {window}, older than {options.stuck_minutes} min, that no enabled "
+            f"event endpoint has received",
+            sql.UNDELIVERED_EVENTS,
+            stuck_before,
+            since,
         ),
     ]
     results.append(await _orders_missing_at_provider(db, gateway, since, window))

@@ -9,7 +9,7 @@ import asyncpg
 
 from h2s_checkout.domain.errors import NotFound
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure
-from h2s_checkout.store import checkouts, refunds, traces
+from h2s_checkout.store import checkouts, outbox, refunds, traces
 from h2s_checkout.store.pool import connection
 
 
@@ -43,6 +43,9 @@ async def timeline(pool: asyncpg.Pool, ref: str) -> dict[str, Any]:
         checkout = await _find(conn, ref)
         rows = await traces.timeline(conn, checkout["checkout_id"])
         failures = await checkouts.get_failures(conn, checkout["checkout_id"])
+        events = (
+            await outbox.order_events(conn, checkout["order_id"]) if checkout["order_id"] else []
+        )
     return {
         "checkout_trace_id": str(checkout["checkout_id"]),
         "state": checkout["state"],
@@ -71,6 +74,8 @@ async def timeline(pool: asyncpg.Pool, ref: str) -> dict[str, Any]:
             for row in rows
         ],
         "failures": [_plain(f) for f in failures],
+        # Each outbound event about the order, with its deliveries and their attempts.
+        "events": [{**e, "created_at": e["created_at"].isoformat()} for e in events],
     }
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from h2s_checkout.domain.events import ORDER_REFUND_FAILED, ORDER_REFUNDED
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import REFUNDS
@@ -26,7 +27,7 @@ from h2s_checkout.payments.port import (
     ProviderRefund,
     RefundRequest,
 )
-from h2s_checkout.store import checkouts, payments, refunds
+from h2s_checkout.store import checkouts, outbox, payments, refunds
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import Step, record_steps, utcnow, write_transition
 
@@ -178,6 +179,9 @@ async def _end(
     )
     await write_transition(
         conn, checkout["checkout_id"], event, checkout["state"], target, detail=detail
+    )
+    await outbox.enqueue_order_event(
+        conn, checkout["order_id"], ORDER_REFUNDED if target == "refunded" else ORDER_REFUND_FAILED
     )
 
 

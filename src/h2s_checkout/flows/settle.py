@@ -8,12 +8,13 @@ from datetime import datetime
 import asyncpg
 
 from h2s_checkout.domain.errors import IllegalTransition
+from h2s_checkout.domain.events import ORDER_CANCELLED, ORDER_EXPIRED, ORDER_PAID
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CREATE_SESSION, success_body
 from h2s_checkout.logging import get_logger
 from h2s_checkout.payments.port import ProviderSession
-from h2s_checkout.store import checkouts, payments
+from h2s_checkout.store import checkouts, outbox, payments
 from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.traces import (
     Step,
@@ -69,19 +70,22 @@ async def settle(
         if event_type is not None:
             detail["event_type"] = event_type
         order_id = checkout["order_id"]
+        # The order's event is written in the same transaction as its change (the outbox).
         if outcome == PAID:
             detail["payment_intent"] = session.payment_intent
-            await payments.mark_paid(
+            if await payments.mark_paid(
                 conn,
                 order_id,
                 at,
                 payment_intent=session.payment_intent,
                 amount_cents=session.amount_total,
-            )
+            ):
+                await outbox.enqueue_order_event(conn, order_id, ORDER_PAID)
         elif outcome == EXPIRED:
-            await payments.mark_expired(conn, order_id, at)
-        else:
-            await payments.cancel_unpaid(conn, order_id, at)
+            if await payments.mark_expired(conn, order_id, at):
+                await outbox.enqueue_order_event(conn, order_id, ORDER_EXPIRED)
+        elif await payments.cancel_unpaid(conn, order_id, at):
+            await outbox.enqueue_order_event(conn, order_id, ORDER_CANCELLED)
         event = _OUTCOME_EVENTS[outcome]
         target = TRANSITIONS.target(state, event, checkout_id=str(checkout_id))
         await write_transition(conn, checkout_id, event, state, target, detail=detail)

@@ -84,6 +84,22 @@ from h2s_checkouts
 where needs_settlement and updated_at < $1
 """
 
+# Events an enabled subscriber should have by now and none has: the delivery loop is not
+# running, or every enabled endpoint keeps failing. Bounds: older than $1, newer than $2.
+UNDELIVERED_EVENTS = """
+select count(*) as n, (array_agg(e.event_id order by e.created_at desc))[1:5] as examples
+from h2s_events e
+where e.created_at < $1 and e.created_at > $2
+  and exists (
+      select 1 from h2s_event_deliveries d
+      join h2s_event_endpoints p on p.endpoint_id = d.endpoint_id and p.status = 'enabled'
+      where d.event_id = e.event_id)
+  and not exists (
+      select 1 from h2s_event_deliveries d
+      join h2s_event_endpoints p on p.endpoint_id = d.endpoint_id and p.status = 'enabled'
+      where d.event_id = e.event_id and d.status = 'delivered')
+"""
+
 ORDERS_WITH_SESSIONS = """
 select order_id, session_id from h2s_orders
 where session_id is not null and created_at > $1
@@ -108,9 +124,9 @@ class Queryable(Protocol):
     async def fetch(self, query: str, *args: Any) -> list[Any]: ...
 
 
-async def count(db: Queryable, query: str, bound: datetime) -> tuple[int, list[str]]:
-    """One of the counting queries above, with its one time bound."""
-    row = await db.fetchrow(query, bound)
+async def count(db: Queryable, query: str, *bounds: datetime) -> tuple[int, list[str]]:
+    """One of the counting queries above, with its time bounds."""
+    row = await db.fetchrow(query, *bounds)
     return int(row["n"]), list(row["examples"] or [])
 
 

@@ -1,0 +1,175 @@
+"""Outbound events: their types, the retry schedule, Standard Webhooks signatures, and the
+addresses a subscriber's URL may point at. Pure code, no I/O (docs/events.md)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from h2s_checkout.domain.errors import InvalidRequest
+
+# Event type = "order." + the order's new status; order.created announces a pending order
+# once its customer has a pay link. The refund types are emitted by the refund flow.
+ORDER_CREATED = "order.created"
+ORDER_PAID = "order.paid"
+ORDER_EXPIRED = "order.expired"
+ORDER_CANCELLED = "order.cancelled"
+ORDER_REFUND_PENDING = "order.refund_pending"
+ORDER_REFUNDED = "order.refunded"
+ORDER_REFUND_FAILED = "order.refund_failed"
+EVENT_TYPES = (
+    ORDER_CREATED,
+    ORDER_PAID,
+    ORDER_EXPIRED,
+    ORDER_CANCELLED,
+    ORDER_REFUND_PENDING,
+    ORDER_REFUNDED,
+    ORDER_REFUND_FAILED,
+)
+ALL_TYPES = "*"
+
+# Standard Webhooks' recommended schedule: at once, then after each of these.
+RETRY_DELAYS = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=10),
+)
+# Up to this share is added to each delay, so that receivers coming back from an outage
+# are not met by every retry in the same second.
+JITTER = 0.2
+RESPONSE_BODY_KEPT = 500
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix, not a secret)
+_SECRET_BYTES = 24  # Standard Webhooks: 24 to 64 bytes; 24 encode without padding
+MAX_URL_CHARS = 2048
+
+
+def retry_delay(tries: int, jitter: float) -> timedelta | None:
+    """The wait after the ``tries``-th failed attempt of a schedule; None once it is spent.
+
+    ``jitter`` in [0, 1) (a random draw) stretches the delay by up to ``JITTER``.
+    """
+    if tries < 1 or tries > len(RETRY_DELAYS):
+        return None
+    return RETRY_DELAYS[tries - 1] * (1 + JITTER * jitter)
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key in a ``whsec_`` secret; ValueError when it is not one."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("a signing secret starts with whsec_")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except binascii.Error:
+        raise ValueError("a signing secret is whsec_ followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("a signing secret holds 24 to 64 bytes")
+    return key
+
+
+def signature_header(
+    signing_secrets: Iterable[str], message_id: str, timestamp: int, body: bytes
+) -> str:
+    """``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` for
+    each secret, space-separated (two during a rotation's overlap)."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return " ".join(
+        "v1," + base64.b64encode(hmac.digest(secret_key(s), signed, hashlib.sha256)).decode()
+        for s in signing_secrets
+    )
+
+
+# -- where a subscriber may point -------------------------------------------------------
+
+# Cloud metadata services answer on these whatever the network; never a subscriber.
+_METADATA_ADDRESSES = (
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("fd00:ec2::254"),
+)
+_METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog"})
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def address_refusal(address: Address, *, allow_private: bool) -> str | None:
+    """Why a subscriber may not be reached at ``address``; None when it may."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in _METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast or address.is_unspecified:
+        return "not a unicast address"
+    if address.is_loopback or address.is_private:
+        if allow_private:
+            return None
+        return "a private or loopback address (allowed only with H2S_EVENTS_ALLOW_PRIVATE=true)"
+    if address.is_reserved:
+        return "a reserved address"
+    if not allow_private and not address.is_global:
+        return "not a public address (allowed only with H2S_EVENTS_ALLOW_PRIVATE=true)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberUrl:
+    url: str
+    host: str
+    port: int
+    address: Address | None  # the host when it is an IP literal
+
+
+def check_url(url: str, *, allow_private: bool) -> SubscriberUrl:
+    """A subscriber's URL as far as it can be judged without DNS; InvalidRequest if not.
+
+    A host name is resolved and judged where it is used (registration and every
+    connection); an IP literal is judged here.
+    """
+    if not url or len(url) > MAX_URL_CHARS or any(c <= " " or c == "\x7f" for c in url):
+        raise InvalidRequest(f"url must be an http(s) URL of at most {MAX_URL_CHARS} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InvalidRequest("url is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidRequest("url must start with http:// or https://")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidRequest("url must not carry credentials (user:password@)")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise InvalidRequest("url has no host")
+    if host in _METADATA_NAMES:
+        raise InvalidRequest("url points at a cloud metadata service")
+    try:
+        address: Address | None = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        address = None
+    if address is None and (host == "localhost" or host.endswith(".localhost")):
+        address = ipaddress.ip_address("127.0.0.1")
+    if address is not None:
+        refusal = address_refusal(address, allow_private=allow_private)
+        if refusal is not None:
+            raise InvalidRequest(f"url points at {refusal}")
+    return SubscriberUrl(
+        url=url,
+        host=host,
+        port=port or (443 if parts.scheme == "https" else 80),
+        address=address,
+    )

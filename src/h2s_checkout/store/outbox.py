@@ -1,0 +1,284 @@
+"""SQL for outbound events: subscribers (endpoints), the outbox, deliveries and attempts.
+
+An event is written by the server-side function ``h2s_enqueue_order_event``
+(db/migrations/*_event_outbox.sql) inside the statement or transaction that changes the
+order; ``h2s_link_session`` calls it for order.created.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+NOTIFY_CHANNEL = "h2s_events"
+
+_ENQUEUE = "select h2s_enqueue_order_event($1, $2)"
+
+
+async def enqueue_order_event(
+    conn: asyncpg.Connection, order_id: str, event_type: str
+) -> str | None:
+    """Write one event about an order in the caller's transaction; its id, or None when no
+    enabled endpoint takes this type (then nothing is written).
+
+    Call it after the change it reports, in the same transaction: the event snapshots the
+    order and its job as they are then, and rolls back with the change.
+    """
+    event_id: str | None = await conn.fetchval(_ENQUEUE, order_id, event_type)
+    return event_id
+
+
+# -- endpoints --------------------------------------------------------------------------
+
+_INSERT_ENDPOINT = """
+insert into h2s_event_endpoints (endpoint_id, url, description, event_types, secret)
+values ($1, $2, $3, $4, $5)
+returning endpoint_id, url, description, event_types, status, status_reason, source, created_at,
+       updated_at, previous_secret_until, secret
+"""
+
+_LIST_ENDPOINTS = """
+select endpoint_id, url, description, event_types, status, status_reason, source, created_at,
+       updated_at, previous_secret_until
+from h2s_event_endpoints
+where status <> 'deleted'
+order by created_at, endpoint_id
+"""
+
+_GET_ENDPOINT = """
+select endpoint_id, url, description, event_types, status, status_reason, source, created_at,
+       updated_at, previous_secret_until
+from h2s_event_endpoints
+where endpoint_id = $1 and status <> 'deleted'
+"""
+
+# Pending deliveries to an endpoint that stops receiving end with it, in the same statement.
+_END_ENDPOINT = """
+with ended as (
+    update h2s_event_endpoints set status = $2, status_reason = $3, updated_at = now()
+    where endpoint_id = $1 and status <> 'deleted'
+    returning endpoint_id
+), cancelled as (
+    update h2s_event_deliveries d set status = 'cancelled', last_error = $3
+    from ended where d.endpoint_id = ended.endpoint_id and d.status = 'pending'
+    returning 1
+)
+select count(*) from ended
+"""
+
+_ROTATE_SIGNING = """
+update h2s_event_endpoints
+set previous_secret = secret, previous_secret_until = $3, secret = $2, updated_at = now()
+where endpoint_id = $1 and status <> 'deleted'
+returning endpoint_id, url, description, event_types, status, status_reason, source, created_at,
+       updated_at, previous_secret_until, secret
+"""
+
+# The subscriber set by H2S_EVENT_ENDPOINT_URL: written at start-up by every replica.
+_UPSERT_ENVIRONMENT_ENDPOINT = """
+insert into h2s_event_endpoints (
+    endpoint_id, url, description, event_types, secret, source)
+values ($1, $2, 'set by H2S_EVENT_ENDPOINT_URL', '{*}', $3, 'environment')
+on conflict (endpoint_id) do update
+set url = excluded.url, secret = excluded.secret, status = 'enabled', status_reason = null,
+    updated_at = now()
+where (h2s_event_endpoints.url, h2s_event_endpoints.secret, h2s_event_endpoints.status)
+      is distinct from (excluded.url, excluded.secret, 'enabled')
+"""
+
+
+async def insert_endpoint(
+    conn: asyncpg.Connection,
+    endpoint_id: str,
+    *,
+    url: str,
+    description: str,
+    event_types: list[str],
+    secret: str,
+) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        _INSERT_ENDPOINT, endpoint_id, url, description, event_types, secret
+    )
+    return row
+
+
+async def list_endpoints(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(_LIST_ENDPOINTS)
+
+
+async def get_endpoint(conn: asyncpg.Connection, endpoint_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(_GET_ENDPOINT, endpoint_id)
+
+
+async def end_endpoint(
+    conn: asyncpg.Connection, endpoint_id: str, *, status: str, reason: str
+) -> bool:
+    """Disable or delete an endpoint and cancel what it still had to receive."""
+    return bool(await conn.fetchval(_END_ENDPOINT, endpoint_id, status, reason))
+
+
+async def rotate_secret(
+    conn: asyncpg.Connection, endpoint_id: str, *, secret: str, previous_until: datetime
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(_ROTATE_SIGNING, endpoint_id, secret, previous_until)
+
+
+async def upsert_environment_endpoint(
+    conn: asyncpg.Connection, endpoint_id: str, url: str, secret: str
+) -> None:
+    await conn.execute(_UPSERT_ENVIRONMENT_ENDPOINT, endpoint_id, url, secret)
+
+
+# -- deliveries -------------------------------------------------------------------------
+
+# SKIP LOCKED and the lease in the same statement, as the reconciler's: replicas never take
+# the same delivery. The lease is next_attempt_at moved past the attempt's timeout; the
+# attempt number is taken here, so an attempt lost with its process leaves a gap.
+_LEASE_DUE = """
+with due as (
+    select d.delivery_id from h2s_event_deliveries d
+    join h2s_event_endpoints p on p.endpoint_id = d.endpoint_id and p.status = 'enabled'
+    where d.status = 'pending' and d.next_attempt_at <= $1
+    order by d.next_attempt_at, d.created_at
+    limit $2
+    for update of d skip locked
+)
+update h2s_event_deliveries d
+set next_attempt_at = $3, attempts = d.attempts + 1, tries = d.tries + 1
+from due, h2s_events e, h2s_event_endpoints p
+where d.delivery_id = due.delivery_id and e.event_id = d.event_id
+  and p.endpoint_id = d.endpoint_id
+returning d.delivery_id, d.attempts, d.tries, e.event_id, e.type, e.body,
+          e.created_at as event_created_at, p.endpoint_id, p.url, p.secret,
+          p.previous_secret, p.previous_secret_until
+"""
+
+# The attempt's row and the delivery's new state in one statement. A result that comes
+# back after its lease was taken over is kept as an attempt but changes nothing else.
+_RECORD_ATTEMPT = """
+with attempt as (
+    insert into h2s_event_attempts (
+        delivery_id, attempt, started_at, duration_ms, status_code, error, response_body)
+    values ($1, $2, $3, $4, $5, $6, $7)
+)
+update h2s_event_deliveries
+set status = $8, next_attempt_at = coalesce($9, next_attempt_at), last_status_code = $5,
+    last_error = $6, delivered_at = case when $8 = 'delivered' then clock_timestamp() end
+where delivery_id = $1 and attempts = $2 and status = 'pending'
+"""
+
+_RETRY_DELIVERY = """
+with retried as (
+    update h2s_event_deliveries d
+    set status = 'pending', tries = 0, next_attempt_at = '-infinity', last_error = null
+    from h2s_event_endpoints p
+    where d.delivery_id = $1 and p.endpoint_id = d.endpoint_id and p.status = 'enabled'
+    returning d.delivery_id
+)
+select delivery_id, pg_notify('h2s_events', '') from retried
+"""
+
+_GET_DELIVERY = """
+select d.delivery_id, d.endpoint_id, p.status as endpoint_status
+from h2s_event_deliveries d join h2s_event_endpoints p on p.endpoint_id = d.endpoint_id
+where d.delivery_id = $1
+"""
+
+_LIST_DELIVERIES = """
+select d.delivery_id, d.event_id, d.endpoint_id, d.status, d.attempts,
+       -- due at once ('-infinity') reads as due since it was written
+       greatest(d.next_attempt_at, d.created_at) as next_attempt_at, d.last_status_code,
+       d.last_error, d.created_at, d.delivered_at,
+       e.type, e.order_id, e.sequence,
+       coalesce((select jsonb_agg(jsonb_build_object(
+                        'attempt', a.attempt, 'started_at', a.started_at,
+                        'duration_ms', a.duration_ms, 'status_code', a.status_code,
+                        'error', a.error, 'response_body', a.response_body)
+                        order by a.attempt)
+                 from h2s_event_attempts a where a.delivery_id = d.delivery_id),
+                '[]'::jsonb) as attempt_list
+from h2s_event_deliveries d
+join h2s_events e on e.event_id = d.event_id
+where d.endpoint_id = $1 and ($2::text is null or d.status = $2)
+order by d.created_at desc, d.delivery_id
+limit $3
+"""
+
+# An order's events, each with its deliveries and their attempts, for the timeline.
+_ORDER_EVENTS = """
+select e.event_id, e.type, e.sequence, e.created_at,
+       coalesce((select jsonb_agg(jsonb_build_object(
+                        'delivery_id', d.delivery_id, 'endpoint_id', d.endpoint_id,
+                        'url', p.url, 'status', d.status, 'attempts',
+                        coalesce((select jsonb_agg(jsonb_build_object(
+                                         'attempt', a.attempt, 'started_at', a.started_at,
+                                         'duration_ms', a.duration_ms,
+                                         'status_code', a.status_code, 'error', a.error,
+                                         'response_body', a.response_body)
+                                         order by a.attempt)
+                                  from h2s_event_attempts a
+                                  where a.delivery_id = d.delivery_id), '[]'::jsonb))
+                        order by d.created_at, d.delivery_id)
+                 from h2s_event_deliveries d
+                 join h2s_event_endpoints p on p.endpoint_id = d.endpoint_id
+                 where d.event_id = e.event_id), '[]'::jsonb) as deliveries
+from h2s_events e
+where e.order_id = $1
+order by e.sequence
+"""
+
+
+async def lease_due(
+    conn: asyncpg.Connection, *, now: datetime, until: datetime, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(_LEASE_DUE, now, limit, until)
+
+
+async def record_attempt(
+    conn: asyncpg.Connection,
+    delivery_id: str,
+    attempt: int,
+    *,
+    started_at: datetime,
+    duration_ms: float,
+    status_code: int | None,
+    error: str | None,
+    response_body: str | None,
+    status: str,
+    next_attempt_at: datetime | None,
+) -> None:
+    await conn.execute(
+        _RECORD_ATTEMPT,
+        delivery_id,
+        attempt,
+        started_at,
+        duration_ms,
+        status_code,
+        error,
+        response_body,
+        status,
+        next_attempt_at,
+    )
+
+
+async def retry_delivery(conn: asyncpg.Connection, delivery_id: str) -> bool:
+    """Make a delivery due at once with a fresh schedule; False if its endpoint is not
+    enabled (or there is no such delivery)."""
+    return await conn.fetchrow(_RETRY_DELIVERY, delivery_id) is not None
+
+
+async def get_delivery(conn: asyncpg.Connection, delivery_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(_GET_DELIVERY, delivery_id)
+
+
+async def list_deliveries(
+    conn: asyncpg.Connection, endpoint_id: str, *, status: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(_LIST_DELIVERIES, endpoint_id, status, limit)
+
+
+async def order_events(conn: asyncpg.Connection, order_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(_ORDER_EVENTS, order_id)
+    return [dict(r) for r in rows]
