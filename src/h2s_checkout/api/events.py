@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -138,7 +138,7 @@ class EventEndpointController(Controller):
         endpoint_id: FromPath[str],
         db_pool: NamedDependency[asyncpg.Pool],
         status: Annotated[
-            str | None,
+            Literal["pending", "delivered", "failed", "cancelled"] | None,
             QueryParameter(required=False, description="pending, delivered, failed or cancelled"),
         ] = None,
         limit: Annotated[

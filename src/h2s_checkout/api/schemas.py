@@ -166,14 +166,31 @@ class Health(msgspec.Struct):
 # -- outbound events ----------------------------------------------------------------------
 
 
+# The types an endpoint may ask for (domain/events.py EVENT_TYPES), or * for all.
+EventTypeName = Annotated[
+    str,
+    Meta(
+        pattern=r"^(\*|order\.(created|paid|expired|cancelled|refund_pending|refunded|"
+        r"refund_failed))$"
+    ),
+]
+
+
 class EventEndpointIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     url: Annotated[
-        str, Meta(min_length=1, max_length=2048, description="http(s) URL that receives events")
+        str,
+        Meta(
+            min_length=1,
+            max_length=2048,
+            pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://",
+            description="http(s) URL that receives events",
+        ),
     ]
     event_types: (
         Annotated[
-            list[str],
+            list[EventTypeName],
             Meta(
+                min_length=1,
                 max_length=20,
                 description="Event types to receive (order.created, order.paid, ...), or *",
             ),
