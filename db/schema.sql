@@ -16,38 +16,66 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
--- Name: h2s_begin_checkout(text, text, text, text, timestamp with time zone, timestamp with time zone, timestamp with time zone, jsonb, jsonb, jsonb, text[], integer[]); Type: FUNCTION; Schema: public; Owner: -
+-- Name: h2s_begin_checkout(text, text, text, text, timestamp with time zone, timestamp with time zone, timestamp with time zone, text, jsonb, jsonb, text[], integer[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.h2s_begin_checkout(p_key_source text, p_idempotency_key text, p_derived_key text, p_request_fingerprint text, p_window_start timestamp with time zone, p_now timestamp with time zone, p_lease_until timestamp with time zone, p_new jsonb, p_steps jsonb, p_transition jsonb, p_limit_buckets text[] DEFAULT '{}'::text[], p_limits integer[] DEFAULT '{}'::integer[]) RETURNS TABLE(outcome text, checkout_id uuid, state text, response_status integer, response_json text, order_id text, job_id uuid, session_request jsonb, attempts integer, limited_by text, retry_after_s integer)
+CREATE FUNCTION public.h2s_begin_checkout(p_key_source text, p_idempotency_key text, p_derived_key text, p_request_fingerprint text, p_window_start timestamp with time zone, p_now timestamp with time zone, p_lease_until timestamp with time zone, p_new text, p_steps jsonb, p_transition jsonb, p_limit_buckets text[] DEFAULT '{}'::text[], p_limits integer[] DEFAULT '{}'::integer[]) RETURNS TABLE(outcome text, checkout_id uuid, state text, response_status integer, response_json text, order_id text, job_id uuid, session_request jsonb, attempts integer, limited_by text, retry_after_s integer)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
 declare
-    c h2s_checkouts;
-    v_checkout_id uuid := (p_new->>'checkout_id')::uuid;
+    c record;
+    v_new jsonb;
+    v_checkout_id uuid;
     v_recipient_id uuid;
     v_job record;
     v_attempts integer;
     v_limit_window timestamptz := date_trunc('minute', p_now);
     v_limit record;
     v_hits integer;
+    v_looked_twice boolean := false;
 begin
-    c := h2s_find_claimed_checkout(p_key_source, p_idempotency_key, p_derived_key, p_window_start);
-    if c.checkout_id is not null and c.key_source = 'client'
-       and c.request_fingerprint <> p_request_fingerprint then
-        return query select 'key_reused', c.checkout_id, c.state, null::integer, null::text,
-                            null::text, null::uuid, null::jsonb, null::integer,
-                            null::text, null::integer;
-        return;
-    end if;
-    if c.checkout_id is null or c.response_status is null then
+    <<look>>
+    loop
+        -- The checkout this request retries: by client key, or by derived key within the
+        -- window (20261127000006: a booking that ended unkept holds nothing).
+        if p_key_source = 'client' then
+            select k.checkout_id, k.key_source, k.request_fingerprint, k.state,
+                   k.response_status, k.response_body, k.order_id, k.job_id, k.attempts,
+                   k.locked_until
+            into c
+            from h2s_checkouts k
+            where k.key_source = 'client' and k.idempotency_key = p_idempotency_key
+              and k.state <> 'cleaned';
+        else
+            select k.checkout_id, k.key_source, k.request_fingerprint, k.state,
+                   k.response_status, k.response_body, k.order_id, k.job_id, k.attempts,
+                   k.locked_until
+            into c
+            from h2s_checkouts k
+            where k.derived_key = p_derived_key
+              and k.state not in ('cleaned', 'expired', 'payment_failed', 'cancelled',
+                                  'refund_pending', 'refunded', 'refund_failed')
+              and k.created_at > p_window_start
+            order by k.created_at desc
+            limit 1;
+        end if;
+        if c.checkout_id is not null and c.key_source = 'client'
+           and c.request_fingerprint <> p_request_fingerprint then
+            return query select 'key_reused', c.checkout_id, c.state, null::integer,
+                                null::text, null::text, null::uuid, null::jsonb,
+                                null::integer, null::text, null::integer;
+            return;
+        end if;
+        exit look when v_looked_twice or (c.checkout_id is not null
+                                          and c.response_status is not null);
+        -- Not answered yet (or not there): queue behind the key's lock, then look again
+        -- with a fresh snapshot that sees what the lock's previous holder committed.
         perform pg_advisory_xact_lock(hashtextextended(
             'h2s-checkout:' || p_key_source || ':'
                 || coalesce(p_idempotency_key, p_derived_key), 0));
-        c := h2s_find_claimed_checkout(
-            p_key_source, p_idempotency_key, p_derived_key, p_window_start);
-    end if;
+        v_looked_twice := true;
+    end loop;
 
     if c.checkout_id is null then
         -- The limits, on this path only. Each bucket's advisory lock is taken before its
@@ -70,8 +98,11 @@ begin
             end if;
         end loop;
 
+        v_new := p_new::jsonb;
+        v_checkout_id := (v_new->>'checkout_id')::uuid;
+
         insert into h2s_recipients (email_normalized, email, name, phone)
-        values (p_new->>'email_normalized', p_new->>'email', p_new->>'name', p_new->>'phone')
+        values (v_new->>'email_normalized', v_new->>'email', v_new->>'name', v_new->>'phone')
         on conflict (email_normalized) do update
             set name = excluded.name, phone = excluded.phone, email = excluded.email,
                 updated_at = now()
@@ -83,25 +114,25 @@ begin
             session_request, order_id, job_id)
         values (
             v_checkout_id, p_transition->>'to_state', p_idempotency_key, p_key_source,
-            p_derived_key, p_request_fingerprint, p_new->'request_body',
-            p_new->>'stripe_idempotency_key', p_now, (p_transition->>'at')::timestamptz,
-            p_lease_until, p_new->'session_request', p_new->>'order_id',
-            (p_new->>'job_id')::uuid);
+            p_derived_key, p_request_fingerprint, v_new->'request_body',
+            v_new->>'stripe_idempotency_key', p_now, (p_transition->>'at')::timestamptz,
+            p_lease_until, v_new->'session_request', v_new->>'order_id',
+            (v_new->>'job_id')::uuid);
 
         insert into h2s_orders (
             order_id, checkout_id, recipient_id, status, customer, items,
             subtotal_cents, total_cents, currency, created_at, updated_at)
         values (
-            p_new->>'order_id', v_checkout_id, v_recipient_id, 'pending_payment',
-            p_new->'customer', p_new->'items', (p_new->>'subtotal_cents')::integer,
-            (p_new->>'total_cents')::integer, p_new->>'currency', p_now, p_now);
+            v_new->>'order_id', v_checkout_id, v_recipient_id, 'pending_payment',
+            v_new->'customer', v_new->'items', (v_new->>'subtotal_cents')::integer,
+            (v_new->>'total_cents')::integer, v_new->>'currency', p_now, p_now);
 
         insert into h2s_dispatch_jobs (
             job_id, order_id, recipient_id, sequence_id, step_id, status, due_at, metadata,
             created_at, updated_at)
-        select (p_new->>'job_id')::uuid, p_new->>'order_id', v_recipient_id, s.sequence_id,
-               st.step_id, 'queued', (p_new->>'job_due_at')::timestamptz,
-               p_new->'job_metadata', p_now, p_now
+        select (v_new->>'job_id')::uuid, v_new->>'order_id', v_recipient_id, s.sequence_id,
+               st.step_id, 'queued', (v_new->>'job_due_at')::timestamptz,
+               v_new->'job_metadata', p_now, p_now
         from h2s_dispatch_sequences s
         join h2s_dispatch_steps st on st.sequence_id = s.sequence_id and st.is_start
         where s.is_default
@@ -116,7 +147,7 @@ begin
                 'event', 'order_and_job.created',
                 'at', (p_transition->>'at')::timestamptz - interval '1 microsecond',
                 'detail', jsonb_build_object(
-                    'recipient_id', v_recipient_id, 'order_id', p_new->>'order_id',
+                    'recipient_id', v_recipient_id, 'order_id', v_new->>'order_id',
                     'job_id', v_job.job_id, 'sequence_id', v_job.sequence_id,
                     'step_id', v_job.step_id, 'due_at', v_job.due_at)),
             p_transition || '{"kind": "transition"}'));
@@ -128,16 +159,16 @@ begin
         end if;
 
         return query select 'created', v_checkout_id, p_transition->>'to_state',
-                            null::integer, null::text, p_new->>'order_id',
-                            (p_new->>'job_id')::uuid, p_new->'session_request', 1,
+                            null::integer, null::text, v_new->>'order_id',
+                            (v_new->>'job_id')::uuid, v_new->'session_request', 1,
                             null::text, null::integer;
         return;
     end if;
 
     if c.response_status is not null then
-        perform h2s_write_trace_rows(c.checkout_id, jsonb_build_array(jsonb_build_object(
-            'event', 'checkout.replayed', 'detail',
-            jsonb_build_object('key_source', p_key_source))));
+        insert into h2s_checkout_traces (checkout_id, kind, event, detail)
+        values (c.checkout_id, 'step', 'checkout.replayed',
+                jsonb_build_object('key_source', p_key_source));
         return query select 'replayed', c.checkout_id, c.state, c.response_status,
                             c.response_body::text, c.order_id, c.job_id, null::jsonb,
                             c.attempts, null::text, null::integer;
@@ -145,22 +176,24 @@ begin
     end if;
 
     if c.state = 'job_queued' and (c.locked_until is null or c.locked_until <= p_now) then
-        update h2s_checkouts
-        set locked_until = p_lease_until, attempts = h2s_checkouts.attempts + 1
-        where checkout_id = c.checkout_id
-        returning h2s_checkouts.attempts into v_attempts;
-        perform h2s_write_trace_rows(c.checkout_id, jsonb_build_array(jsonb_build_object(
-            'event', 'checkout.resumed', 'detail',
-            jsonb_build_object('attempt', v_attempts, 'from_state', 'job_queued'))));
+        update h2s_checkouts k
+        set locked_until = p_lease_until, attempts = k.attempts + 1
+        where k.checkout_id = c.checkout_id
+        returning k.attempts into v_attempts;
+        insert into h2s_checkout_traces (checkout_id, kind, event, detail)
+        values (c.checkout_id, 'step', 'checkout.resumed',
+                jsonb_build_object('attempt', v_attempts, 'from_state', 'job_queued'));
         return query select 'resumed', c.checkout_id, c.state, null::integer, null::text,
-                            c.order_id, c.job_id, c.session_request, v_attempts,
-                            null::text, null::integer;
+                            c.order_id, c.job_id,
+                            (select k.session_request from h2s_checkouts k
+                             where k.checkout_id = c.checkout_id),
+                            v_attempts, null::text, null::integer;
         return;
     end if;
 
-    perform h2s_write_trace_rows(c.checkout_id, jsonb_build_array(jsonb_build_object(
-        'event', 'checkout.conflict', 'detail',
-        jsonb_build_object('state', c.state, 'key_source', p_key_source))));
+    insert into h2s_checkout_traces (checkout_id, kind, event, detail)
+    values (c.checkout_id, 'step', 'checkout.conflict',
+            jsonb_build_object('state', c.state, 'key_source', p_key_source));
     return query select 'conflict', c.checkout_id, c.state, null::integer, null::text,
                         c.order_id, c.job_id, null::jsonb, c.attempts,
                         null::text, null::integer;
@@ -1362,4 +1395,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261128000002'),
     ('20261129000001'),
     ('20261129000002'),
-    ('20261129000003');
+    ('20261129000003'),
+    ('20261130000001');

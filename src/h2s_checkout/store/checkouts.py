@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 
 JOB_DUE_AFTER = timedelta(hours=24)
 
@@ -158,6 +159,8 @@ async def search_by_email(
     return await conn.fetch(_SEARCH_BY_EMAIL, email_normalized, limit)
 
 
+_json = msgspec.json.Encoder()
+
 _BEGIN_CHECKOUT = (
     "select * from h2s_begin_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 )
@@ -197,7 +200,8 @@ async def begin_checkout(
         window_start,
         now,
         lease_until,
-        new,
+        # As text: the function parses it only if it writes the new checkout.
+        _json.encode(new).decode(),
         steps,
         transition,
         [bucket for bucket, _ in limits],
