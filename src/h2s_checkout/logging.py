@@ -48,7 +48,9 @@ def _mask_value(key: str, value: Any) -> Any:
     if key in _CONTACT_KEYS and isinstance(value, str):
         return mask_email(value) if "@" in value else mask_phone(value)
     if isinstance(value, str):
-        return _SECRET_PATTERN.sub("[redacted]", value)
+        # Every secret the pattern knows has an underscore: most values (paths, ids,
+        # states) have none and skip the regex, which runs on every log line's fields.
+        return _SECRET_PATTERN.sub("[redacted]", value) if "_" in value else value
     if isinstance(value, dict):
         return {k: _mask_value(str(k).lower(), v) for k, v in value.items()}
     return value
