@@ -283,6 +283,12 @@ class _Compiler:
             name = self._exact.get(value)
             return None if name is None else (lambda ctx: ctx[name])
         if isinstance(value, str):
+            document = _json_object(value)
+            if document is not None:
+                # A JSON document sent as text (phase 1's new checkout): its values are
+                # substituted as a dict's, and the text encoded again, as the flow does.
+                inner = self.compile(document)
+                return None if inner is None else (lambda ctx: _encode_json(inner(ctx)))
             return self._compile_text(value)
         if isinstance(value, datetime):
             return lambda ctx: value + ctx[_SHIFT]
@@ -366,7 +372,25 @@ def _ignorable(value: Any) -> bool:
     )
 
 
+def _json_object(value: str) -> dict[str, Any] | None:
+    """The object a string holds as JSON text, if it is one."""
+    if not value.startswith("{"):
+        return None
+    try:
+        found = msgspec.json.decode(value)
+    except msgspec.DecodeError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _encode_json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
 def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+    if isinstance(a, str) and isinstance(b, str):
+        a = _json_object(a) or a
+        b = _json_object(b) or b
     if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
         for k in a:
             _diff(a[k], b[k], f"{path}.{k}", out)
