@@ -9,27 +9,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+# The joins are written as NOT EXISTS: an anti join that probes the other table's index for
+# each row of the window. As LEFT JOIN ... IS NULL on a column outside the join clause,
+# PostgreSQL hashed all of h2s_dispatch_jobs instead (a full scan: 370 ms of the doctor's
+# 1.6 s with a million checkouts stored, 100 ms as written here).
+
 # Joined on the real column: phase 1 writes the order and its job in one transaction.
 ORDERS_WITHOUT_JOBS = """
 select count(*) as n, (array_agg(o.order_id order by o.created_at desc))[1:5] as examples
 from h2s_orders o
-left join h2s_dispatch_jobs j on j.order_id = o.order_id
-where o.created_at > $1 and j.job_id is null
+where o.created_at > $1
+  and not exists (select 1 from h2s_dispatch_jobs j where j.order_id = o.order_id)
 """
 
 # The seed's own verification query: the job found through its metadata's order id.
 ORDERS_WITHOUT_JOBS_BY_METADATA = """
 select count(*) as n, (array_agg(o.order_id order by o.created_at desc))[1:5] as examples
 from h2s_orders o
-left join h2s_dispatch_jobs j on j.metadata->>'order_id' = o.order_id
-where o.created_at > $1 and j.job_id is null
+where o.created_at > $1
+  and not exists (
+      select 1 from h2s_dispatch_jobs j where j.metadata->>'order_id' = o.order_id)
 """
 
 JOBS_WITHOUT_ORDERS = """
 select count(*) as n, (array_agg(j.job_id::text order by j.created_at desc))[1:5] as examples
 from h2s_dispatch_jobs j
-left join h2s_orders o on o.order_id = j.order_id
-where j.created_at > $1 and o.order_id is null
+where j.created_at > $1
+  and not exists (select 1 from h2s_orders o where o.order_id = j.order_id)
 """
 
 # The reconciler resumes or cleans these within minutes; one still here is stuck.
