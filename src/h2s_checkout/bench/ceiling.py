@@ -469,7 +469,7 @@ def _label(call: Call) -> str:
 
 
 def _fresh_seeds(compiled: Compiled, tag: str, n: int) -> dict[str, Any]:
-    checkout_id = uuid.uuid4()
+    checkout_id = keys.new_checkout_id()
     digest = hashlib.sha256(checkout_id.bytes).hexdigest()
     fresh: dict[str, Any] = {
         "checkout_id": checkout_id,

@@ -275,7 +275,7 @@ class CheckoutFlow:
     # -- phase 1's inputs -----------------------------------------------------------------
 
     def _new_plan(self, command: CheckoutCommand, cart: PricedCart, now: datetime) -> Plan:
-        checkout_id = uuid.uuid4()
+        checkout_id = keys.new_checkout_id()
         order_id = keys.order_id_for(checkout_id)
         job_id = keys.job_id_for(checkout_id)
         base = self._settings.public_base_url
