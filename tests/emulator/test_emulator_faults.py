@@ -34,7 +34,8 @@ def _clean(server: EmulatorServer) -> Iterator[None]:
 async def sdk(
     request: pytest.FixtureRequest, server: EmulatorServer
 ) -> AsyncIterator[stripe.StripeClient]:
-    http_client = make_http_client(request.param, timeout=0.5)
+    # 1.5 s: well above the 0.3 s latency fault on a busy machine, well below the hang.
+    http_client = make_http_client(request.param, timeout=1.5)
     yield make_client(server.base_url, http_client)
     await http_client.close_async()
 
@@ -46,7 +47,7 @@ async def sdk(
         ({"kind": "status", "status": 503}, stripe.APIError, 503),
         ({"kind": "status", "status": 429}, stripe.RateLimitError, 429),
         ({"kind": "status", "status": 400}, stripe.InvalidRequestError, 400),
-        ({"kind": "timeout", "seconds": 3}, stripe.APIConnectionError, None),
+        ({"kind": "timeout", "seconds": 6}, stripe.APIConnectionError, None),
         ({"kind": "drop"}, stripe.APIConnectionError, None),
     ],
 )
@@ -70,7 +71,7 @@ async def test_fault_maps_to_sdk_exception(
     if status is not None:
         assert caught.value.headers["request-id"].startswith("req_")
     if fault["kind"] == "timeout":
-        assert 0.4 < elapsed < 2.5  # the client's 0.5 s timeout, not the 3 s hang
+        assert 1.4 < elapsed < 5  # the client's 1.5 s timeout, not the 6 s hang
     # The fault hit once; the request never reached the API, so only the
     # follow-up created a session.
     assert after.status == "open"
