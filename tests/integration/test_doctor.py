@@ -125,6 +125,28 @@ async def test_a_job_whose_order_is_gone_is_counted(client, db, stripe):
     assert found == CLEAN | {"jobs_without_orders": 1}
 
 
+async def test_an_order_and_job_with_far_apart_timestamps_still_find_each_other(
+    client, db, stripe
+):
+    # The joins first look for a partner made in the same window; one made days apart (a
+    # hand edit, a restore) must still be found by the exact lookup behind it.
+    body = (await healthy_history(client, stripe))[0]
+    await db.execute(
+        "update h2s_dispatch_jobs set created_at = now() - interval '10 days' where order_id = $1",
+        body["order_id"],
+    )
+    assert await counts(client, db) == CLEAN
+
+    await db.execute(
+        "update h2s_dispatch_jobs set created_at = now() where order_id = $1", body["order_id"]
+    )
+    await db.execute(
+        "update h2s_orders set created_at = now() - interval '10 days' where order_id = $1",
+        body["order_id"],
+    )
+    assert await counts(client, db) == CLEAN
+
+
 async def test_old_anomalies_are_outside_the_window(client, db, stripe):
     body = (await healthy_history(client, stripe))[0]
     await db.execute("update h2s_checkouts set job_id = null where order_id = $1", body["order_id"])
