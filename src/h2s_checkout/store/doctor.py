@@ -22,49 +22,36 @@ from typing import Any, Protocol
 # whole tables first). OFFSET 0 keeps that lookup a subplan run per leftover row: as a
 # join, the planner, expecting many leftovers, would scan the whole table for a few.
 
-# Joined on the real column.
-ORDERS_WITHOUT_JOBS = """
-with near as materialized (
-    select order_id from h2s_dispatch_jobs where created_at > $1::timestamptz - interval '1 hour'
-), unmatched as materialized (
-    select o.order_id, o.created_at from h2s_orders o
-    where o.created_at > $1
-      and not exists (select 1 from near where near.order_id = o.order_id)
-)
-select count(*) as n, (array_agg(u.order_id order by u.created_at desc))[1:5] as examples
-from unmatched u
-where not exists (
-    select 1 from h2s_dispatch_jobs j where j.order_id = u.order_id offset 0)
-"""
 
-# The seed's own verification query: the job found through its metadata's order id.
-ORDERS_WITHOUT_JOBS_BY_METADATA = """
+def _without_partner(table: str, example: str, partner: str, partner_key: str) -> str:
+    """Rows of ``table`` in the window whose order id no row of ``partner`` carries (in
+    ``partner_key``): the window's hash anti join, then an index lookup per leftover.
+    Called only below, with this module's own table and column names."""
+    return f"""
 with near as materialized (
-    select metadata->>'order_id' as order_id from h2s_dispatch_jobs
+    select {partner_key} as order_id from {partner}
     where created_at > $1::timestamptz - interval '1 hour'
 ), unmatched as materialized (
-    select o.order_id, o.created_at from h2s_orders o
-    where o.created_at > $1
-      and not exists (select 1 from near where near.order_id = o.order_id)
+    select t.order_id, t.created_at, {example} as example from {table} t
+    where t.created_at > $1
+      and not exists (select 1 from near where near.order_id = t.order_id)
 )
-select count(*) as n, (array_agg(u.order_id order by u.created_at desc))[1:5] as examples
+select count(*) as n, (array_agg(u.example order by u.created_at desc))[1:5] as examples
 from unmatched u
 where not exists (
-    select 1 from h2s_dispatch_jobs j where j.metadata->>'order_id' = u.order_id offset 0)
-"""
+    select 1 from {partner} p where p.{partner_key} = u.order_id offset 0)
+"""  # noqa: S608
 
-JOBS_WITHOUT_ORDERS = """
-with near as materialized (
-    select order_id from h2s_orders where created_at > $1::timestamptz - interval '1 hour'
-), unmatched as materialized (
-    select j.job_id, j.order_id, j.created_at from h2s_dispatch_jobs j
-    where j.created_at > $1
-      and not exists (select 1 from near where near.order_id = j.order_id)
+
+# Joined on the real column.
+ORDERS_WITHOUT_JOBS = _without_partner("h2s_orders", "t.order_id", "h2s_dispatch_jobs", "order_id")
+# The seed's own verification query: the job found through its metadata's order id.
+ORDERS_WITHOUT_JOBS_BY_METADATA = _without_partner(
+    "h2s_orders", "t.order_id", "h2s_dispatch_jobs", "metadata->>'order_id'"
 )
-select count(*) as n, (array_agg(u.job_id::text order by u.created_at desc))[1:5] as examples
-from unmatched u
-where not exists (select 1 from h2s_orders o where o.order_id = u.order_id offset 0)
-"""
+JOBS_WITHOUT_ORDERS = _without_partner(
+    "h2s_dispatch_jobs", "t.job_id::text", "h2s_orders", "order_id"
+)
 
 # The reconciler resumes or cleans these within minutes; one still here is stuck.
 STUCK_CHECKOUTS = """
