@@ -3,10 +3,14 @@ the subscriber set by the environment."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import pytest
 
 from events_receiver import EventReceiver
 from h2s_checkout.domain.events import new_secret
+from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer
 from h2s_checkout.flows.event_endpoints import ENVIRONMENT_ENDPOINT_ID, sync_environment_endpoint
 from support import checkout_body
 
@@ -51,3 +55,25 @@ async def test_the_environment_endpoint_follows_the_environment(client, db):
     row = await db.fetchrow("select * from h2s_event_endpoints")
     assert row["status"] == "disabled"
     assert "no longer set" in row["status_reason"]
+
+
+async def test_the_loop_ends_when_a_wake_up_and_the_shutdown_land_together(database_url, db):
+    """A NOTIFY arriving in the tick the app stops must not keep the loop alive: on Python
+    3.11 asyncio.wait_for swallowed that cancel and the shutdown waited a poll, then forever."""
+    deliverer = EventDeliverer(
+        database_url, DeliverySettings(poll_interval=timedelta(seconds=60))
+    )
+
+    async def start_then_stop() -> None:
+        async with deliverer.running():
+            await asyncio.sleep(0.5)  # the loop is waiting for a wake-up or its poll
+            deliverer._wake.set()  # what the NOTIFY listener does
+        # Leaving the context cancels the loop in the same tick the wake-up lands.
+
+    stopping = asyncio.create_task(start_then_stop())
+    done, _ = await asyncio.wait({stopping}, timeout=20)
+    if not done:
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
+    assert done, "the delivery loop outlived its context: the shutdown hung"
+    stopping.result()

@@ -165,11 +165,12 @@ class EventDeliverer:
             yield
         finally:
             # An attempt cut short here is sent again when its lease ends (at least once).
-            for task in [*tasks, *self._in_flight]:
+            stopping = [*tasks, *self._in_flight]
+            for task in stopping:
                 task.cancel()
-            for task in [*tasks, *self._in_flight]:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # gather, not `suppress(CancelledError)` around each await: that would also
+            # swallow a cancel of the task running this shutdown.
+            await asyncio.gather(*stopping, return_exceptions=True)
             await self.close()
 
     async def close(self) -> None:
@@ -196,10 +197,12 @@ class EventDeliverer:
                     self._spawn(delivery)
                 if leased and len(leased) == free:
                     continue  # there may be more due
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # lands in the tick its inner wait finishes (a NOTIFY just as the app stops),
+            # and this loop would then outlive its context and hang the shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), self._settings.poll_interval.total_seconds()
-                )
+                async with asyncio.timeout(self._settings.poll_interval.total_seconds()):
+                    await self._wake.wait()
 
     def _spawn(self, delivery: asyncpg.Record) -> None:
         task = asyncio.create_task(self._deliver(delivery))
