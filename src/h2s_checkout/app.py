@@ -34,7 +34,7 @@ from h2s_checkout.api.sessions import STORE_NAME, PostgresSessionStore, session_
 from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.event_endpoints import sync_environment_endpoint
 from h2s_checkout.flows.periodic import every
-from h2s_checkout.flows.reaper import reap_keys, reap_sessions_and_counters
+from h2s_checkout.flows.reaper import reap_events, reap_keys, reap_sessions_and_counters
 from h2s_checkout.logging import configure_logging, get_logger
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import Settings
@@ -92,6 +92,14 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
                     timedelta(minutes=15),
                     lambda: reap_sessions_and_counters(services.pool, clock),
                     name="h2s-session-reaper",
+                )
+            )
+            event_retention = timedelta(days=settings.event_retention_days)
+            await stack.enter_async_context(
+                every(
+                    timedelta(minutes=15),
+                    lambda: reap_events(services.pool, event_retention),
+                    name="h2s-event-reaper",
                 )
             )
             if settings.reconcile_interval_s:

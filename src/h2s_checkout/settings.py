@@ -57,6 +57,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     events_poll_s: float = 1.0
     events_timeout_s: float = 15.0
+    # Ended deliveries are kept this long for the timeline and the deliveries list.
+    event_retention_days: int = 30
     events_allow_private: bool = False
     event_endpoint_url: str | None = None
     event_endpoint_secret: str | None = None
@@ -238,6 +240,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_networks(env, "H2S_TRUSTED_PROXIES"),
         events_poll_s=_float(env, "H2S_EVENTS_POLL_S", 1.0, 0, 60),
         events_timeout_s=_float(env, "H2S_EVENTS_TIMEOUT_S", 15.0, 0.1, 120),
+        # Above the retry schedule (about 28 h), so a failed delivery can still be retried.
+        event_retention_days=_int(env, "H2S_EVENT_RETENTION_DAYS", 30, 3, 3650),
         events_allow_private=allow_private,
         event_endpoint_url=event_url,
         event_endpoint_secret=event_secret,

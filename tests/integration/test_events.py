@@ -13,7 +13,9 @@ from events_receiver import EventReceiver
 from h2s_checkout.domain.events import new_secret
 from h2s_checkout.flows.doctor import DoctorOptions, run_checks
 from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer, GuardedResolver
+from h2s_checkout.flows.reaper import reap_events
 from h2s_checkout.store import outbox
+from h2s_checkout.store.traces import utcnow
 from support import checkout_body, signed, stripe_event, table_counts
 
 ENDPOINTS = "/api/event-endpoints"
@@ -439,3 +441,60 @@ async def test_the_sender_judges_every_address_again_when_it_connects(
 async def test_options_names_every_method_of_the_endpoints_path(client, admin):
     answer = await client.options(ENDPOINTS, headers=admin)
     assert (answer.status_code, answer.headers["allow"]) == (204, "GET, OPTIONS, POST")
+
+
+# -- retention --------------------------------------------------------------------------
+
+
+async def test_ended_events_past_retention_go_but_each_orders_latest_and_pending_stay(
+    client, admin, db, stripe, deliverer, receiver
+):
+    await subscribe(client, admin, receiver.url)
+    paid = await checkout(client, "paid@example.com")
+    await stripe_says(
+        client, "checkout.session.completed", stripe.complete_session(paid["pay"]["session_id"])
+    )
+    waiting = await checkout(client, "waiting@example.com")
+    assert (await deliverer.run_once())["delivered"] == 3
+    async with db.transaction():
+        await outbox.enqueue_order_event(db, waiting["order_id"], "order.cancelled")
+    # The waiting order's first event is being retried: still pending.
+    await db.execute(
+        "update h2s_event_deliveries d set status = 'pending' from h2s_events e"
+        " where e.event_id = d.event_id and e.order_id = $1 and e.sequence = 1",
+        waiting["order_id"],
+    )
+    pool = client.app.state.db_pool
+    month = timedelta(days=30)
+
+    assert await reap_events(pool, month) == 0  # nothing is a month old yet
+
+    gone = await db.fetchval(
+        "select d.delivery_id from h2s_events e join h2s_event_deliveries d using (event_id)"
+        " where e.order_id = $1 and e.sequence = 1",
+        paid["order_id"],
+    )
+    a_month_on = lambda: utcnow() + timedelta(days=31)  # noqa: E731
+    assert await reap_events(pool, month, a_month_on) == 1
+    left = await db.fetch("select order_id, sequence, type from h2s_events order by 1, 2")
+    assert sorted((r["order_id"], r["sequence"], r["type"]) for r in left) == sorted(
+        [
+            (paid["order_id"], 2, "order.paid"),  # the order's latest stays
+            (waiting["order_id"], 1, "order.created"),  # still being delivered
+            (waiting["order_id"], 2, "order.cancelled"),
+        ]
+    )
+    for table in ("h2s_event_deliveries", "h2s_event_attempts"):
+        assert await db.fetchval(f"select count(*) from {table} where delivery_id = $1", gone) == 0
+    # The paid order's next event still counts on from its last: a receiver keeps it.
+    async with db.transaction():
+        await outbox.enqueue_order_event(db, paid["order_id"], "order.refund_pending")
+    assert await db.fetchval(
+        "select max(sequence) from h2s_events where order_id = $1", paid["order_id"]
+    ) == 3
+    # Now order.paid is no longer its order's latest: the next pass takes it, not the new one.
+    assert await reap_events(pool, month, a_month_on) == 1
+    assert [
+        r["type"]
+        for r in await db.fetch("select type from h2s_events where order_id = $1", paid["order_id"])
+    ] == ["order.refund_pending"]

@@ -1,6 +1,6 @@
 """The reapers: forget client Idempotency-Keys past retention, those of checkouts and
-those of operators' requests (the checkouts and the orders stay), and sign-in sessions
-and limit counters whose time is over."""
+those of operators' requests (the checkouts and the orders stay), sign-in sessions and
+limit counters whose time is over, and outbound events whose deliveries ended long ago."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from h2s_checkout.logging import get_logger
-from h2s_checkout.store import admin_sessions, checkouts, rate_counters, refunds
+from h2s_checkout.store import admin_sessions, checkouts, outbox, rate_counters, refunds
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import utcnow
 
@@ -44,3 +44,29 @@ async def reap_sessions_and_counters(
     if sessions or counters:
         log.info("access.reaped", sessions=sessions, counter_windows=counters)
     return sessions, counters
+
+
+# A pass deletes at most EVENT_BATCHES x EVENT_BATCH events, each batch its own short
+# statement, so it stays well inside the pass's database bound; a backlog (retention
+# shortened, or the reaper off for a while) drains over the following passes.
+EVENT_BATCH = 5_000
+EVENT_BATCHES = 10
+
+
+async def reap_events(
+    pool: asyncpg.Pool, retention: timedelta, clock: Callable[[], datetime] = utcnow
+) -> int:
+    """One pass over the outbox: events older than ``retention`` whose deliveries have
+    all ended go, with their deliveries and attempts; each order's latest event and any
+    event still being delivered stay. Safe on many replicas at once (SKIP LOCKED)."""
+    before = clock() - retention
+    reaped = 0
+    for _ in range(EVENT_BATCHES):
+        async with connection(pool) as conn:
+            count = await outbox.prune_events(conn, before, batch=EVENT_BATCH)
+        reaped += count
+        if count < EVENT_BATCH:
+            break
+    if reaped:
+        log.info("events.reaped", count=reaped, retention_days=retention.days)
+    return reaped

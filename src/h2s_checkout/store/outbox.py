@@ -282,3 +282,31 @@ async def list_deliveries(
 async def order_events(conn: asyncpg.Connection, order_id: str) -> list[dict[str, Any]]:
     rows = await conn.fetch(_ORDER_EVENTS, order_id)
     return [dict(r) for r in rows]
+
+
+# Events past retention whose deliveries have all ended (delivered, failed, cancelled),
+# oldest first, a batch at a time; their deliveries and attempts go with them (on delete
+# cascade). An order's latest event always stays: h2s_enqueue_order_event counts the next
+# sequence from it, and a receiver drops an event whose sequence is not above the last it
+# saw, so forgetting it would make the order's next event look old.
+_PRUNE_EVENTS = """
+with ended as (
+    select e.event_id
+    from h2s_events e
+    where e.created_at < $1
+      and exists (select 1 from h2s_events newer
+                  where newer.order_id = e.order_id and newer.sequence > e.sequence)
+      and not exists (select 1 from h2s_event_deliveries d
+                      where d.event_id = e.event_id and d.status = 'pending')
+    order by e.created_at
+    limit $2
+    for update of e skip locked
+)
+delete from h2s_events e using ended where e.event_id = ended.event_id
+"""
+
+
+async def prune_events(conn: asyncpg.Connection, before: datetime, *, batch: int) -> int:
+    """Delete up to ``batch`` ended events written before ``before``; how many went."""
+    status: str = await conn.execute(_PRUNE_EVENTS, before, batch)
+    return int(status.rsplit(" ", 1)[1])
