@@ -32,9 +32,10 @@ doctor *args:
 schema:
     {{python}} -m h2s_checkout.store.schema_dump db/schema.sql
 
-# ruff on the source and the tests, mypy on the source
+# ruff (lint and format check) on the source and the tests, mypy on the source
 lint:
     {{python}} -m ruff check src tests
+    {{python}} -m ruff format --check src tests
     {{python}} -m mypy
 
 # Format with ruff

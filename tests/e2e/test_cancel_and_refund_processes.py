@@ -85,8 +85,9 @@ async def test_a_crash_between_the_refund_call_and_its_write_still_makes_one_ref
     assert len(stripe.list_refunds()) == 1
     keys = {r.idempotency_key for r in stripe.find_requests(REFUNDS)}
     assert keys == {f"h2s-refund-{body['order_id']}-1"}
-    assert await db.fetchval("select stripe_refund_id from h2s_refunds") == (
-        stripe.list_refunds()[0]["id"]
+    assert (
+        await db.fetchval("select stripe_refund_id from h2s_refunds")
+        == (stripe.list_refunds()[0]["id"])
     )
 
 

@@ -259,11 +259,14 @@ async def test_a_silent_database_answers_503_within_the_bound_and_writes_nothing
         assert row["transitions"] == 1
     for table in ("h2s_checkouts", "h2s_orders", "h2s_dispatch_jobs", "h2s_recipients"):
         assert after[table] == before[table] + 3 + len(late), (table, before, after)
-    assert await db.fetchval(
-        "select count(*) from h2s_checkouts where state = any($1::text[])"
-        " and request_body->'customer'->>'email' not like 'silent-%'",
-        list(NOT_FINAL),
-    ) == 0
+    assert (
+        await db.fetchval(
+            "select count(*) from h2s_checkouts where state = any($1::text[])"
+            " and request_body->'customer'->>'email' not like 'silent-%'",
+            list(NOT_FINAL),
+        )
+        == 0
+    )
 
 
 async def test_silence_between_the_phases_is_finished_by_the_retry(server, proxy, db, stripe):

@@ -125,9 +125,7 @@ async def test_a_job_whose_order_is_gone_is_counted(client, db, stripe):
     assert found == CLEAN | {"jobs_without_orders": 1}
 
 
-async def test_an_order_and_job_with_far_apart_timestamps_still_find_each_other(
-    client, db, stripe
-):
+async def test_an_order_and_job_with_far_apart_timestamps_still_find_each_other(client, db, stripe):
     # The joins first look for a partner made in the same window; one made days apart (a
     # hand edit, a restore) must still be found by the exact lookup behind it.
     body = (await healthy_history(client, stripe))[0]

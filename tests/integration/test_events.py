@@ -489,9 +489,12 @@ async def test_ended_events_past_retention_go_but_each_orders_latest_and_pending
     # The paid order's next event still counts on from its last: a receiver keeps it.
     async with db.transaction():
         await outbox.enqueue_order_event(db, paid["order_id"], "order.refund_pending")
-    assert await db.fetchval(
-        "select max(sequence) from h2s_events where order_id = $1", paid["order_id"]
-    ) == 3
+    assert (
+        await db.fetchval(
+            "select max(sequence) from h2s_events where order_id = $1", paid["order_id"]
+        )
+        == 3
+    )
     # Now order.paid is no longer its order's latest: the next pass takes it, not the new one.
     assert await reap_events(pool, month, a_month_on) == 1
     assert [

@@ -91,7 +91,7 @@ async def test_seq_follows_the_order_in_which_steps_happened(client, admin, stri
     first = (await client.post("/api/checkout", json=checkout_body())).json()
     await client.post("/api/checkout", json=checkout_body())  # a replay
     stripe.faults.add("status", "POST /v1/checkout/sessions", status=400, times=1)
-    failed = (await client.post("/api/checkout", json=checkout_body(email="bo@example.com")))
+    failed = await client.post("/api/checkout", json=checkout_body(email="bo@example.com"))
     assert failed.status_code == 502
 
     for trace_id in (first["checkout_trace_id"], failed.json()["checkout_trace_id"]):

@@ -90,8 +90,11 @@ async def timeline(client, admin, body) -> list[dict]:
 
 async def test_delayed_payment_that_succeeds_ends_paid(client, db, stripe):
     body = await checkout(client)
-    session = {**stripe.get_session(body["pay"]["session_id"]), "status": "complete",
-               "payment_status": "paid"}
+    session = {
+        **stripe.get_session(body["pay"]["session_id"]),
+        "status": "complete",
+        "payment_status": "paid",
+    }
     event = stripe_event("checkout.session.async_payment_succeeded", session)
     assert (await deliver(client, event)).json()["result"] == "paid"
     assert (await deliver(client, event)).json()["duplicate"] is True
@@ -101,8 +104,9 @@ async def test_delayed_payment_that_succeeds_ends_paid(client, db, stripe):
 async def test_events_out_of_order_do_not_undo_a_payment(client, db, stripe):
     body = await checkout(client)
     session = stripe.get_session(body["pay"]["session_id"])
-    paid = stripe_event("checkout.session.completed", {**session, "status": "complete",
-                                                        "payment_status": "paid"})
+    paid = stripe_event(
+        "checkout.session.completed", {**session, "status": "complete", "payment_status": "paid"}
+    )
     late_expiry = stripe_event("checkout.session.expired", {**session, "status": "expired"})
 
     assert (await deliver(client, paid)).json()["result"] == "paid"
@@ -144,8 +148,11 @@ async def test_a_payment_for_a_cleaned_checkout_is_recorded_for_refund(client, d
     order_id = await db.fetchval("select order_id from h2s_orders")
     checkout_id = await db.fetchval("select checkout_id from h2s_checkouts")
     paid_session = {
-        "id": "cs_test_paid_after_cleanup", "object": "checkout.session", "status": "complete",
-        "payment_status": "paid", "client_reference_id": order_id,
+        "id": "cs_test_paid_after_cleanup",
+        "object": "checkout.session",
+        "status": "complete",
+        "payment_status": "paid",
+        "client_reference_id": order_id,
         "metadata": {"order_id": order_id, "checkout_trace_id": str(checkout_id)},
     }
 
@@ -167,9 +174,7 @@ async def test_unknown_event_types_are_acknowledged_and_ignored(client, db):
     assert answer.json()["result"] == "ignored"
 
 
-@pytest.mark.parametrize(
-    "attack", ["forged", "stale", "unsigned", "tampered", "not_json"]
-)
+@pytest.mark.parametrize("attack", ["forged", "stale", "unsigned", "tampered", "not_json"])
 async def test_bad_signatures_are_refused_and_change_nothing(client, db, stripe, attack):
     body = await checkout(client)
     session = stripe.complete_session(body["pay"]["session_id"])

@@ -30,8 +30,18 @@ ALLOWED = {
     ("failed", "clean"): "cleaned",
 }
 STATES = [
-    "pending_payment", "job_queued", "session_created", "paid", "expired", "payment_failed",
-    "cancelled", "refund_pending", "refunded", "refund_failed", "failed", "cleaned",
+    "pending_payment",
+    "job_queued",
+    "session_created",
+    "paid",
+    "expired",
+    "payment_failed",
+    "cancelled",
+    "refund_pending",
+    "refunded",
+    "refund_failed",
+    "failed",
+    "cleaned",
 ]
 EVENTS = sorted({event for _state, event in ALLOWED})
 PAIRS = [(s, e) for s in STATES for e in EVENTS]

@@ -143,9 +143,7 @@ def _after_sign_in(referer: str | None) -> str:
 
 def _detail_text(detail: dict[str, Any]) -> str:
     # The actor is shown beside the time ("by …").
-    parts = [
-        f"{k}={v}" for k, v in detail.items() if v not in (None, "", {}, []) and k != "actor"
-    ]
+    parts = [f"{k}={v}" for k, v in detail.items() if v not in (None, "", {}, []) and k != "actor"]
     return escape(" · ".join(parts))
 
 

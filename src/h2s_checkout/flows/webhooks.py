@@ -186,8 +186,6 @@ async def _apply_refund_event(
             continue
         checkout_id = row["checkout_id"]
         results.append(
-            await refunds.apply_answer(
-                conn, row, answer, source=f"webhook:{event_id}", at=utcnow()
-            )
+            await refunds.apply_answer(conn, row, answer, source=f"webhook:{event_id}", at=utcnow())
         )
     return (",".join(sorted(set(results))) or "ignored"), checkout_id

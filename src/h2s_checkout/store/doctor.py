@@ -155,9 +155,7 @@ async def orders_with_sessions(db: Queryable, since: datetime) -> list[tuple[str
     return [(r["order_id"], r["session_id"]) for r in await db.fetch(ORDERS_WITH_SESSIONS, since)]
 
 
-async def orders_by_id(
-    db: Queryable, order_ids: list[str]
-) -> dict[str, tuple[str, str, bool]]:
+async def orders_by_id(db: Queryable, order_ids: list[str]) -> dict[str, tuple[str, str, bool]]:
     """Order id -> (order status, checkout state, refunded), for the ids that exist."""
     rows = await db.fetch(ORDERS_BY_ID, order_ids)
     return {r["order_id"]: (r["status"], r["state"], r["refunded"]) for r in rows}
