@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -79,29 +79,15 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             await sync_environment_endpoint(
                 services.pool, settings.event_endpoint_url, settings.event_endpoint_secret
             )
-            retention = timedelta(hours=settings.key_retention_hours)
-            await stack.enter_async_context(
-                every(
-                    timedelta(minutes=15),
-                    lambda: reap_keys(services.pool, retention),
-                    name="h2s-key-reaper",
-                )
-            )
-            await stack.enter_async_context(
-                every(
-                    timedelta(minutes=15),
-                    lambda: reap_sessions_and_counters(services.pool, clock),
-                    name="h2s-session-reaper",
-                )
-            )
+            key_retention = timedelta(hours=settings.key_retention_hours)
             event_retention = timedelta(days=settings.event_retention_days)
-            await stack.enter_async_context(
-                every(
-                    timedelta(minutes=15),
-                    lambda: reap_events(services.pool, event_retention),
-                    name="h2s-event-reaper",
-                )
-            )
+            reapers: dict[str, Callable[[], Awaitable[object]]] = {
+                "h2s-key-reaper": lambda: reap_keys(services.pool, key_retention),
+                "h2s-session-reaper": lambda: reap_sessions_and_counters(services.pool, clock),
+                "h2s-event-reaper": lambda: reap_events(services.pool, event_retention),
+            }
+            for name, reap in reapers.items():
+                await stack.enter_async_context(every(timedelta(minutes=15), reap, name=name))
             if settings.reconcile_interval_s:
                 await stack.enter_async_context(
                     every(
