@@ -229,7 +229,11 @@ begin
     if not found then
         raise exception 'no order %', p_order_id using errcode = 'H2S02';
     end if;
-    select coalesce(max(e.sequence), 0) + 1 into v_sequence
+    -- Counted on from the order's last event, or from the last one the reaper deleted.
+    select greatest(coalesce(max(e.sequence), 0),
+                    coalesce((select f.sequence from h2s_event_sequence_floors f
+                              where f.order_id = p_order_id), 0)) + 1
+    into v_sequence
     from h2s_events e where e.order_id = p_order_id;
     insert into h2s_events (event_id, order_id, checkout_id, type, sequence, created_at, body)
     select v_event_id, p_order_id, v_order.checkout_id, p_type, v_sequence, v_at,
@@ -584,6 +588,16 @@ CREATE TABLE public.h2s_event_endpoints (
 
 
 --
+-- Name: h2s_event_sequence_floors; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_event_sequence_floors (
+    order_id text NOT NULL,
+    sequence integer NOT NULL
+);
+
+
+--
 -- Name: h2s_events; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -876,6 +890,14 @@ ALTER TABLE ONLY public.h2s_event_deliveries
 
 ALTER TABLE ONLY public.h2s_event_endpoints
     ADD CONSTRAINT h2s_event_endpoints_pkey PRIMARY KEY (endpoint_id);
+
+
+--
+-- Name: h2s_event_sequence_floors h2s_event_sequence_floors_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_sequence_floors
+    ADD CONSTRAINT h2s_event_sequence_floors_pkey PRIMARY KEY (order_id);
 
 
 --
@@ -1313,6 +1335,14 @@ ALTER TABLE ONLY public.h2s_event_deliveries
 
 
 --
+-- Name: h2s_event_sequence_floors h2s_event_sequence_floors_order_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_event_sequence_floors
+    ADD CONSTRAINT h2s_event_sequence_floors_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.h2s_orders(order_id);
+
+
+--
 -- Name: h2s_events h2s_events_order_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1396,4 +1426,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000001'),
     ('20261129000002'),
     ('20261129000003'),
-    ('20261130000001');
+    ('20261130000001'),
+    ('20261201000001');

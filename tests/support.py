@@ -19,6 +19,7 @@ DATA_TABLES = (
     "h2s_event_attempts",
     "h2s_event_deliveries",
     "h2s_events",
+    "h2s_event_sequence_floors",
     "h2s_event_endpoints",
     "h2s_webhook_events",
     "h2s_checkout_failures",

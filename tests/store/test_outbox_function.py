@@ -201,3 +201,55 @@ async def test_events_of_one_order_take_sequences_in_commit_order(db, database_u
     rows = await db.fetch("select sequence, created_at from h2s_events order by sequence")
     assert [r["sequence"] for r in rows] == [1, 2, 3, 4, 5]
     assert all(r["created_at"] <= datetime.now(UTC) for r in rows)
+
+
+@pytest.mark.parametrize("first", ["enqueue", "prune"])
+async def test_pruning_beside_a_new_event_never_reuses_a_sequence(db, database_url, client, first):
+    """The reaper deletes an order's events (its latest too) while another transaction
+    writes the order's next event: whichever takes the order's row lock first, the next
+    sequence is above every one the order ever had."""
+    await add_endpoint(db, "ep_all")
+    order_id = (await client.post("/api/checkout", json=checkout_body())).json()["order_id"]
+    async with db.transaction():
+        await outbox.enqueue_order_event(db, order_id, "order.paid")  # sequences 1, 2
+    await db.execute("update h2s_event_deliveries set status = 'delivered'")
+    writer = await asyncpg.connect(database_url)
+    reaper = await asyncpg.connect(database_url)
+    await init_connection(writer)
+    far_future = datetime(2999, 1, 1, tzinfo=UTC)
+    try:
+        writing = writer.transaction()
+        pruning = reaper.transaction()
+        if first == "enqueue":
+            await writing.start()
+            await outbox.enqueue_order_event(writer, order_id, "order.cancelled")  # 3
+            await pruning.start()
+            pruned = asyncio.create_task(outbox.prune_events(reaper, far_future, batch=100))
+            await asyncio.sleep(0.3)
+            assert not pruned.done()  # waits for the order's row lock
+            await writing.commit()
+            await pruned
+            await pruning.commit()
+        else:
+            await pruning.start()
+            assert await outbox.prune_events(reaper, far_future, batch=100) == 2
+            await writing.start()
+            written = asyncio.create_task(
+                outbox.enqueue_order_event(writer, order_id, "order.cancelled")
+            )
+            await asyncio.sleep(0.3)
+            assert not written.done()  # waits for the reaper's row lock
+            await pruning.commit()
+            await written
+            await writing.commit()
+    finally:
+        await writer.close()
+        await reaper.close()
+
+    async with db.transaction():
+        await outbox.enqueue_order_event(db, order_id, "order.refund_pending")
+    sequences = await db.fetch(
+        "select sequence from h2s_events where order_id = $1 order by sequence", order_id
+    )
+    assert [r["sequence"] for r in sequences][-1] == 4
+    assert len({r["sequence"] for r in sequences}) == len(sequences)

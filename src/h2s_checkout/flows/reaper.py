@@ -57,8 +57,9 @@ async def reap_events(
     pool: asyncpg.Pool, retention: timedelta, clock: Callable[[], datetime] = utcnow
 ) -> int:
     """One pass over the outbox: events older than ``retention`` whose deliveries have
-    all ended go, with their deliveries and attempts; each order's latest event and any
-    event still being delivered stay. Safe on many replicas at once (SKIP LOCKED)."""
+    all ended go, with their deliveries and attempts; an event still being delivered
+    stays. An order's next event counts on from the last sequence deleted. Safe on many
+    replicas at once (SKIP LOCKED)."""
     before = clock() - retention
     reaped = 0
     for _ in range(EVENT_BATCHES):

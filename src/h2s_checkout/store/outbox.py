@@ -286,21 +286,31 @@ async def order_events(conn: asyncpg.Connection, order_id: str) -> list[dict[str
 
 # Events past retention whose deliveries have all ended (delivered, failed, cancelled),
 # oldest first, a batch at a time; their deliveries and attempts go with them (on delete
-# cascade). An order's latest event always stays: h2s_enqueue_order_event counts the next
-# sequence from it, and a receiver drops an event whose sequence is not above the last it
-# saw, so forgetting it would make the order's next event look old.
+# cascade). Each order's highest deleted sequence is kept in h2s_event_sequence_floors,
+# under the order's row lock (h2s_enqueue_order_event takes the same lock first), so the
+# order's next event counts on from it: a receiver drops an event whose sequence is not
+# above the last it saw.
 _PRUNE_EVENTS = """
 with ended as (
-    select e.event_id
+    select e.event_id, e.order_id, e.sequence
     from h2s_events e
     where e.created_at < $1
-      and exists (select 1 from h2s_events newer
-                  where newer.order_id = e.order_id and newer.sequence > e.sequence)
       and not exists (select 1 from h2s_event_deliveries d
                       where d.event_id = e.event_id and d.status = 'pending')
     order by e.created_at
     limit $2
     for update of e skip locked
+), locked as (
+    select o.order_id from h2s_orders o
+    where o.order_id in (select order_id from ended)
+    order by o.order_id
+    for no key update of o
+), floors as (
+    insert into h2s_event_sequence_floors as f (order_id, sequence)
+    select ended.order_id, max(ended.sequence)
+    from ended join locked using (order_id)
+    group by ended.order_id
+    on conflict (order_id) do update set sequence = greatest(f.sequence, excluded.sequence)
 )
 delete from h2s_events e using ended where e.event_id = ended.event_id
 """
