@@ -55,6 +55,15 @@ async def stripe_says(client, event_type: str, session: dict) -> None:
     assert answer.status_code == 200, answer.text
 
 
+async def paid_checkout(client, stripe, email: str) -> dict:
+    """A checkout whose session Stripe says is paid: order.created, then order.paid."""
+    made = await checkout(client, email)
+    await stripe_says(
+        client, "checkout.session.completed", stripe.complete_session(made["pay"]["session_id"])
+    )
+    return made
+
+
 async def deliveries(client, admin, endpoint_id: str, **query) -> list[dict]:
     answer = await client.get(f"{ENDPOINTS}/{endpoint_id}/deliveries", params=query, headers=admin)
     assert answer.status_code == 200, answer.text
@@ -123,10 +132,7 @@ async def test_every_event_type_reaches_the_receiver_and_verifies(
     client, admin, db, stripe, deliverer, receiver
 ):
     secret = (await subscribe(client, admin, receiver.url))["secret"]
-    paid = await checkout(client, "paid@example.com")
-    await stripe_says(
-        client, "checkout.session.completed", stripe.complete_session(paid["pay"]["session_id"])
-    )
+    paid = await paid_checkout(client, stripe, "paid@example.com")
     expired = await checkout(client, "expired@example.com")
     await stripe_says(
         client, "checkout.session.expired", stripe.expire_session(expired["pay"]["session_id"])
@@ -450,10 +456,7 @@ async def test_ended_events_past_retention_go_and_an_orders_sequence_counts_on(
     client, admin, db, stripe, deliverer, receiver
 ):
     secret = (await subscribe(client, admin, receiver.url))["secret"]
-    paid = await checkout(client, "paid@example.com")
-    await stripe_says(
-        client, "checkout.session.completed", stripe.complete_session(paid["pay"]["session_id"])
-    )
+    paid = await paid_checkout(client, stripe, "paid@example.com")
     waiting = await checkout(client, "waiting@example.com")
     async with db.transaction():
         await outbox.enqueue_order_event(db, waiting["order_id"], "order.cancelled")
@@ -494,9 +497,6 @@ async def test_ended_events_past_retention_go_and_an_orders_sequence_counts_on(
     async with db.transaction():
         await outbox.enqueue_order_event(db, paid["order_id"], "order.refund_pending")
     await deliverer.run_once()
-    [latest] = [
-        d.verify(secret)
-        for d in receiver.snapshot()
-        if d.verify(secret)["type"] == "order.refund_pending"
-    ]
+    verified = [d.verify(secret) for d in receiver.snapshot()]
+    [latest] = [e for e in verified if e["type"] == "order.refund_pending"]
     assert latest["data"]["sequence"] == 3
