@@ -69,6 +69,15 @@ begin
         end if;
         exit look when v_looked_twice or (c.checkout_id is not null
                                           and c.response_status is not null);
+        if p_new is null then
+            -- A replay's call (the worker has answered this key before): nothing to
+            -- create with, so no lock is taken and nothing is written; the worker sends
+            -- the whole call next.
+            return query select 'absent', c.checkout_id, c.state, null::integer,
+                                null::text, null::text, null::uuid, null::jsonb,
+                                null::integer, null::text, null::integer;
+            return;
+        end if;
         -- Not answered yet (or not there): queue behind the key's lock, then look again
         -- with a fresh snapshot that sees what the lock's previous holder committed.
         perform pg_advisory_xact_lock(hashtextextended(
@@ -1427,4 +1436,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000002'),
     ('20261129000003'),
     ('20261130000001'),
-    ('20261201000001');
+    ('20261201000001'),
+    ('20261202000001');

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from h2s_checkout.flows.reaper import reap_keys
-from support import checkout_body, command_for
+from support import app_client, checkout_body, command_for
 
 CREATE = "POST /v1/checkout/sessions"
 TWO_LINES = [{"sku": "tv-mount", "quantity": 2}, {"sku": "smart-lock", "quantity": 1}]
@@ -99,6 +99,50 @@ async def test_a_cleaned_checkout_does_not_block_a_new_attempt(client, db, strip
         r["state"] for r in await db.fetch("select state from h2s_checkouts order by created_at")
     ]
     assert states == ["cleaned", "session_created"]
+
+
+async def test_a_booking_cancelled_a_moment_ago_is_booked_anew_on_the_same_worker(
+    client, db, stripe, admin, clock
+):
+    # The worker that answered the first request expects the second to be a replay (it
+    # asks PostgreSQL for one without building a checkout); the booking was cancelled in
+    # between, so the answer is a new checkout, as on a worker that never saw the key.
+    first = await client.post("/api/checkout", json=checkout_body())
+    cancelled = await client.post(
+        f"/api/orders/{first.json()['order_id']}/cancel",
+        json={"reason": "requested_by_customer"},
+        headers=admin,
+    )
+    assert cancelled.status_code == 200
+    clock.advance(seconds=1)
+    again = await client.post("/api/checkout", json=checkout_body())
+    replay = await client.post("/api/checkout", json=checkout_body())
+
+    assert again.status_code == 201
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["order_id"] != first.json()["order_id"]
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == again.json()
+    assert await counts(db) == (2, 2, 2)
+    assert len(stripe.sessions) == 2
+
+
+async def test_a_replay_is_the_same_answer_on_the_worker_that_made_it_and_on_another(
+    client, db, settings, clock
+):
+    first = await client.post("/api/checkout", json=checkout_body(items=TWO_LINES))
+    async with app_client(settings, clock) as other:
+        elsewhere = await other.post("/api/checkout", json=checkout_body(items=TWO_LINES))
+    here = await client.post("/api/checkout", json=checkout_body(items=TWO_LINES))
+
+    assert first.status_code == elsewhere.status_code == here.status_code == 201
+    assert elsewhere.json() == here.json() == first.json()
+    assert elsewhere.headers["idempotent-replayed"] == here.headers["idempotent-replayed"]
+    assert await counts(db) == (1, 1, 1)
+    replays = await db.fetchval(
+        "select count(*) from h2s_checkout_traces where event = 'checkout.replayed'"
+    )
+    assert replays == 2
 
 
 async def test_client_key_replays_with_the_same_status(client, db, stripe):

@@ -191,3 +191,64 @@ async def test_racing_duplicates_make_one_checkout(database_url, db):
     assert outcomes == ["conflict"] * 9 + ["created"]
     assert len({r["checkout_id"] for r in rows}) == 1
     assert (await table_counts(db))["h2s_orders"] == 1
+
+
+def replay_call(args: dict[str, Any]) -> dict[str, Any]:
+    """The call a worker makes when it expects a replay: no new checkout in it."""
+    return {**args, "new": None, "steps": None, "transition": None}
+
+
+async def test_the_replay_call_writes_nothing_and_takes_no_lock_for_an_unknown_key(
+    database_url, db
+):
+    now = datetime.now(UTC)
+    args = begin_args(checkout_body(), now)
+    # Another transaction holds the key's lock: a call that waited for it would hang here.
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                "select pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"h2s-checkout:derived:{args['keys'].derived_key}",
+            )
+            row = await asyncio.wait_for(begin(db, replay_call(args)), 5)
+    finally:
+        await holder.close()
+
+    assert (row["outcome"], row["checkout_id"]) == ("absent", None)
+    assert await table_counts(db) == dict.fromkeys(await table_counts(db), 0)
+
+
+async def test_the_replay_call_replays_an_answered_checkout_and_leaves_others_to_the_whole_call(
+    db,
+):
+    now = datetime.now(UTC)
+    first = await begin(db, begin_args(checkout_body(), now))
+
+    # Not answered yet (its lease is live): the whole call decides, so nothing is written.
+    pending = await begin(db, replay_call(begin_args(checkout_body(), now)))
+    assert (pending["outcome"], pending["checkout_id"]) == ("absent", first["checkout_id"])
+    assert await events(db, first["checkout_id"]) == [
+        "checkout.received",
+        "order_and_job.created",
+        "queue_job",
+    ]
+
+    await link(db, first, now)
+    again = await begin(db, replay_call(begin_args(checkout_body(), now + timedelta(seconds=1))))
+    assert (again["outcome"], again["checkout_id"]) == ("replayed", first["checkout_id"])
+    assert again["response_status"] == 201
+    assert (await events(db, first["checkout_id"]))[-1] == "checkout.replayed"
+    assert (await table_counts(db))["h2s_orders"] == 1
+
+
+async def test_the_replay_call_refuses_a_client_key_reused_with_another_body(db):
+    now = datetime.now(UTC)
+    first = await begin(db, begin_args(checkout_body(), now, key="key-1"))
+    await link(db, first, now)
+    other = checkout_body(email="bea@example.com")
+
+    row = await begin(db, replay_call(begin_args(other, now, key="key-1")))
+
+    assert row["outcome"] == "key_reused"
+    assert (await table_counts(db))["h2s_orders"] == 1

@@ -37,6 +37,7 @@ from h2s_checkout.domain.limits import CheckoutLimits
 from h2s_checkout.domain.machine import INITIAL_STATE, TRANSITIONS
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
+from h2s_checkout.flows.recent_keys import RecentKeys
 from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import PHASE_SECONDS
 from h2s_checkout.payments.port import (
@@ -173,6 +174,7 @@ class CheckoutFlow:
         self._gateway = gateway
         self._catalog = catalog
         self._settings = settings
+        self._recent = RecentKeys()
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
         # Pricing comes first: a bad cart is refused before anything is read or written.
@@ -180,47 +182,27 @@ class CheckoutFlow:
         fingerprint = cart_fingerprint(command.items)
         claim = _claim_keys(command, fingerprint)
         now = self._settings.clock()
-        plan = self._new_plan(command, cart, now)
-        structlog.contextvars.bind_contextvars(checkout_trace_id=str(plan.checkout_id))
-        # The state machine decides the first transition before anything is sent; the
-        # function writes it only if this request turns out to be a new checkout.
-        target = TRANSITIONS.target(INITIAL_STATE, QUEUE_JOB)
-        received = Step.now(
-            "checkout.received",
-            key_source=claim.key_source,
-            lines=len(cart.lines),
-            total_cents=cart.total_cents,
-            cart_fingerprint=fingerprint[:16],
-        )
-        started = time.perf_counter()
-        try:
-            async with connection(self._pool) as conn:
-                row = await checkouts.begin_checkout(
-                    conn,
-                    claim,
-                    window_start=now - DERIVED_KEY_WINDOW,
-                    now=now,
-                    lease_until=now + self._settings.lease,
-                    new=self._new_checkout(plan, command, cart, now),
-                    steps=[received.row()],
-                    transition=transition_row(
-                        QUEUE_JOB,
-                        INITIAL_STATE,
-                        target,
-                        utcnow(),
-                        {"order_id": plan.order_id, "job_id": str(plan.job_id)},
-                    ),
-                    limits=self._settings.limits.buckets(
-                        command.client_address, normalize_email(command.customer.email)
-                    ),
-                )
-        except UNAVAILABLE_ERRORS as exc:
-            raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
+        row = None
+        if self._recent.expects_replay(claim.lookup_key, now):
+            # This worker answered the key lately: most likely a replay, so ask for one
+            # without building a new checkout; "absent" means it was not one after all.
+            row = await self._phase_one(claim, now, command, None, None)
+            if row["outcome"] == "absent":
+                self._recent.forget(claim.lookup_key)
+                row = None
+        plan = None
+        if row is None:
+            plan = self._new_plan(command, cart, now)
+            structlog.contextvars.bind_contextvars(checkout_trace_id=str(plan.checkout_id))
+            row = await self._phase_one(claim, now, command, cart, plan, fingerprint)
         outcome = row["outcome"]
-        if outcome == "created":
-            _CLAIM_SECONDS.observe(time.perf_counter() - started)
-            count_transition(target)
-        elif outcome == "rate_limited":
+        if outcome == "created" and plan is not None:
+            count_transition(row["state"])
+            result = await self._finish(plan)
+            if result.status == 201:
+                self._recent.remember(claim.lookup_key, now + DERIVED_KEY_WINDOW)
+            return result
+        if outcome == "rate_limited":
             # No checkout was written: no trace id to give or to log.
             structlog.contextvars.unbind_contextvars("checkout_trace_id")
             log.info("checkout.rate_limited", limited_by=row["limited_by"])
@@ -230,29 +212,86 @@ class CheckoutFlow:
                 retry_after_s=row["retry_after_s"],
                 limited_by=row["limited_by"],
             )
-        else:
-            structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
-            if outcome == "replayed":
-                return CheckoutResult(
-                    status=row["response_status"],
-                    checkout_id=row["checkout_id"],
-                    stored_json=row["response_json"],
-                    replayed=True,
+        structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
+        if outcome == "replayed":
+            self._recent.remember(claim.lookup_key, now + DERIVED_KEY_WINDOW)
+            return CheckoutResult(
+                status=row["response_status"],
+                checkout_id=row["checkout_id"],
+                stored_json=row["response_json"],
+                replayed=True,
+            )
+        if outcome == "conflict":
+            raise CheckoutInProgress(
+                "a checkout with this key is in progress; retry shortly",
+                checkout_id=str(row["checkout_id"]),
+                retry_after_s=1,
+            )
+        if outcome == "key_reused":
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request body"
+            )
+        if outcome != "resumed":
+            raise RuntimeError(f"h2s_begin_checkout answered {outcome!r}")
+        # resumed: the attempt that held this checkout died mid-way; carry on from the
+        # recovery point with the same order, job and Stripe idempotency key.
+        return await self._finish(_plan_from_row(row))
+
+    async def _phase_one(
+        self,
+        claim: checkouts.ClaimKeys,
+        now: datetime,
+        command: CheckoutCommand,
+        cart: PricedCart | None,
+        plan: Plan | None,
+        fingerprint: str = "",
+    ) -> asyncpg.Record:
+        """One call of h2s_begin_checkout; without a plan, the call that expects a replay."""
+        new = steps = transition = None
+        if plan is not None and cart is not None:
+            # The state machine decides the first transition before anything is sent; the
+            # function writes it only if this request turns out to be a new checkout.
+            target = TRANSITIONS.target(INITIAL_STATE, QUEUE_JOB)
+            new = self._new_checkout(plan, command, cart, now)
+            steps = [
+                Step.now(
+                    "checkout.received",
+                    key_source=claim.key_source,
+                    lines=len(cart.lines),
+                    total_cents=cart.total_cents,
+                    cart_fingerprint=fingerprint[:16],
+                ).row()
+            ]
+            transition = transition_row(
+                QUEUE_JOB,
+                INITIAL_STATE,
+                target,
+                utcnow(),
+                {"order_id": plan.order_id, "job_id": str(plan.job_id)},
+            )
+        started = time.perf_counter()
+        try:
+            async with connection(self._pool) as conn:
+                row = await checkouts.begin_checkout(
+                    conn,
+                    claim,
+                    window_start=now - DERIVED_KEY_WINDOW,
+                    now=now,
+                    lease_until=now + self._settings.lease,
+                    new=new,
+                    steps=steps,
+                    transition=transition,
+                    limits=self._settings.limits.buckets(
+                        command.client_address, normalize_email(command.customer.email)
+                    )
+                    if plan is not None
+                    else (),
                 )
-            if outcome == "conflict":
-                raise CheckoutInProgress(
-                    "a checkout with this key is in progress; retry shortly",
-                    checkout_id=str(row["checkout_id"]),
-                    retry_after_s=1,
-                )
-            if outcome == "key_reused":
-                raise IdempotencyKeyReused(
-                    "this Idempotency-Key was used with a different request body"
-                )
-            # resumed: the attempt that held this checkout died mid-way; carry on from the
-            # recovery point with the same order, job and Stripe idempotency key.
-            plan = _plan_from_row(row)
-        return await self._finish(plan)
+        except UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
+        if row["outcome"] == "created":
+            _CLAIM_SECONDS.observe(time.perf_counter() - started)
+        return row
 
     async def resume(self, checkout: asyncpg.Record, *, source: str) -> CheckoutResult:
         """Finish a checkout leased in ``job_queued`` (by the reconciler): phases 2 and 3

@@ -175,6 +175,13 @@ class ClaimKeys:
     derived_key: str
     request_fingerprint: str
 
+    @property
+    def lookup_key(self) -> str:
+        """The key the checkout is looked up by: the client's, or the derived one."""
+        if self.key_source == "client" and self.idempotency_key is not None:
+            return f"client:{self.idempotency_key}"
+        return f"derived:{self.derived_key}"
+
 
 async def begin_checkout(
     conn: asyncpg.Connection,
@@ -183,14 +190,18 @@ async def begin_checkout(
     window_start: datetime,
     now: datetime,
     lease_until: datetime,
-    new: dict[str, Any],
-    steps: list[dict[str, Any]],
-    transition: dict[str, Any],
+    new: dict[str, Any] | None,
+    steps: list[dict[str, Any]] | None,
+    transition: dict[str, Any] | None,
     limits: Sequence[tuple[str, int]] = (),
 ) -> asyncpg.Record:
     """Phase 1 in one round trip: the row's ``outcome`` is created, replayed, resumed,
     conflict, key_reused or rate_limited (see the function's migration). ``limits``:
-    (bucket, most new checkouts per minute), checked and counted on the create path only."""
+    (bucket, most new checkouts per minute), checked and counted on the create path only.
+
+    With ``new``, ``steps`` and ``transition`` None (a call expecting a replay), the
+    outcome is replayed, key_reused, or absent: no answered checkout has this key, nothing
+    was written, and the whole call must follow."""
     row: asyncpg.Record = await conn.fetchrow(
         _BEGIN_CHECKOUT,
         keys.key_source,
@@ -201,7 +212,7 @@ async def begin_checkout(
         now,
         lease_until,
         # As text: the function parses it only if it writes the new checkout.
-        _json.encode(new).decode(),
+        None if new is None else _json.encode(new).decode(),
         steps,
         transition,
         [bucket for bucket, _ in limits],
