@@ -118,6 +118,9 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
         "portal: GET /api/portal/jobs?status=queued p99",
         "timeline: GET /api/checkouts/{id}/timeline p99",
         "`h2s-checkout doctor` (no provider)",
+        # the prefill's ratios, side by side with an unfilled database
+        "| figure | unfilled | prefilled | prefilled / unfilled |",
+        "worker CPU ms per replay",
     ):
         assert row in printed, f"missing row {row!r}"
     assert "Substitution self-check: ok" in printed
@@ -131,6 +134,11 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
     assert set(figures["round_trips"]) == {"new", "replay"}
     assert set(figures["prefill"]) >= PREFILL_KEYS
     assert figures["prefill"]["rows"] == 2000
+    side_by_side = figures["prefill"]["side_by_side"]
+    assert side_by_side["blocks"] == ["unfilled", "prefilled", "prefilled", "unfilled"]
+    for side in ("unfilled", "prefilled"):
+        assert side_by_side[side]["new_per_s_64"] > 0
+        assert side_by_side[side]["replay_p99_ms_64"] > 0
 
     written = (out / "benchmarks.md").read_text()
     assert "<!-- bench:begin" in written

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from h2s_checkout.bench import compare, profile
-from h2s_checkout.bench.growth import Growth, Reads
+from h2s_checkout.bench.growth import FILLED, UNFILLED, Growth, Paired, Reads
 from h2s_checkout.bench.run import Results
 
 
@@ -155,8 +155,8 @@ def prefill_figures(g: Growth | None) -> dict[str, Any]:
     f = g.filled
     return {
         "rows": g.rows,
-        "new_rate_ratio_64": _num(g.ratio(lambda r: r.rate("new"))),
-        "replay_p99_ratio": _num(g.ratio(lambda r: r.p99("replay"))),
+        "new_rate_ratio_64": _num(g.new_rate_ratio),
+        "replay_p99_ratio": _num(g.replay_p99_ratio),
         "portal_p99_ms": _num(_worst(a.p99("portal_queued"), a.p99("portal_order")), 1),
         "timeline_p99_ms": _num(a.p99("timeline"), 1),
         "reconcile_pass_s": _num(a.reconcile_median_s),
@@ -167,6 +167,29 @@ def prefill_figures(g: Growth | None) -> dict[str, Any]:
         "database_mb": _num(f.database_bytes_after / 2**20, 0) if f else None,
         "before": _reads(g.before),
         "after": _reads(a),
+        "side_by_side": _paired(g.paired),
+    }
+
+
+def _paired(p: Paired | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "blocks": list(p.order),
+        **{
+            side: {
+                "new_per_s_64": _num(p.rate(side, "new"), 1),
+                "replay_p99_ms_64": _num(p.p99(side, "replay"), 1),
+                "replay_per_s_64": _num(p.rate(side, "replay"), 1),
+                "worker_cpu_ms_per_answer": {
+                    key: _num(p.cpu_ms(side, key, "server"), 3) for key in ("new", "replay")
+                },
+                "postgres_cpu_ms_per_answer": {
+                    key: _num(p.cpu_ms(side, key, "postgres"), 3) for key in ("new", "replay")
+                },
+            }
+            for side in (UNFILLED, FILLED)
+        },
     }
 
 

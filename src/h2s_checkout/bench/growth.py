@@ -5,6 +5,11 @@ Each side measures: new checkouts and replays at 64 clients; the portal's queued
 a job found by order id, and a checkout's timeline by id and by order id, each from a few
 clients on rows sampled from the database; one reconciler pass and the doctor's database
 checks, in this process with the service's own code (three times each).
+
+The two ratios (new checkouts' rate and a replay's p99, prefilled against not) are taken
+apart from that, after the prefill, side by side (`Paired`): minutes pass between the
+before and the after, and a machine's speed can drift by a third in that time, which a
+ratio of two moments would count as the database's doing.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import asyncpg
 
 from h2s_checkout.bench import load, prefill
 from h2s_checkout.bench.load import Outcome, Req
-from h2s_checkout.bench.stack import BENCH_ADMIN_TOKEN, CpuSplit
+from h2s_checkout.bench.stack import BENCH_ADMIN_TOKEN, CpuSplit, ServerProcess, pooled_cpu
 from h2s_checkout.flows.doctor import DoctorOptions, run_checks
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
+from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import create_pool
 
 if TYPE_CHECKING:
@@ -77,16 +83,75 @@ class Reads:
         return statistics.median(self.doctor_s) if self.doctor_s else None
 
 
+UNFILLED, FILLED = "unfilled", "prefilled"
+# The blocks of the side-by-side measurement: each pair's order flips (ABBA).
+PAIRED_ORDER = (UNFILLED, FILLED, FILLED, UNFILLED)
+UNFILLED_DATABASE = "h2s_unfilled"
+
+
+@dataclass
+class Paired:
+    """New checkouts and their replays at 64 clients on the prefilled database and on an
+    unfilled one of the same PostgreSQL, each served by a worker of its own, one loaded at a
+    time, in the blocks of PAIRED_ORDER; a side's figure pools its blocks."""
+
+    order: list[str] = field(default_factory=list)
+    runs: dict[str, dict[str, list[Outcome]]] = field(default_factory=dict)
+    cpu: dict[str, dict[str, list[CpuSplit]]] = field(default_factory=dict)
+
+    def add(self, side: str, key: str, outcome: Outcome, cpu: CpuSplit) -> None:
+        self.runs.setdefault(side, {}).setdefault(key, []).append(outcome)
+        self.cpu.setdefault(side, {}).setdefault(key, []).append(cpu)
+
+    def outcome(self, side: str, key: str) -> Outcome | None:
+        runs = self.runs.get(side, {}).get(key)
+        return load.pooled(runs[0].name, runs) if runs else None
+
+    def rate(self, side: str, key: str) -> float | None:
+        o = self.outcome(side, key)
+        return o.rate if o is not None and o.ok else None
+
+    def p99(self, side: str, key: str) -> float | None:
+        o = self.outcome(side, key)
+        return o.pct(99) if o is not None and o.latencies_ms else None
+
+    def cpu_ms(self, side: str, key: str, group: str) -> float | None:
+        """CPU milliseconds of ``group`` per answer over the side's blocks."""
+        o, splits = self.outcome(side, key), self.cpu.get(side, {}).get(key)
+        if o is None or not splits or not o.ok:
+            return None
+        split = pooled_cpu(splits)
+        return 1000 * split.cores.get(group, 0.0) * split.seconds / o.ok
+
+    def ratio(self, value: Callable[[str], float | None]) -> float | None:
+        filled, unfilled = value(FILLED), value(UNFILLED)
+        return None if filled is None or unfilled is None or unfilled <= 0 else filled / unfilled
+
+
 @dataclass
 class Growth:
     rows: int
     filled: prefill.Prefilled | None = None
     before: Reads = field(default_factory=Reads)
     after: Reads = field(default_factory=Reads)
+    paired: Paired | None = None
 
     def ratio(self, value: Callable[[Reads], float | None]) -> float | None:
         b, a = value(self.before), value(self.after)
         return None if a is None or b is None or b <= 0 else a / b
+
+    @property
+    def new_rate_ratio(self) -> float | None:
+        """New checkouts/s at 64 clients, prefilled over not: side by side when measured."""
+        if self.paired is not None:
+            return self.paired.ratio(lambda side: self.paired.rate(side, "new"))  # type: ignore[union-attr]
+        return self.ratio(lambda r: r.rate("new"))
+
+    @property
+    def replay_p99_ratio(self) -> float | None:
+        if self.paired is not None:
+            return self.paired.ratio(lambda side: self.paired.p99(side, "replay"))  # type: ignore[union-attr]
+        return self.ratio(lambda r: r.p99("replay"))
 
 
 # (key, label) of the read workloads, in the order they run.
@@ -112,7 +177,59 @@ def run_growth(bench: _Bench) -> Growth:
         + ", ".join(f"{t} {n:,}" for t, n in f.rows.items())
     )
     growth.after = measure(bench, "after")
+    growth.paired = run_paired(bench)
     return growth
+
+
+def run_paired(bench: _Bench) -> Paired:
+    """New checkouts and replays on the prefilled database (``bench.servers[0]``) and on a
+    new, unfilled one, served side by side and alternated (see `Paired`)."""
+    config = bench.config
+    filled = bench.servers[0]
+    dsn = bench.run_async(bench.db.create_sibling(UNFILLED_DATABASE))
+    apply_migrations(dsn)
+    unfilled = ServerProcess(dsn, bench.emulator.url, bench.work)
+    servers = {FILLED: filled, UNFILLED: unfilled}
+    paired = Paired()
+    try:
+        unfilled.start()
+        bench.rss.watch(unfilled.worker_pids(), "1 worker, unfilled database")
+        bench.run_workload(
+            "warm-up, unfilled database",
+            load.new_checkouts(bench.run_id, "unfilled-warm", bench.skus),
+            clients=16,
+            duration_s=config.warmup_s,
+            server=unfilled,
+            idle=[filled],
+        )
+        for n, side in enumerate(PAIRED_ORDER):
+            other = UNFILLED if side == FILLED else FILLED
+            paired.order.append(side)
+            new, cpu = bench.run_workload(
+                f"{side} database, side by side: new checkouts, 64 clients",
+                load.new_checkouts(bench.run_id, f"pair{n}", bench.skus),
+                clients=64,
+                duration_s=config.duration_s,
+                server=servers[side],
+                idle=[servers[other]],
+                keep_bodies=20_000,
+            )
+            bodies, new.ok_bodies = new.ok_bodies, []
+            paired.add(side, "new", new, cpu)
+            replay, cpu = bench.run_workload(
+                f"{side} database, side by side: replays, 64 clients",
+                load.replays(bodies or [b"{}"]),
+                clients=64,
+                duration_s=config.duration_s,
+                server=servers[side],
+                idle=[servers[other]],
+            )
+            paired.add(side, "replay", replay, cpu)
+    finally:
+        unfilled.stop()
+        if not bench.db.embedded:
+            bench.run_async(bench.db.drop_sibling(UNFILLED_DATABASE))
+    return paired
 
 
 def measure(bench: _Bench, side: str) -> Reads:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from h2s_checkout.bench import compare, figures
-from h2s_checkout.bench.growth import READS, Growth
+from h2s_checkout.bench.growth import FILLED, READS, UNFILLED, UNFILLED_DATABASE, Growth, Paired
 from h2s_checkout.bench.load import Outcome, StormResult
 from h2s_checkout.bench.run import Results
 
@@ -504,6 +504,45 @@ def growth_lines(results: Results) -> list[str]:
     ]
     for label, cb, ob, ca, oa in worker:
         lines.append(f"| {label} | {_per_answer(cb, ob)} | {_per_answer(ca, oa)} |")
+    return lines + paired_lines(g.paired)
+
+
+def paired_lines(p: Paired | None) -> list[str]:
+    """The side-by-side blocks the two prefill ratios come from."""
+    if p is None:
+        return []
+    lines = [
+        "",
+        "The targets' two ratios (new checkouts' rate, a replay's p99) come from this table, "
+        "not from the one above: after the prefill, an unfilled database "
+        f"(`{UNFILLED_DATABASE}`, migrated, empty) on the same PostgreSQL is served by a "
+        "worker of its own beside the prefilled one, one loaded at a time, in blocks "
+        f"{', '.join(p.order)}, each new checkouts at 64 clients then replays of them; a "
+        "side pools its blocks. Minutes pass between the before and the after above, and a "
+        "shared machine's speed can drift by a third in that time (compare the CPU per "
+        "answer of the same reads there); here a slow stretch weighs on both sides.",
+        "",
+        f"| figure | {UNFILLED} | {FILLED} | {FILLED} / {UNFILLED} |",
+        "| --- | --- | --- | --- |",
+    ]
+
+    def row(label: str, value: Callable[[str], float | None], fmt: str) -> None:
+        unfilled, filled = value(UNFILLED), value(FILLED)
+        lines.append(
+            f"| {label} | {_opt(unfilled, fmt)} | {_opt(filled, fmt)} | "
+            f"{_fmt_ratio(figures.ratio(filled, unfilled))} |"
+        )
+
+    row("new checkouts/s, 64 clients", lambda side: p.rate(side, "new"), "{:,.0f}")
+    row("replay p99, 64 clients", lambda side: p.p99(side, "replay"), "{:.1f} ms")
+    row("replays/s, 64 clients", lambda side: p.rate(side, "replay"), "{:,.0f}")
+    for key, label in (("new", "new checkout"), ("replay", "replay")):
+        for group, who in (("server", "worker"), ("postgres", "PostgreSQL")):
+            row(
+                f"{who} CPU ms per {label}",
+                lambda side, key=key, group=group: p.cpu_ms(side, key, group),
+                "{:.2f}",
+            )
     return lines
 
 
