@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -538,12 +539,12 @@ def paired_lines(p: Paired | None) -> list[str]:
     row("replays/s, 64 clients", lambda side: p.rate(side, "replay"), "{:,.0f}")
     for key, label in (("new", "new checkout"), ("replay", "replay")):
         for group, who in (("server", "worker"), ("postgres", "PostgreSQL")):
-            row(
-                f"{who} CPU ms per {label}",
-                lambda side, key=key, group=group: p.cpu_ms(side, key, group),
-                "{:.2f}",
-            )
+            row(f"{who} CPU ms per {label}", partial(_cpu_ms, p, key=key, group=group), "{:.2f}")
     return lines
+
+
+def _cpu_ms(p: Paired, side: str, *, key: str, group: str) -> float | None:
+    return p.cpu_ms(side, key, group)
 
 
 def _fk_note(checked: bool) -> str:
