@@ -60,17 +60,26 @@ class Side:
     round_trips: dict[str, dbstats.RoundTrips] = field(default_factory=dict)
     rss_mb: float | None = None
 
+    def add(self, key: str, outcome: Outcome, cpu: CpuSplit) -> None:
+        """One block's run of workload ``key``."""
+        self.runs.setdefault(key, []).append(outcome)
+        self.cpu.setdefault(key, []).append(cpu)
+
     def outcome(self, key: str) -> Outcome | None:
         runs = self.runs.get(key)
         return load.pooled(runs[0].name, runs) if runs else None
 
-    def worker_ms(self, key: str) -> float | None:
-        """The serving worker's CPU milliseconds per answer, over all blocks."""
+    def cpu_ms(self, key: str, group: str) -> float | None:
+        """CPU milliseconds of process group ``group`` per answer, over all blocks."""
         o, splits = self.outcome(key), self.cpu.get(key)
         if o is None or not splits or o.ok == 0:
             return None
         split = pooled_cpu(splits)
-        return 1000 * split.cores.get("server", 0.0) * split.seconds / o.ok
+        return 1000 * split.cores.get(group, 0.0) * split.seconds / o.ok
+
+    def worker_ms(self, key: str) -> float | None:
+        """The serving worker's CPU milliseconds per answer, over all blocks."""
+        return self.cpu_ms(key, "server")
 
 
 @dataclass
@@ -221,6 +230,5 @@ def _block(
         if w.key == "new0@64":
             bodies = outcome.ok_bodies
             outcome.ok_bodies = []
-        side.runs.setdefault(w.key, []).append(outcome)
-        side.cpu.setdefault(w.key, []).append(cpu)
+        side.add(w.key, outcome, cpu)
     bench.emulator.set_latency(0)

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from h2s_checkout.bench import load, prefill
+from h2s_checkout.bench.compare import Side
 from h2s_checkout.bench.load import Outcome, Req
-from h2s_checkout.bench.stack import BENCH_ADMIN_TOKEN, CpuSplit, ServerProcess, pooled_cpu
+from h2s_checkout.bench.stack import BENCH_ADMIN_TOKEN, CpuSplit, ServerProcess
 from h2s_checkout.flows.doctor import DoctorOptions, run_checks
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
@@ -93,35 +94,24 @@ UNFILLED_DATABASE = "h2s_unfilled"
 class Paired:
     """New checkouts and their replays at 64 clients on the prefilled database and on an
     unfilled one of the same PostgreSQL, each served by a worker of its own, one loaded at a
-    time, in the blocks of PAIRED_ORDER; a side's figure pools its blocks."""
+    time, in the blocks of PAIRED_ORDER; a side's figure pools its blocks (as `--against`'s
+    sides do)."""
 
     order: list[str] = field(default_factory=list)
-    runs: dict[str, dict[str, list[Outcome]]] = field(default_factory=dict)
-    cpu: dict[str, dict[str, list[CpuSplit]]] = field(default_factory=dict)
-
-    def add(self, side: str, key: str, outcome: Outcome, cpu: CpuSplit) -> None:
-        self.runs.setdefault(side, {}).setdefault(key, []).append(outcome)
-        self.cpu.setdefault(side, {}).setdefault(key, []).append(cpu)
-
-    def outcome(self, side: str, key: str) -> Outcome | None:
-        runs = self.runs.get(side, {}).get(key)
-        return load.pooled(runs[0].name, runs) if runs else None
+    sides: dict[str, Side] = field(
+        default_factory=lambda: {UNFILLED: Side(UNFILLED), FILLED: Side(FILLED)}
+    )
 
     def rate(self, side: str, key: str) -> float | None:
-        o = self.outcome(side, key)
+        o = self.sides[side].outcome(key)
         return o.rate if o is not None and o.ok else None
 
     def p99(self, side: str, key: str) -> float | None:
-        o = self.outcome(side, key)
+        o = self.sides[side].outcome(key)
         return o.pct(99) if o is not None and o.latencies_ms else None
 
     def cpu_ms(self, side: str, key: str, group: str) -> float | None:
-        """CPU milliseconds of ``group`` per answer over the side's blocks."""
-        o, splits = self.outcome(side, key), self.cpu.get(side, {}).get(key)
-        if o is None or not splits or not o.ok:
-            return None
-        split = pooled_cpu(splits)
-        return 1000 * split.cores.get(group, 0.0) * split.seconds / o.ok
+        return self.sides[side].cpu_ms(key, group)
 
     def ratio(self, value: Callable[[str], float | None]) -> float | None:
         filled, unfilled = value(FILLED), value(UNFILLED)
@@ -218,7 +208,7 @@ def run_paired(bench: _Bench) -> Paired:
                 keep_bodies=20_000,
             )
             bodies, new.ok_bodies = new.ok_bodies, []
-            paired.add(side, "new", new, cpu)
+            paired.sides[side].add("new", new, cpu)
             replay, cpu = bench.run_workload(
                 f"{side} database, side by side: replays, 64 clients",
                 load.replays(bodies or [b"{}"]),
@@ -227,7 +217,7 @@ def run_paired(bench: _Bench) -> Paired:
                 server=servers[side],
                 idle=[servers[other]],
             )
-            paired.add(side, "replay", replay, cpu)
+            paired.sides[side].add("replay", replay, cpu)
     finally:
         unfilled.stop()
         if not bench.db.embedded:

@@ -539,12 +539,8 @@ def paired_lines(p: Paired | None) -> list[str]:
     row("replays/s, 64 clients", lambda side: p.rate(side, "replay"), "{:,.0f}")
     for key, label in (("new", "new checkout"), ("replay", "replay")):
         for group, who in (("server", "worker"), ("postgres", "PostgreSQL")):
-            row(f"{who} CPU ms per {label}", partial(_cpu_ms, p, key=key, group=group), "{:.2f}")
+            row(f"{who} CPU ms per {label}", partial(p.cpu_ms, key=key, group=group), "{:.2f}")
     return lines
-
-
-def _cpu_ms(p: Paired, side: str, *, key: str, group: str) -> float | None:
-    return p.cpu_ms(side, key, group)
 
 
 def _fk_note(checked: bool) -> str:

@@ -151,6 +151,16 @@ def _claim_keys(command: CheckoutCommand, fingerprint: str) -> checkouts.ClaimKe
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Creation:
+    """Phase 1's arguments for writing a new checkout (unused by the function otherwise)."""
+
+    new: dict[str, Any]
+    steps: list[dict[str, Any]]
+    transition: dict[str, Any]
+    limits: list[tuple[str, int]]
+
+
 def _plan_from_row(row: asyncpg.Record) -> Plan:
     return Plan(
         checkout_id=row["checkout_id"],
@@ -186,7 +196,7 @@ class CheckoutFlow:
         if self._recent.expects_replay(claim.lookup_key, now):
             # This worker answered the key lately: most likely a replay, so ask for one
             # without building a new checkout; "absent" means it was not one after all.
-            row = await self._phase_one(claim, now, command, None, None)
+            row = await self._phase_one(claim, now, None)
             if row["outcome"] == "absent":
                 self._recent.forget(claim.lookup_key)
                 row = None
@@ -194,7 +204,8 @@ class CheckoutFlow:
         if row is None:
             plan = self._new_plan(command, cart, now)
             structlog.contextvars.bind_contextvars(checkout_trace_id=str(plan.checkout_id))
-            row = await self._phase_one(claim, now, command, cart, plan, fingerprint)
+            creation = self._creation(command, cart, plan, claim, fingerprint, now)
+            row = await self._phase_one(claim, now, creation)
         outcome = row["outcome"]
         if outcome == "created" and plan is not None:
             count_transition(row["state"])
@@ -237,38 +248,46 @@ class CheckoutFlow:
         # recovery point with the same order, job and Stripe idempotency key.
         return await self._finish(_plan_from_row(row))
 
-    async def _phase_one(
+    def _creation(
         self,
-        claim: checkouts.ClaimKeys,
-        now: datetime,
         command: CheckoutCommand,
-        cart: PricedCart | None,
-        plan: Plan | None,
-        fingerprint: str = "",
-    ) -> asyncpg.Record:
-        """One call of h2s_begin_checkout; without a plan, the call that expects a replay."""
-        new = steps = transition = None
-        if plan is not None and cart is not None:
-            # The state machine decides the first transition before anything is sent; the
-            # function writes it only if this request turns out to be a new checkout.
-            target = TRANSITIONS.target(INITIAL_STATE, QUEUE_JOB)
-            new = self._new_checkout(plan, command, cart, now)
-            steps = [
-                Step.now(
-                    "checkout.received",
-                    key_source=claim.key_source,
-                    lines=len(cart.lines),
-                    total_cents=cart.total_cents,
-                    cart_fingerprint=fingerprint[:16],
-                ).row()
-            ]
-            transition = transition_row(
+        cart: PricedCart,
+        plan: Plan,
+        claim: checkouts.ClaimKeys,
+        fingerprint: str,
+        now: datetime,
+    ) -> _Creation:
+        """What phase 1 writes if the request turns out to be a new checkout."""
+        # The state machine decides the first transition before anything is sent; the
+        # function writes it only if this request turns out to be a new checkout.
+        target = TRANSITIONS.target(INITIAL_STATE, QUEUE_JOB)
+        received = Step.now(
+            "checkout.received",
+            key_source=claim.key_source,
+            lines=len(cart.lines),
+            total_cents=cart.total_cents,
+            cart_fingerprint=fingerprint[:16],
+        )
+        return _Creation(
+            new=self._new_checkout(plan, command, cart, now),
+            steps=[received.row()],
+            transition=transition_row(
                 QUEUE_JOB,
                 INITIAL_STATE,
                 target,
                 utcnow(),
                 {"order_id": plan.order_id, "job_id": str(plan.job_id)},
-            )
+            ),
+            limits=self._settings.limits.buckets(
+                command.client_address, normalize_email(command.customer.email)
+            ),
+        )
+
+    async def _phase_one(
+        self, claim: checkouts.ClaimKeys, now: datetime, creation: _Creation | None
+    ) -> asyncpg.Record:
+        """One call of h2s_begin_checkout; without ``creation``, the call that expects a
+        replay (its outcome is replayed, key_reused or absent)."""
         started = time.perf_counter()
         try:
             async with connection(self._pool) as conn:
@@ -278,14 +297,10 @@ class CheckoutFlow:
                     window_start=now - DERIVED_KEY_WINDOW,
                     now=now,
                     lease_until=now + self._settings.lease,
-                    new=new,
-                    steps=steps,
-                    transition=transition,
-                    limits=self._settings.limits.buckets(
-                        command.client_address, normalize_email(command.customer.email)
-                    )
-                    if plan is not None
-                    else (),
+                    new=creation.new if creation else None,
+                    steps=creation.steps if creation else None,
+                    transition=creation.transition if creation else None,
+                    limits=creation.limits if creation else (),
                 )
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc
