@@ -359,6 +359,25 @@ $$;
 
 
 --
+-- Name: h2s_replay_checkouts(text[], text[], text[], text[], timestamp with time zone[], timestamp with time zone[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_replay_checkouts(p_key_sources text[], p_idempotency_keys text[], p_derived_keys text[], p_request_fingerprints text[], p_window_starts timestamp with time zone[], p_nows timestamp with time zone[]) RETURNS TABLE(ord bigint, outcome text, checkout_id uuid, state text, response_status integer, response_json text, order_id text, job_id uuid, session_request jsonb, attempts integer, limited_by text, retry_after_s integer)
+    LANGUAGE sql
+    AS $$
+    select u.ord, b.*
+    from unnest(p_key_sources, p_idempotency_keys, p_derived_keys, p_request_fingerprints,
+                p_window_starts, p_nows)
+         with ordinality as u(key_source, idempotency_key, derived_key, request_fingerprint,
+                              window_start, now_, ord)
+    cross join lateral h2s_begin_checkout(
+        u.key_source, u.idempotency_key, u.derived_key, u.request_fingerprint,
+        u.window_start, u.now_, u.now_, null, null, null) as b
+    order by u.ord
+$$;
+
+
+--
 -- Name: h2s_write_trace_rows(uuid, jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1437,4 +1456,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261129000003'),
     ('20261130000001'),
     ('20261201000001'),
-    ('20261202000001');
+    ('20261202000001'),
+    ('20261203000001');

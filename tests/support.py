@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
@@ -129,3 +130,27 @@ async def app_client(settings: Any, clock: Any) -> AsyncIterator[httpx.AsyncClie
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test:
             test.app = app  # type: ignore[attr-defined]
             yield test
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, tuple], float]:
+    """Every sample of GET /metrics, by name and labels."""
+    answer = await client.get("/metrics")
+    assert answer.status_code == 200
+    samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def delta(
+    before: dict[tuple[str, tuple], float],
+    after: dict[tuple[str, tuple], float],
+    name: str,
+    **labels: str,
+) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)

@@ -366,3 +366,34 @@ async def test_background_passes_fail_on_a_silent_database_and_carry_on(
         await wait_for(since(spoke_at, "ok"), "a pass to succeed again")
     failed = [(t, o) for t, o in outcomes if t > silenced_at and o != "ok"]
     assert {o for _, o in failed} == {"DatabaseUnavailable"}
+
+
+async def test_replays_waiting_together_on_a_silent_database_each_get_a_bounded_503(
+    server, proxy, db
+):
+    """Replays of the keys a worker answered share calls: the first goes alone, the rest
+    wait for it together. With the database silent, each still gets its own 503 within the
+    bound (its wait for the call ahead counts), and each replays once it speaks again."""
+    bodies = [checkout_body(email=f"replayed-{n}@x.com") for n in range(2)]
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        first = [await http.post("/api/checkout", json=body) for body in bodies]
+        assert [a.status_code for a in first] == [201, 201]
+
+        proxy.silence()
+        answers = await asyncio.gather(
+            *(timed(http.post("/api/checkout", json=bodies[n % 2])) for n in range(6))
+        )
+        for answer, seconds in answers:
+            assert_unavailable(answer)
+            assert seconds < ANSWERED_WITHIN_S, seconds
+
+        proxy.speak()
+        again = await asyncio.gather(
+            *(http.post("/api/checkout", json=bodies[n % 2]) for n in range(6))
+        )
+    for n, answer in enumerate(again):
+        assert answer.status_code == 201, answer.text
+        assert answer.headers["idempotent-replayed"] == "true"
+        assert answer.json() == first[n % 2].json()
+    await wait_for(lambda: no_transaction_left_open(db), "the held transactions to end")
+    assert await db.fetchval("select count(*) from h2s_orders") == 2

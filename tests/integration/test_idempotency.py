@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from h2s_checkout.flows.reaper import reap_keys
-from support import app_client, checkout_body, command_for
+from support import app_client, checkout_body, command_for, delta, scrape
 
 CREATE = "POST /v1/checkout/sessions"
 TWO_LINES = [{"sku": "tv-mount", "quantity": 2}, {"sku": "smart-lock", "quantity": 1}]
@@ -338,3 +338,52 @@ async def test_another_flat_at_the_same_street_address_is_another_booking(client
     assert other.status_code == 201
     assert "idempotent-replayed" not in other.headers
     assert await counts(db) == (2, 2, 2)
+
+
+async def test_replays_that_arrive_together_share_a_call_and_keep_their_own_answers(
+    client, db, stripe, admin
+):
+    # A landlord books the same service at two homes, and a storefront sends a client key;
+    # then each is retried many times at once, with the key also reused for another body.
+    cabin = {"line1": "9 Lake Rd", "city": "Marble Falls", "state": "TX",
+             "postal_code": "78654", "country": "US"}  # fmt: skip
+    home_body, cabin_body = checkout_body(), checkout_body(address=cabin)
+    keyed_body, key = checkout_body(email="bo@example.com"), {"Idempotency-Key": "k-7"}
+    first = {
+        "home": await client.post("/api/checkout", json=home_body),
+        "cabin": await client.post("/api/checkout", json=cabin_body),
+        "keyed": await client.post("/api/checkout", json=keyed_body, headers=key),
+    }
+    assert len({a.json()["order_id"] for a in first.values()}) == 3
+    sends = [
+        ("home", home_body, None),
+        ("cabin", cabin_body, None),
+        ("keyed", keyed_body, key),
+        ("reused", checkout_body(email="cy@example.com"), key),
+    ] * 8
+    before = await scrape(client)
+
+    answers = await asyncio.gather(
+        *(client.post("/api/checkout", json=body, headers=headers) for _, body, headers in sends)
+    )
+
+    after = await scrape(client)
+    for (name, _, _), answer in zip(sends, answers, strict=True):
+        if name == "reused":
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["error"]["code"] == "idempotency_key_reused"
+        else:
+            assert answer.status_code == 201, answer.text
+            assert answer.headers["idempotent-replayed"] == "true"
+            assert answer.json() == first[name].json()
+    assert await counts(db) == (3, 3, 3)
+    assert len(stripe.sessions) == 3
+    for name in ("home", "cabin", "keyed"):
+        steps = await events(client, admin, first[name].json()["checkout_trace_id"])
+        assert steps.count("checkout.replayed") == 8
+    # All 32 went through the replay call, in fewer calls than requests: the first alone,
+    # the rest together while it was on its way.
+    replays = delta(before, after, "h2s_replay_batch_size_sum")
+    calls = delta(before, after, "h2s_replay_batch_size_count")
+    assert replays == 32
+    assert 1 < calls < 32

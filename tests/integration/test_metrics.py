@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from support import checkout_body, signed, stripe_event
-
-
-async def scrape(client) -> dict[tuple[str, tuple], float]:
-    answer = await client.get("/metrics")
-    assert answer.status_code == 200
-    samples = {}
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def delta(before, after, name, **labels) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
+from support import checkout_body, delta, scrape, signed, stripe_event
 
 
 async def test_metrics_follow_what_happened(client, db, stripe, clock):

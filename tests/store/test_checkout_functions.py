@@ -252,3 +252,47 @@ async def test_the_replay_call_refuses_a_client_key_reused_with_another_body(db)
 
     assert row["outcome"] == "key_reused"
     assert (await table_counts(db))["h2s_orders"] == 1
+
+
+async def test_replay_calls_together_are_each_decided_as_alone_in_order(db):
+    now = datetime.now(UTC)
+    home = begin_args(checkout_body(), now)
+    keyed = begin_args(checkout_body(email="bo@example.com"), now, key="key-1")
+    for args in (home, keyed):
+        await link(db, await begin(db, args), now)
+    pending = begin_args(checkout_body(email="cy@example.com"), now)
+    await begin(db, pending)  # in phase 2: not answered yet
+    later = now + timedelta(seconds=1)
+    reused = begin_args(checkout_body(email="di@example.com"), later, key="key-1")
+    unknown = begin_args(checkout_body(email="ed@example.com"), later)
+    calls = [replay_call(begin_args(checkout_body(), later)), reused, unknown, pending, home]
+
+    # What each call alone answers, rolled back so that the call together starts alike.
+    alone = []
+    tx = db.transaction()
+    await tx.start()
+    for args in calls:
+        alone.append(await begin(db, replay_call(args)))
+    await tx.rollback()
+    traces_before = await db.fetchval("select count(*) from h2s_checkout_traces")
+
+    together = await checkouts.replay_checkouts(
+        db,
+        [checkouts.ReplayCall(a["keys"], a["window_start"], a["now"]) for a in calls],
+    )
+
+    assert [r["ord"] for r in together] == [1, 2, 3, 4, 5]
+    assert [r["outcome"] for r in together] == [
+        "replayed",
+        "key_reused",
+        "absent",
+        "absent",
+        "replayed",
+    ]
+    for one, joint in zip(alone, together, strict=True):
+        assert dict(one.items()) == {k: joint[k] for k, _ in one.items()}
+    # A trace row for each replay, on the checkout it replayed; nothing else written.
+    assert await db.fetchval("select count(*) from h2s_checkout_traces") == traces_before + 2
+    home_id = together[0]["checkout_id"]
+    assert (await events(db, home_id))[-2:] == ["checkout.replayed", "checkout.replayed"]
+    assert (await table_counts(db))["h2s_orders"] == 3

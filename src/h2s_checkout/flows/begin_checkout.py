@@ -38,6 +38,7 @@ from h2s_checkout.domain.machine import INITIAL_STATE, TRANSITIONS
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
 from h2s_checkout.flows.recent_keys import RecentKeys
+from h2s_checkout.flows.replay_batch import ReplayBatcher
 from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import PHASE_SECONDS
 from h2s_checkout.payments.port import (
@@ -185,6 +186,7 @@ class CheckoutFlow:
         self._catalog = catalog
         self._settings = settings
         self._recent = RecentKeys()
+        self._replays = ReplayBatcher(pool)
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
         # Pricing comes first: a bad cart is refused before anything is read or written.
@@ -196,7 +198,9 @@ class CheckoutFlow:
         if self._recent.expects_replay(claim.lookup_key, now):
             # This worker answered the key lately: most likely a replay, so ask for one
             # without building a new checkout; "absent" means it was not one after all.
-            row = await self._phase_one(claim, now, None)
+            row = await self._replays.replay(
+                checkouts.ReplayCall(claim, now - DERIVED_KEY_WINDOW, now)
+            )
             if row["outcome"] == "absent":
                 self._recent.forget(claim.lookup_key)
                 row = None
@@ -284,10 +288,9 @@ class CheckoutFlow:
         )
 
     async def _phase_one(
-        self, claim: checkouts.ClaimKeys, now: datetime, creation: _Creation | None
+        self, claim: checkouts.ClaimKeys, now: datetime, creation: _Creation
     ) -> asyncpg.Record:
-        """One call of h2s_begin_checkout; without ``creation``, the call that expects a
-        replay (its outcome is replayed, key_reused or absent)."""
+        """The whole call of h2s_begin_checkout, with the new checkout it may write."""
         started = time.perf_counter()
         try:
             async with connection(self._pool) as conn:
@@ -297,10 +300,10 @@ class CheckoutFlow:
                     window_start=now - DERIVED_KEY_WINDOW,
                     now=now,
                     lease_until=now + self._settings.lease,
-                    new=creation.new if creation else None,
-                    steps=creation.steps if creation else None,
-                    transition=creation.transition if creation else None,
-                    limits=creation.limits if creation else (),
+                    new=creation.new,
+                    steps=creation.steps,
+                    transition=creation.transition,
+                    limits=creation.limits,
                 )
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable("the database is unavailable; nothing was written") from exc

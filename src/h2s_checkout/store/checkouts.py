@@ -221,6 +221,39 @@ async def begin_checkout(
     return row
 
 
+_REPLAY_CHECKOUTS = "select * from h2s_replay_checkouts($1, $2, $3, $4, $5, $6)"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCall:
+    """One request's part of ``replay_checkouts``: its keys, and the moments phase 1
+    would be called with."""
+
+    keys: ClaimKeys
+    window_start: datetime
+    now: datetime
+
+
+async def replay_checkouts(
+    conn: asyncpg.Connection, calls: Sequence[ReplayCall]
+) -> list[asyncpg.Record]:
+    """Several calls of ``begin_checkout`` expecting a replay, in one round trip and one
+    transaction; a row per call, in order, each with the outcome that call alone would
+    have had (replayed, key_reused or absent)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _REPLAY_CHECKOUTS,
+        [c.keys.key_source for c in calls],
+        [c.keys.idempotency_key for c in calls],
+        [c.keys.derived_key for c in calls],
+        [c.keys.request_fingerprint for c in calls],
+        [c.window_start for c in calls],
+        [c.now for c in calls],
+    )
+    if len(rows) != len(calls):
+        raise RuntimeError(f"h2s_replay_checkouts answered {len(rows)} rows for {len(calls)}")
+    return rows
+
+
 _LINK_SESSION = "select * from h2s_link_session($1, $2, $3, $4, $5, $6, $7, $8)"
 
 

@@ -1,0 +1,122 @@
+"""Replays that arrive together share one round trip (a group commit for replays).
+
+A worker that expects a replay (its recent keys) sends the call at once when no other
+replay call of this worker is on its way. While one is, the requests that arrive wait and
+go together in the next call, up to ``max_batch`` of them: under load, one statement, one
+transaction and one commit serve many replays, and the worker sends and reads one
+message for them all; alone, a replay goes as soon as it comes, as before.
+
+What is decided does not change: PostgreSQL decides each element as it decides a single
+call (``h2s_replay_checkouts`` calls ``h2s_begin_checkout`` once per element), and a
+request is answered only after the call with its trace row has committed. A call that
+fails fails every request in it, each with its own DatabaseUnavailable (503) when the
+database could not be reached. A request waits for its answer, the call ahead of its own
+included, no longer than the pool's bound on any database wait (H2S_DB_TIMEOUT_S).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass
+
+import asyncpg
+from prometheus_client import Histogram
+
+from h2s_checkout.domain.errors import DatabaseUnavailable
+from h2s_checkout.store import checkouts
+from h2s_checkout.store.pool import DEFAULT_TIMEOUT_S, connection
+
+DEFAULT_MAX_BATCH = 64
+DEFAULT_MAX_IN_FLIGHT = 1
+
+_BATCH_SIZE = Histogram(
+    "h2s_replay_batch_size",
+    "Replays answered by one call of h2s_replay_checkouts",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    call: checkouts.ReplayCall
+    answer: asyncio.Future[asyncpg.Record]
+
+
+class ReplayBatcher:
+    """Coalesces this worker's replay calls: at most ``max_in_flight`` on their way at once,
+    each carrying up to ``max_batch`` requests."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._waiting: list[_Waiting] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def replay(self, call: checkouts.ReplayCall) -> asyncpg.Record:
+        """The row ``begin_checkout`` expecting a replay would answer for ``call``."""
+        answer: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(call, answer))
+        if len(self._in_flight) < self._max_in_flight:
+            self._send_next()
+        # Waiting for a call ahead counts against the same bound as a call of one's own.
+        bound_s = getattr(self._pool, "timeout_s", DEFAULT_TIMEOUT_S)
+        try:
+            async with asyncio.timeout(bound_s):
+                return await answer
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"database unavailable: no answer within {bound_s:.1f} s"
+            ) from None
+
+    def _send_next(self) -> None:
+        batch = [w for w in self._waiting[: self._max_batch] if not w.answer.done()]
+        del self._waiting[: self._max_batch]
+        if not batch:
+            if self._waiting:
+                self._send_next()
+            return
+        # A context of its own: the call is every request's, not the one that sent it (its
+        # log binding and its database budget stay with it).
+        task = asyncio.get_running_loop().create_task(
+            self._send(batch), context=contextvars.Context()
+        )
+        self._in_flight.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if self._waiting and len(self._in_flight) < self._max_in_flight:
+            self._send_next()
+
+    async def _send(self, batch: list[_Waiting]) -> None:
+        try:
+            async with connection(self._pool) as conn:
+                rows = await checkouts.replay_checkouts(conn, [w.call for w in batch])
+        except DatabaseUnavailable as exc:
+            for w in batch:
+                if not w.answer.done():
+                    fresh = DatabaseUnavailable(str(exc))
+                    fresh.__cause__ = exc.__cause__
+                    w.answer.set_exception(fresh)
+            return
+        except asyncio.CancelledError:  # the worker is stopping
+            for w in batch:
+                w.answer.cancel()
+            raise
+        except Exception as exc:
+            for w in batch:
+                if not w.answer.done():
+                    w.answer.set_exception(exc)
+            return
+        _BATCH_SIZE.observe(len(batch))
+        for w, row in zip(batch, rows, strict=True):
+            if not w.answer.done():
+                w.answer.set_result(row)
