@@ -35,6 +35,7 @@ from h2s_checkout.api.webhooks import StripeWebhookController
 from h2s_checkout.flows.event_endpoints import sync_environment_endpoint
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_events, reap_keys, reap_sessions_and_counters
+from h2s_checkout.gc_pauses import freeze_startup_objects
 from h2s_checkout.logging import configure_logging, get_logger
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import Settings
@@ -185,4 +186,7 @@ def create_app_from_env() -> Litestar:
     """Factory for granian workers: the environment is already resolved by `serve`."""
     from h2s_checkout.settings import load_settings
 
-    return create_app(load_settings())
+    app = create_app(load_settings())
+    # After the lifespan has opened everything: what exists now lives as long as the worker.
+    app.on_startup.append(freeze_startup_objects)
+    return app

@@ -30,6 +30,7 @@ JSON_KEYS = {
     "replays_over_ceiling_b",
     "round_trips",
     "overhead_p99_ms_stripe_300ms_64_clients",
+    "overhead_p99_ms_stripe_300ms_64_clients_from_start",
     "rss_mb_max",
     "prefill",
 }

@@ -104,11 +104,13 @@ class Comparison:
             return None
         return now.rate / then.rate
 
-    def overhead_p99_ms(self, side: str, workload: Workload) -> float | None:
+    def overhead_p99_ms(
+        self, side: str, workload: Workload, *, from_start: bool = False
+    ) -> float | None:
         o = self.sides[side].outcome(workload.key)
         if o is None or not o.latencies_ms:
             return None
-        value = o.pct(99) - workload.stripe_latency_ms
+        value = (o.pct_from_start(99) if from_start else o.pct(99)) - workload.stripe_latency_ms
         return None if math.isnan(value) else value
 
 
@@ -218,6 +220,7 @@ def _block(
             make,
             clients=w.clients,
             duration_s=config.slow_duration_s if w.stripe_latency_ms else config.duration_s,
+            warm_s=config.slow_warm_s if w.stripe_latency_ms else 0.0,
             server=server,
             idle=[idle],
             keep_bodies=20_000 if w.key == "new0@64" else 0,

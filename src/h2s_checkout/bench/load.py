@@ -19,6 +19,8 @@ import aiohttp
 import msgspec
 import psutil
 
+from h2s_checkout.gc_pauses import freeze_startup_objects
+
 JSON_HEADERS = {"Content-Type": "application/json"}
 MAX_409_RETRIES = 20
 REQUEST_TIMEOUT_S = 30.0
@@ -45,6 +47,9 @@ class Outcome:
     errors: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
+    # Requests sent in the loop's first ``warm_s``: answered and counted, their latencies
+    # kept apart (the clients all start in the same instant, which steady load never does).
+    warm_latencies_ms: list[float] = field(default_factory=list)
     generator_cores: float = 0.0
     first_error: str = ""
     ok_bodies: list[bytes] = field(default_factory=list)
@@ -55,12 +60,13 @@ class Outcome:
         return self.ok / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def pct(self, p: float) -> float:
-        """The p-th percentile of successful latencies (nearest rank), in ms."""
-        if not self.latencies_ms:
-            return math.nan
-        ordered = sorted(self.latencies_ms)
-        rank = max(math.ceil(p / 100 * len(ordered)) - 1, 0)
-        return ordered[min(rank, len(ordered) - 1)]
+        """The p-th percentile of successful latencies (nearest rank), in ms; requests
+        sent in a warm-up at the start are not among them."""
+        return _nearest_rank(self.latencies_ms, p)
+
+    def pct_from_start(self, p: float) -> float:
+        """The same, the warm-up's requests included."""
+        return _nearest_rank(self.latencies_ms + self.warm_latencies_ms, p)
 
     def summary(self) -> str:
         bad = {k: v for k, v in self.statuses.items() if k not in (200, 201)}
@@ -72,6 +78,14 @@ class Outcome:
             f"p50 {self.pct(50):.1f} p99 {self.pct(99):.1f} ms "
             f"(generator {self.generator_cores:.2f} cores){extra}"
         )
+
+
+def _nearest_rank(values: Sequence[float], p: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(math.ceil(p / 100 * len(ordered)) - 1, 0)
+    return ordered[min(rank, len(ordered) - 1)]
 
 
 def pooled(name: str, outcomes: Sequence[Outcome]) -> Outcome:
@@ -86,6 +100,7 @@ def pooled(name: str, outcomes: Sequence[Outcome]) -> Outcome:
         total.errors += o.errors
         total.statuses.update(o.statuses)
         total.latencies_ms.extend(o.latencies_ms)
+        total.warm_latencies_ms.extend(o.warm_latencies_ms)
         total.generator_cores += o.generator_cores * o.elapsed_s
         total.first_error = total.first_error or o.first_error
     if total.elapsed_s > 0:
@@ -110,13 +125,19 @@ async def closed_loop(
     max_requests: int,
     expect_status: int = 200,
     keep_bodies: int = 0,
+    warm_s: float = 0.0,
 ) -> Outcome:
     """``clients`` loops until ``duration_s`` or ``max_requests`` sends, whichever first.
 
     Client ``i`` talks to ``base_urls[i % len(base_urls)]`` (a connection-level balancer).
     Requests ``make(n)`` for n = 0, 1, ...; the first ``keep_bodies`` successful request
     bodies are kept in ``ok_bodies`` (the stored checkouts that replays will send again).
+    The latencies of requests sent in the first ``warm_s`` go to ``warm_latencies_ms``;
+    every answer counts in the rate.
     """
+    # The generator's own full collections would pause its clients and count as the
+    # server's latency: what the run made so far is kept out of them.
+    freeze_startup_objects()
     outcome = Outcome(name, clients)
     counter = itertools.count()
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False)
@@ -125,6 +146,7 @@ async def closed_loop(
     cpu0 = sum(me.cpu_times()[:2])
     started = time.monotonic()
     deadline = started + duration_s
+    warm_until = started + warm_s
     hard_stop = deadline + REQUEST_TIMEOUT_S * 2
 
     async with aiohttp.ClientSession(
@@ -139,6 +161,7 @@ async def closed_loop(
                     return
                 req = make(n)
                 headers = {**JSON_HEADERS, **(req.headers or {})} if req.body else req.headers
+                warm = time.monotonic() < warm_until
                 t0 = time.perf_counter()
                 for _attempt in range(MAX_409_RETRIES + 1):
                     try:
@@ -161,7 +184,8 @@ async def closed_loop(
                     if status == expect_status:
                         outcome.ok += 1
                         outcome.replayed += replayed
-                        outcome.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                        kept = outcome.warm_latencies_ms if warm else outcome.latencies_ms
+                        kept.append((time.perf_counter() - t0) * 1000)
                         if len(outcome.ok_bodies) < keep_bodies and req.body is not None:
                             outcome.ok_bodies.append(req.body)
                     break

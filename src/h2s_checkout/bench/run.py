@@ -46,6 +46,8 @@ class BenchConfig:
     quick: bool = False
     duration_s: float = 6.0  # each throughput workload
     slow_duration_s: float = 8.0  # the Stripe-latency workloads
+    # Their first second is a warm-up: its answers count in the rate, not in the latencies.
+    slow_warm_s: float = 1.0
     ceiling_duration_s: float = 5.0
     warmup_s: float = 2.0
     clients_fast: tuple[int, ...] = (1, 16, 64)
@@ -84,6 +86,7 @@ class BenchConfig:
             quick=True,
             duration_s=0.6,
             slow_duration_s=1.0,
+            slow_warm_s=0.2,
             ceiling_duration_s=0.5,
             warmup_s=0.3,
             round_trip_checkouts=30,
@@ -244,6 +247,7 @@ class _Bench:
         keep_bodies: int = 0,
         max_requests: int | None = None,
         settle: bool = True,
+        warm_s: float = 0.0,
     ) -> load.Outcome:
         """One workload of the main run, kept under ``key`` in the results."""
         outcome, cpu = self.run_workload(
@@ -256,6 +260,7 @@ class _Bench:
             keep_bodies=keep_bodies,
             max_requests=max_requests,
             settle=settle,
+            warm_s=warm_s,
         )
         self.results.workloads[key] = outcome
         self.results.cpu[key] = cpu
@@ -275,6 +280,7 @@ class _Bench:
         keep_bodies: int = 0,
         max_requests: int | None = None,
         settle: bool = True,
+        warm_s: float = 0.0,
     ) -> tuple[load.Outcome, CpuSplit]:
         """A closed loop against ``server`` (default: the first one up, or ``urls``),
         metered; waits for a quiet machine first unless ``settle`` is False."""
@@ -292,6 +298,7 @@ class _Bench:
                     max_requests=max_requests or self.config.max_requests,
                     expect_status=expect,
                     keep_bodies=keep_bodies,
+                    warm_s=warm_s,
                 )
             )
         _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
@@ -569,6 +576,7 @@ class _Bench:
                 self.new_checkouts(f"n300c{clients}"),
                 clients=clients,
                 duration_s=config.slow_duration_s,
+                warm_s=config.slow_warm_s,
             )
         self.emulator.set_latency(0)
         self.emulator.reset()

@@ -96,6 +96,8 @@ def _serve_main(argv: list[str]) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from h2s_checkout.gc_pauses import freeze_survivors_of_full_collections
+
     from .app import EmulatorApp
     from .httpserver import HTTPServer
     from .state import EmulatorState
@@ -114,6 +116,8 @@ async def _serve(args: argparse.Namespace) -> None:
     host, port = await server.start()
     await state.start()
     state.public_base_url = args.public_base_url or f"http://{host}:{port}"
+    # It keeps every session and event it made: full collections walk only what is new.
+    freeze_survivors_of_full_collections()
     # Printed on stdout, flushed: a parent process waits for this line.
     print(f"stripe emulator listening on http://{host}:{port}", flush=True)
     stop = asyncio.Event()
