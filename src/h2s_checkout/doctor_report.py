@@ -8,7 +8,13 @@ from typing import Any
 
 import asyncpg
 
-from h2s_checkout.flows.doctor import CheckResult, DoctorOptions, any_failing, run_checks
+from h2s_checkout.flows.doctor import (
+    DATABASE_CONCURRENCY,
+    CheckResult,
+    DoctorOptions,
+    any_failing,
+    run_checks,
+)
 from h2s_checkout.payments.port import PaymentGateway
 from h2s_checkout.settings import Settings
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, create_pool
@@ -57,13 +63,13 @@ async def run_doctor(
     from h2s_checkout.services import build_gateway
 
     try:
-        pool = await create_pool(dsn, min_size=1, max_size=1)
+        pool = await create_pool(dsn, min_size=1, max_size=DATABASE_CONCURRENCY)
     except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
         print(f"h2s-checkout doctor: cannot reach the database: {exc}", file=sys.stderr)
         return UNUSABLE
     gateway: PaymentGateway | None = build_gateway(provider) if provider else None
     try:
-        results = await run_checks(pool, gateway, options)
+        results = await run_checks(pool, gateway, options, concurrency=DATABASE_CONCURRENCY)
     except asyncpg.UndefinedTableError as exc:
         print(
             f"h2s-checkout doctor: {exc}: run `h2s-checkout migrate` on this database first",

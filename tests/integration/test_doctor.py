@@ -8,7 +8,10 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 
-from h2s_checkout.flows.doctor import DoctorOptions, any_failing, run_checks
+import asyncpg
+import pytest
+
+from h2s_checkout.flows.doctor import DATABASE_CONCURRENCY, DoctorOptions, any_failing, run_checks
 from h2s_checkout.payments.port import SessionLine, SessionRequest
 from h2s_checkout.settings import EMULATOR_API_KEY
 from support import checkout_body, signed, stripe_event
@@ -394,3 +397,42 @@ async def test_an_open_session_on_an_expired_order(client, db, stripe):
         "update h2s_orders set status = 'expired' where order_id = $1", body["order_id"]
     )
     assert await counts(client, db) == CLEAN | {"provider_sessions_without_live_order": 1}
+
+
+async def test_checks_run_two_at_a_time_answer_as_one_at_a_time(client, db, stripe, clock):
+    made = await healthy_history(client, stripe)
+    await db.execute(
+        "update h2s_checkouts set job_id = null where order_id = $1", made[0]["order_id"]
+    )
+    await db.execute("delete from h2s_dispatch_jobs where order_id = $1", made[0]["order_id"])
+    await db.execute(
+        "update h2s_checkouts set state = 'job_queued', updated_at = now() - interval '1 hour'"
+        " where order_id = $1",
+        made[1]["order_id"],
+    )
+    gateway = client.app.state.payment_gateway
+
+    one = await run_checks(db, gateway)
+    two = await run_checks(client.app.state.db_pool, gateway, concurrency=DATABASE_CONCURRENCY)
+
+    assert [(r.name, r.count, r.examples) for r in two] == [
+        (r.name, r.count, r.examples) for r in one
+    ]
+    assert {r.name: r.count for r in two} == CLEAN | {
+        "orders_without_jobs": 1,
+        "orders_without_jobs_by_metadata": 1,
+        "stuck_checkouts": 1,
+    }
+
+
+async def test_a_failing_check_is_raised_after_the_others_have_ended(client, db, stripe):
+    await healthy_history(client, stripe)
+    pool = client.app.state.db_pool
+    await db.execute("alter table h2s_refunds rename to h2s_refunds_gone")
+    try:
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await run_checks(pool, None, concurrency=DATABASE_CONCURRENCY)
+        # No check is left running: every connection the checks took is back in the pool.
+        assert pool.get_idle_size() == pool.get_size()
+    finally:
+        await db.execute("alter table h2s_refunds_gone rename to h2s_refunds")

@@ -29,7 +29,7 @@ from h2s_checkout.bench import load, prefill
 from h2s_checkout.bench.compare import Side
 from h2s_checkout.bench.load import Outcome, Req
 from h2s_checkout.bench.stack import BENCH_ADMIN_TOKEN, CpuSplit, ServerProcess
-from h2s_checkout.flows.doctor import DoctorOptions, run_checks
+from h2s_checkout.flows.doctor import DATABASE_CONCURRENCY, DoctorOptions, run_checks
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.migrate import apply_migrations
@@ -333,13 +333,15 @@ async def _reconcile(settings: Settings) -> tuple[list[float], str]:
 async def _doctor(dsn: str) -> tuple[list[float], dict[str, int | None]]:
     """The doctor's database checks (its provider checks are left out: they cost one
     provider call per order of the window, whatever the size of the tables)."""
-    pool = await create_pool(dsn, min_size=1, max_size=1)
+    pool = await create_pool(dsn, min_size=1, max_size=DATABASE_CONCURRENCY)
     times: list[float] = []
     found: dict[str, int | None] = {}
     try:
         for _ in range(REPEATS):
             started = time.perf_counter()
-            results = await run_checks(pool, None, DoctorOptions())
+            results = await run_checks(
+                pool, None, DoctorOptions(), concurrency=DATABASE_CONCURRENCY
+            )
             times.append(time.perf_counter() - started)
             found = {r.name: r.count for r in results if r.skipped is None}
     finally:

@@ -20,6 +20,11 @@ from h2s_checkout.store.traces import utcnow
 NO_PROVIDER = "no payment provider configured"
 # Sessions looked up at the provider at once: far below Stripe's rate limits.
 PROVIDER_CONCURRENCY = 8
+# Database checks run at once by `h2s-checkout doctor` (its pool's size): the three
+# order/job checks each hash a window of rows, and on a database with cores to spare two
+# at a time take about half the time, while a diagnostic holds no more than two of a
+# production database's connections.
+DATABASE_CONCURRENCY = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,80 +77,88 @@ async def run_checks(
     db: sql.Queryable,
     gateway: PaymentGateway | None,
     options: DoctorOptions | None = None,
+    *,
+    concurrency: int = 1,
 ) -> list[CheckResult]:
-    """Every check, in a fixed order. ``gateway`` None skips the provider's checks."""
+    """Every check, answered in a fixed order. ``gateway`` None skips the provider's
+    checks. The database checks run ``concurrency`` at a time: more than one needs a
+    pool with as many connections (a single connection runs one statement at a time)."""
     options = options or DoctorOptions()
     now = options.clock()
     since = now - timedelta(hours=options.since_hours)
     stuck_before = now - timedelta(minutes=options.stuck_minutes)
     window = f"created in the last {options.since_hours} h"
 
+    limit = asyncio.Semaphore(concurrency)
+
     async def counted(name: str, meaning: str, query: str, *bounds: datetime) -> CheckResult:
-        n, examples = await sql.count(db, query, *bounds)
+        async with limit:
+            n, examples = await sql.count(db, query, *bounds)
         return CheckResult(name, meaning, n, tuple(examples))
 
-    results = [
-        await counted(
+    # Every check ends before a failure is raised: none is left running on ``db``.
+    answers = await asyncio.gather(
+        counted(
             "orders_without_jobs",
             f"orders {window} with no dispatch job (joined on h2s_dispatch_jobs.order_id)",
             sql.ORDERS_WITHOUT_JOBS,
             since,
         ),
-        await counted(
+        counted(
             "orders_without_jobs_by_metadata",
             f"the seed's query: orders {window} that no job names in metadata->>'order_id'",
             sql.ORDERS_WITHOUT_JOBS_BY_METADATA,
             since,
         ),
-        await counted(
+        counted(
             "jobs_without_orders",
             f"dispatch jobs {window} whose order_id has no order",
             sql.JOBS_WITHOUT_ORDERS,
             since,
         ),
-        await counted(
+        counted(
             "stuck_checkouts",
             f"checkouts still pending_payment, job_queued or failed "
             f"{options.stuck_minutes} min after their last change",
             sql.STUCK_CHECKOUTS,
             stuck_before,
         ),
-        await counted(
+        counted(
             "sessions_past_expiry_without_outcome",
             f"checkouts at session_created {options.stuck_minutes} min after the session "
             f"expired: no webhook came and the reconciler did not settle them",
             sql.SESSIONS_PAST_EXPIRY,
             stuck_before,
         ),
-        await counted(
+        counted(
             "paid_after_cleanup",
             f"checkouts paid after they had ended (cleaned up, expired, cancelled), in the "
             f"last {options.since_hours} h, whose payment is not refunded yet",
             sql.PAID_AFTER_CLEANUP,
             since,
         ),
-        await counted(
+        counted(
             "refunds_failed",
             f"orders whose refund the provider failed (checkout refund_failed), changed in "
             f"the last {options.since_hours} h: cancel again to retry, or refund by hand",
             sql.REFUNDS_FAILED,
             since,
         ),
-        await counted(
+        counted(
             "refunds_not_settled",
             f"refunds owed or pending {options.stuck_minutes} min after their last change: "
             f"the reconciler did not get the provider to settle them",
             sql.REFUNDS_NOT_SETTLED,
             stuck_before,
         ),
-        await counted(
+        counted(
             "unsettled_cleanups",
             f"cleaned checkouts whose session the provider has not yet been made to end, "
             f"{options.stuck_minutes} min after cleanup",
             sql.UNSETTLED_CLEANUPS,
             stuck_before,
         ),
-        await counted(
+        counted(
             "undelivered_events",
             f"order events {window}, older than {options.stuck_minutes} min, that no enabled "
             f"event endpoint has received",
@@ -153,7 +166,12 @@ async def run_checks(
             stuck_before,
             since,
         ),
-    ]
+        return_exceptions=True,
+    )
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    results = [a for a in answers if isinstance(a, CheckResult)]
     results.append(await _orders_missing_at_provider(db, gateway, since, window))
     results.append(await _sessions_without_live_order(db, gateway, since, options.since_hours))
     return results
