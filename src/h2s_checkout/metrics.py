@@ -87,3 +87,8 @@ EVENT_DELIVERY_LAG = Histogram(
         86400,
     ),
 )
+REPLAY_BATCH_SIZE = Histogram(
+    "h2s_replay_batch_size",
+    "Replays answered by one call of h2s_replay_checkouts",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)

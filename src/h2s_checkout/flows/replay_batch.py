@@ -21,20 +21,14 @@ import contextvars
 from dataclasses import dataclass
 
 import asyncpg
-from prometheus_client import Histogram
 
 from h2s_checkout.domain.errors import DatabaseUnavailable
+from h2s_checkout.metrics import REPLAY_BATCH_SIZE
 from h2s_checkout.store import checkouts
-from h2s_checkout.store.pool import DEFAULT_TIMEOUT_S, connection
+from h2s_checkout.store.pool import bound_s, connection
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_IN_FLIGHT = 1
-
-_BATCH_SIZE = Histogram(
-    "h2s_replay_batch_size",
-    "Replays answered by one call of h2s_replay_checkouts",
-    buckets=(1, 2, 4, 8, 16, 32, 64),
-)
 
 
 @dataclass(slots=True)
@@ -67,21 +61,21 @@ class ReplayBatcher:
         if len(self._in_flight) < self._max_in_flight:
             self._send_next()
         # Waiting for a call ahead counts against the same bound as a call of one's own.
-        bound_s = getattr(self._pool, "timeout_s", DEFAULT_TIMEOUT_S)
+        bound = bound_s(self._pool)
         try:
-            async with asyncio.timeout(bound_s):
+            async with asyncio.timeout(bound):
                 return await answer
         except TimeoutError:
             raise DatabaseUnavailable(
-                f"database unavailable: no answer within {bound_s:.1f} s"
+                f"database unavailable: no answer within {bound:.1f} s"
             ) from None
 
     def _send_next(self) -> None:
-        batch = [w for w in self._waiting[: self._max_batch] if not w.answer.done()]
-        del self._waiting[: self._max_batch]
+        # A request that stopped waiting (its client went away, or its bound ran out)
+        # is left out.
+        waiting = [w for w in self._waiting if not w.answer.done()]
+        batch, self._waiting = waiting[: self._max_batch], waiting[self._max_batch :]
         if not batch:
-            if self._waiting:
-                self._send_next()
             return
         # A context of its own: the call is every request's, not the one that sent it (its
         # log binding and its database budget stay with it).
@@ -116,7 +110,7 @@ class ReplayBatcher:
                 if not w.answer.done():
                     w.answer.set_exception(exc)
             return
-        _BATCH_SIZE.observe(len(batch))
+        REPLAY_BATCH_SIZE.observe(len(batch))
         for w, row in zip(batch, rows, strict=True):
             if not w.answer.done():
                 w.answer.set_result(row)

@@ -199,15 +199,20 @@ class _Deadline:
         conn.terminate()
 
 
+def bound_s(pool: asyncpg.Pool) -> float:
+    """The pool's bound on any database wait (H2S_DB_TIMEOUT_S)."""
+    return float(getattr(pool, "timeout_s", DEFAULT_TIMEOUT_S))
+
+
 @asynccontextmanager
 async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection, with acquiring it and everything done on it (statements,
     COMMIT) bounded by the pool's ``timeout_s`` or what is left of the current
     `database_budget`. A database that cannot be reached, or does not answer in time,
     becomes DatabaseUnavailable (503); the connection is then closed, never reused."""
-    bound_s = getattr(pool, "timeout_s", DEFAULT_TIMEOUT_S)
+    bound = bound_s(pool)
     budget = _budget.get()
-    limit_s = budget.draw(bound_s) if budget is not None else bound_s
+    limit_s = budget.draw(bound) if budget is not None else bound
     if limit_s <= 0:
         raise DatabaseUnavailable("database unavailable: this request's database time is spent")
     loop = asyncio.get_running_loop()
