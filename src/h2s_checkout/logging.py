@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 import structlog
 
+from h2s_checkout.log_lines import StderrLogger
+
 _SECRET_KEYS = frozenset(
     {
         "authorization",
@@ -65,19 +67,8 @@ def redact(
     return event_dict
 
 
-class _StderrLogger:
-    """Writes each line to whatever sys.stderr is at that moment (test capture included)."""
-
-    def msg(self, message: str) -> None:
-        stream = sys.stderr
-        stream.write(message + "\n")
-        stream.flush()
-
-    log = debug = info = warn = warning = error = critical = exception = fatal = msg
-
-
-def _stderr_logger(*_: Any) -> _StderrLogger:
-    return _StderrLogger()
+def _stderr_logger(*_: Any) -> StderrLogger:
+    return StderrLogger()
 
 
 # msgspec encodes a log line several times faster than the standard library; what it

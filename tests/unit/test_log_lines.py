@@ -1,0 +1,130 @@
+"""Log lines: held for the rest of an event-loop pass, then written together, in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from h2s_checkout import log_lines
+
+MonkeyPatch = pytest.MonkeyPatch
+
+
+class Stream:
+    """Stands in for sys.stderr: what each write call carried."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def text(self) -> str:
+        return "".join(self.writes)
+
+
+def install(monkeypatch: MonkeyPatch) -> Stream:
+    """In the test's body: pytest's own capture sets sys.stderr after fixtures run."""
+    log_lines.flush()
+    fake = Stream()
+    monkeypatch.setattr("sys.stderr", fake)
+    return fake
+
+
+def test_outside_an_event_loop_each_line_is_written_at_once(monkeypatch: MonkeyPatch) -> None:
+    stream = install(monkeypatch)
+    log_lines.write("one")
+    assert stream.writes == ["one\n"]
+    log_lines.write("two")
+    assert stream.writes == ["one\n", "two\n"]
+
+
+async def test_lines_of_one_pass_go_out_in_one_write_after_it(monkeypatch: MonkeyPatch) -> None:
+    stream = install(monkeypatch)
+
+    async def request(n: int) -> None:
+        log_lines.write(f"request {n} begins")
+        await asyncio.sleep(0)
+        log_lines.write(f"request {n} ends")
+
+    log_lines.write("first")
+    assert stream.writes == []  # held while this step runs
+    await asyncio.gather(request(1), request(2))
+    await asyncio.sleep(0)
+    assert stream.text == (
+        "first\nrequest 1 begins\nrequest 2 begins\nrequest 1 ends\nrequest 2 ends\n"
+    )
+    assert len(stream.writes) < 5  # lines of the same pass shared a write
+
+
+async def test_a_line_is_held_no_longer_than_the_pass_that_logged_it(
+    monkeypatch: MonkeyPatch,
+) -> None:
+    stream = install(monkeypatch)
+    log_lines.write("alone")
+    await asyncio.sleep(0)
+    assert stream.writes == ["alone\n"]
+
+
+async def test_warnings_go_out_at_once_after_what_was_held(monkeypatch: MonkeyPatch) -> None:
+    stream = install(monkeypatch)
+    logger = log_lines.StderrLogger()
+    logger.info("held")
+    logger.warning("now")
+    assert stream.writes == ["held\nnow\n"]
+    logger.error("again")
+    assert stream.writes == ["held\nnow\n", "again\n"]
+
+
+async def test_no_more_than_the_bound_is_held(monkeypatch: MonkeyPatch) -> None:
+    stream = install(monkeypatch)
+    for n in range(log_lines.MAX_HELD_LINES):
+        log_lines.write(str(n))
+    assert len(stream.writes) == 1
+    assert stream.text.splitlines() == [str(n) for n in range(log_lines.MAX_HELD_LINES)]
+
+
+def test_lines_held_for_a_loop_that_ended_come_out_with_the_next_line(
+    monkeypatch: MonkeyPatch,
+) -> None:
+    stream = install(monkeypatch)
+    loop = asyncio.new_event_loop()
+
+    async def log_then_stop() -> None:
+        log_lines.write("last words")
+        loop.stop()  # the pass that would write them never runs: the loop is closed
+
+    task = loop.create_task(log_then_stop())
+    loop.run_forever()
+    assert task.done()
+    loop.close()
+    assert stream.writes == []
+
+    async def next_loop() -> None:
+        log_lines.write("next")
+        assert stream.text == "last words\nnext\n"
+
+    asyncio.run(next_loop())
+
+
+def test_what_is_held_at_exit_is_written(monkeypatch: MonkeyPatch) -> None:
+    stream = install(monkeypatch)
+    loop = asyncio.new_event_loop()
+
+    async def held() -> None:
+        log_lines.write("on the way out")
+        loop.stop()
+
+    task = loop.create_task(held())
+    loop.run_forever()
+    assert task.done()
+    loop.close()
+    assert stream.writes == []
+    log_lines.flush()  # registered with atexit
+    assert stream.text == "on the way out\n"
