@@ -381,9 +381,9 @@ async def test_replays_that_arrive_together_share_a_call_and_keep_their_own_answ
     for name in ("home", "cabin", "keyed"):
         steps = await events(client, admin, first[name].json()["checkout_trace_id"])
         assert steps.count("checkout.replayed") == 8
-    # All 32 went through the replay call, in fewer calls than requests: the first alone,
-    # the rest together while it was on its way.
+    # All 32 went through the replay call, in fewer calls than requests: those that arrive
+    # while a call is being made wait and go together in it or the next.
     replays = delta(before, after, "h2s_replay_batch_size_sum")
     calls = delta(before, after, "h2s_replay_batch_size_count")
     assert replays == 32
-    assert 1 < calls < 32
+    assert 1 <= calls < 32

@@ -1,10 +1,11 @@
 """Replays that arrive together share one round trip (a group commit for replays).
 
-A worker that expects a replay (its recent keys) sends the call at once when no other
+A worker that expects a replay (its recent keys) starts a call at once when no other
 replay call of this worker is on its way. While one is, the requests that arrive wait and
-go together in the next call, up to ``max_batch`` of them: under load, one statement, one
-transaction and one commit serve many replays, and the worker sends and reads one
-message for them all; alone, a replay goes as soon as it comes, as before.
+go together in the next call, up to ``max_batch`` of them, sent by the same task as soon
+as the call before is answered: under load, one statement, one transaction and one
+commit serve many replays, and the worker sends and reads one message for them all;
+alone, a replay goes as soon as it comes, as before.
 
 What is decided does not change: PostgreSQL decides each element as it decides a single
 call (``h2s_replay_checkouts`` calls ``h2s_begin_checkout`` once per element), and a
@@ -71,24 +72,27 @@ class ReplayBatcher:
             ) from None
 
     def _send_next(self) -> None:
-        # A request that stopped waiting (its client went away, or its bound ran out)
-        # is left out.
-        waiting = [w for w in self._waiting if not w.answer.done()]
-        batch, self._waiting = waiting[: self._max_batch], waiting[self._max_batch :]
-        if not batch:
-            return
-        # A context of its own: the call is every request's, not the one that sent it (its
-        # log binding and its database budget stay with it).
-        task = asyncio.get_running_loop().create_task(
-            self._send(batch), context=contextvars.Context()
-        )
+        # A context of its own: the calls are every request's, not the one that started
+        # them (its log binding and its database budget stay with it).
+        task = asyncio.get_running_loop().create_task(self._pump(), context=contextvars.Context())
         self._in_flight.add(task)
-        task.add_done_callback(self._sent)
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        if self._waiting and len(self._in_flight) < self._max_in_flight:
-            self._send_next()
+    async def _pump(self) -> None:
+        # The next call leaves as soon as the last one is answered, in the same step: no
+        # new task and no done-callback, each a pass of the event loop behind every
+        # request it has ready, between two calls.
+        try:
+            while True:
+                # A request that stopped waiting (its client went away, or its bound ran
+                # out) is left out.
+                waiting = [w for w in self._waiting if not w.answer.done()]
+                batch, self._waiting = waiting[: self._max_batch], waiting[self._max_batch :]
+                if not batch:
+                    return
+                await self._send(batch)
+        finally:
+            # In the step that ends the pump, so a request arriving after it starts another.
+            self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _send(self, batch: list[_Waiting]) -> None:
         try:
