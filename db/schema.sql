@@ -378,6 +378,15 @@ $$;
 
 
 --
+-- Name: h2s_session_expires_at(jsonb); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_session_expires_at(p_session_request jsonb) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN ((p_session_request ->> 'expires_at'::text))::timestamp with time zone;
+
+
+--
 -- Name: h2s_write_trace_rows(uuid, jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -1127,10 +1136,10 @@ CREATE INDEX h2s_checkouts_needs_settlement ON public.h2s_checkouts USING btree 
 
 
 --
--- Name: h2s_checkouts_open_sessions; Type: INDEX; Schema: public; Owner: -
+-- Name: h2s_checkouts_open_sessions_expiry; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX h2s_checkouts_open_sessions ON public.h2s_checkouts USING btree (updated_at) WHERE (state = 'session_created'::text);
+CREATE INDEX h2s_checkouts_open_sessions_expiry ON public.h2s_checkouts USING btree (public.h2s_session_expires_at(session_request)) WHERE (state = 'session_created'::text);
 
 
 --
@@ -1457,4 +1466,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261130000001'),
     ('20261201000001'),
     ('20261202000001'),
-    ('20261203000001');
+    ('20261203000001'),
+    ('20261204000001');

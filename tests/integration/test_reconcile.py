@@ -6,8 +6,10 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 from h2s_checkout.settings import EMULATOR_API_KEY
+from h2s_checkout.store import reconcile as reconcile_sql
 from support import checkout_body, command_for
 
 CREATE = "POST /v1/checkout/sessions"
@@ -123,3 +125,28 @@ async def test_two_reconcile_processes_at_once_handle_each_stuck_checkout_once(
     keys = [r.idempotency_key for r in stripe.find_requests(CREATE)]
     # Each checkout's key was sent by its dead attempt and by exactly one reconciler.
     assert sorted(keys.count(k) for k in set(keys)) == [2] * 6
+
+
+async def test_only_the_sessions_past_expiry_are_asked_about_found_by_their_expiry(
+    client, db, stripe, clock
+):
+    # An afternoon of sales: two sessions opened early, three half an hour later.
+    for n in range(2):
+        await client.post("/api/checkout", json=checkout_body(email=f"early{n}@example.com"))
+    clock.advance(minutes=30)
+    for n in range(3):
+        await client.post("/api/checkout", json=checkout_body(email=f"late{n}@example.com"))
+    clock.advance(minutes=33)  # the early ones are past expiry and its grace, the others not
+
+    report = await client.app.state.reconciler.run_once()
+
+    assert report.actions == {"session_expired": 2}
+    assert await state_of(db) == ["expired"] * 2 + ["session_created"] * 3
+    # The pass finds them by expiry, not by reading every open session's row (a busy hour's
+    # worth at every pass): the lease's plan goes through the open sessions' expiry index.
+    now = clock()
+    await db.execute("set enable_seqscan = off")
+    plan = await db.fetch(
+        "explain " + reconcile_sql._LEASE_OPEN_SESSIONS, now, now, 10, now + timedelta(minutes=5)
+    )
+    assert "h2s_checkouts_open_sessions_expiry" in "\n".join(row[0] for row in plan)

@@ -66,7 +66,7 @@ SESSIONS_PAST_EXPIRY = """
 select count(*) as n,
        (array_agg(checkout_id::text order by updated_at desc))[1:5] as examples
 from h2s_checkouts
-where state = 'session_created' and (session_request->>'expires_at')::timestamptz < $1
+where state = 'session_created' and h2s_session_expires_at(session_request) < $1
 """
 
 # One checkout may be recorded more than once (a completed event, then an async one). One

@@ -28,8 +28,8 @@ with due as (
     select checkout_id from h2s_checkouts
     where state = 'session_created'
       and (locked_until is null or locked_until <= $1)
-      and (session_request->>'expires_at')::timestamptz <= $2
-    order by updated_at
+      and h2s_session_expires_at(session_request) <= $2
+    order by h2s_session_expires_at(session_request)
     limit $3
     for update skip locked
 )
