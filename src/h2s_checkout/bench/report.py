@@ -629,15 +629,17 @@ def storm_table(storm: StormResult) -> list[str]:
 def cpu_table(results: Results) -> list[str]:
     names = ["server", "postgres", "emulator", "generator", "other"]
     rows = [
-        "| workload | rate/s | p99 ms | " + " | ".join(names) + " | CPU ms per answer: "
-        "worker / postgres |",
-        "| --- | --- | --- |" + " --- |" * (len(names) + 1),
+        "| workload | rate/s | p99 ms | " + " | ".join(names) + " | of postgres: autovacuum "
+        "(at work) | CPU ms per answer: worker / postgres |",
+        "| --- | --- | --- |" + " --- |" * (len(names) + 2),
     ]
     for key, outcome in results.workloads.items():
         cpu = results.cpu.get(key)
         if cpu is None or outcome.rate <= 0:
             continue
         cells = " | ".join(f"{cpu.cores[n]:.2f}" if n in cpu.cores else "-" for n in names)
+        av = cpu.autovacuum
+        cells += " | " + (f"{av.cores:.2f} ({100 * av.share:.0f}%)" if av is not None else "-")
         # The process doing the request's work: the server, or the replay loop for ceilings.
         worker = cpu.cores.get("generator" if key.startswith("ceil") else "server", 0.0)
         pg = cpu.cores.get("postgres")
@@ -778,7 +780,9 @@ def generated_block(results: Results, plot_name: str | None) -> str:
         f"{env.get('machine', '?').split(' ')[0]}). `other` is everything else on the machine: "
         "when it is high, another job competed for the CPU and the rates are low. For the "
         "ceilings, `generator` is the replay loop itself. CPU per answer is the steadier "
-        "figure: it does not depend on what else ran.",
+        "figure: it does not depend on what else ran. Of `postgres`, the cores its "
+        "autovacuum workers used, and in brackets the share of the time one was at work "
+        "(the postmaster's children sampled every 0.1 s; an embedded database only).",
         "",
         *cpu_table(results),
         "",

@@ -230,7 +230,7 @@ class _Bench:
             groups["postgres"] = [self.db.postmaster_pid]
         groups["emulator"] = [self.emulator.pid]
         groups["generator"] = [os.getpid()]
-        return CpuMeter(groups, solo=("generator",))
+        return CpuMeter(groups, solo=("generator",), autovacuum_of=self.db.postmaster_pid)
 
     # -- workloads ------------------------------------------------------------------------
 

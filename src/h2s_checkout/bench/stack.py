@@ -304,14 +304,114 @@ def _system_busy_s() -> float:
 
 
 @dataclass
+class Autovacuum:
+    """PostgreSQL's autovacuum workers over one workload: the cores they used (a part of
+    "postgres") and the share of the samples in which one was at work."""
+
+    cores: float
+    share: float
+
+    def describe(self) -> str:
+        return f"{self.cores:.2f} cores, at work {100 * self.share:.0f}% of the time"
+
+
+@dataclass
 class CpuSplit:
     """Cores used per component over one workload (1.0 = one core fully busy)."""
 
     seconds: float
     cores: dict[str, float]
+    autovacuum: Autovacuum | None = None
 
     def describe(self) -> str:
-        return ", ".join(f"{k} {v:.2f}" for k, v in self.cores.items())
+        text = ", ".join(f"{k} {v:.2f}" for k, v in self.cores.items())
+        if self.autovacuum is not None:
+            text += f" (of postgres, autovacuum: {self.autovacuum.describe()})"
+        return text
+
+
+class AutovacuumWatch:
+    """Samples a postmaster's children every ``interval_s`` for autovacuum workers (their
+    process title says so) and the CPU each has used. A worker is a short-lived process
+    that PostgreSQL starts when a table has changed enough: the CPU it uses while a
+    workload runs competes with the service on the same cores, and the meter's
+    "postgres" only shows it as more PostgreSQL per answer.
+
+    A worker that ends between two samples is counted by what the postmaster's ended
+    children used meanwhile (the kernel adds their CPU to their parent's when they
+    exit); another child ending in the same interval would be counted with it.
+    """
+
+    def __init__(self, postmaster_pid: int, interval_s: float = 0.1) -> None:
+        self._pid = postmaster_pid
+        self._interval_s = interval_s
+        self._others: set[int] = set()  # children already seen to be something else
+        self._first: dict[int, float] = {}  # CPU a worker had used when first seen
+        self._last: dict[int, float] = {}  # ... when last seen, while it runs
+        self._used = 0.0  # by the workers that ended
+        self._reaped = 0.0
+        self._samples = 0
+        self._busy = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="autovacuum-watch", daemon=True)
+        self._t0 = 0.0
+        self.result = Autovacuum(0.0, 0.0)
+
+    def _read(self) -> tuple[dict[int, float], float]:
+        """The live workers' CPU seconds, and all the ended children's."""
+        found: dict[int, float] = {}
+        try:
+            postmaster = psutil.Process(self._pid)
+            times = postmaster.cpu_times()
+            children = postmaster.children()
+        except psutil.Error:
+            return found, self._reaped
+        for child in children:
+            if child.pid in self._others:
+                continue
+            with contextlib.suppress(psutil.Error):
+                title = " ".join(child.cmdline())
+                if "autovacuum worker" in title:
+                    t = child.cpu_times()
+                    found[child.pid] = t.user + t.system
+                elif "autovacuum" not in title:
+                    self._others.add(child.pid)
+        return found, times.children_user + times.children_system
+
+    def _sample(self) -> None:
+        workers, reaped = self._read()
+        self._samples += 1
+        self._busy += bool(workers)
+        ended = [pid for pid in self._last if pid not in workers]
+        if ended:
+            # Their whole CPU is now in the postmaster's ended children's.
+            self._used += max(reaped - self._reaped, 0.0) - sum(self._first[p] for p in ended)
+            for pid in ended:
+                del self._first[pid], self._last[pid]
+        self._reaped = reaped
+        for pid, cpu in workers.items():
+            self._first.setdefault(pid, 0.0)  # started since the last sample
+            self._last[pid] = cpu
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+    def __enter__(self) -> AutovacuumWatch:
+        # Workers already at work count from what they had used by now.
+        self._first, self._reaped = self._read()
+        self._last = dict(self._first)
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        used = self._used + sum(self._last[pid] - self._first[pid] for pid in self._last)
+        self.result = Autovacuum(used / elapsed, self._busy / max(self._samples, 1))
 
 
 def pooled_cpu(splits: Iterable[CpuSplit]) -> CpuSplit:
@@ -323,18 +423,33 @@ def pooled_cpu(splits: Iterable[CpuSplit]) -> CpuSplit:
         name: sum(s.cores.get(name, 0.0) * s.seconds for s in splits) / max(seconds, 1e-9)
         for name in names
     }
-    return CpuSplit(seconds, cores)
+    watched = [(s.autovacuum, s.seconds) for s in splits if s.autovacuum is not None]
+    autovacuum = None
+    if watched and len(watched) == len(splits):  # every workload watched, or none counts
+        autovacuum = Autovacuum(
+            sum(a.cores * t for a, t in watched) / max(seconds, 1e-9),
+            sum(a.share * t for a, t in watched) / max(seconds, 1e-9),
+        )
+    return CpuSplit(seconds, cores, autovacuum)
 
 
 class CpuMeter:
     """Snapshot the CPU time of named process trees before and after a workload; the
     groups named in ``solo`` count their processes alone (this one: the generator)."""
 
-    def __init__(self, groups: Mapping[str, Iterable[int]], solo: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        groups: Mapping[str, Iterable[int]],
+        solo: Iterable[str] = (),
+        *,
+        autovacuum_of: int | None = None,
+    ) -> None:
         self._groups = {name: list(pids) for name, pids in groups.items()}
         self._solo = set(solo)
         self._start: dict[str, float] = {}
         self._t0 = 0.0
+        # The postmaster whose autovacuum workers to watch (a part of "postgres").
+        self._watch = AutovacuumWatch(autovacuum_of) if autovacuum_of is not None else None
 
     def _sample(self) -> dict[str, float]:
         sample = {
@@ -345,6 +460,8 @@ class CpuMeter:
         return sample
 
     def __enter__(self) -> CpuMeter:
+        if self._watch is not None:
+            self._watch.__enter__()
         self._start = self._sample()
         self._t0 = time.monotonic()
         return self
@@ -355,7 +472,11 @@ class CpuMeter:
         cores = {k: (end[k] - self._start[k]) / elapsed for k in end if k != "_system"}
         system = (end["_system"] - self._start["_system"]) / elapsed
         cores["other"] = max(system - sum(cores.values()), 0.0)
-        self.result = CpuSplit(elapsed, cores)
+        autovacuum = None
+        if self._watch is not None:
+            self._watch.__exit__(*exc)
+            autovacuum = self._watch.result
+        self.result = CpuSplit(elapsed, cores, autovacuum)
 
     result: CpuSplit
 
