@@ -357,15 +357,16 @@ class AutovacuumWatch:
         self._t0 = 0.0
         self.result = Autovacuum(0.0, 0.0)
 
-    def _read(self) -> tuple[dict[int, float], float]:
-        """The live workers' CPU seconds, and all the ended children's."""
+    def _read(self) -> tuple[dict[int, float], set[int], float]:
+        """The live workers' CPU seconds, every child's pid, and the CPU seconds of the
+        children the postmaster has reaped."""
         found: dict[int, float] = {}
         try:
             postmaster = psutil.Process(self._pid)
             times = postmaster.cpu_times()
             children = postmaster.children()
         except psutil.Error:
-            return found, self._reaped
+            return found, set(self._last), self._reaped
         for child in children:
             if child.pid in self._others:
                 continue
@@ -376,16 +377,19 @@ class AutovacuumWatch:
                     found[child.pid] = t.user + t.system
                 elif "autovacuum" not in title:
                     self._others.add(child.pid)
-        return found, times.children_user + times.children_system
+        pids = {child.pid for child in children}
+        return found, pids, times.children_user + times.children_system
 
     def _sample(self) -> None:
-        workers, reaped = self._read()
+        workers, pids, reaped = self._read()
         self._samples += 1
         self._busy += bool(workers)
-        ended = [pid for pid in self._last if pid not in workers]
+        # Ended means reaped: a worker that exited but is not yet reaped (a zombie) is
+        # still a child, and its CPU is not yet in the postmaster's.
+        ended = [pid for pid in self._last if pid not in pids]
         if ended:
             # Their whole CPU is now in the postmaster's ended children's.
-            self._used += max(reaped - self._reaped, 0.0) - sum(self._first[p] for p in ended)
+            self._used += max(reaped - self._reaped - sum(self._first[p] for p in ended), 0.0)
             for pid in ended:
                 del self._first[pid], self._last[pid]
         self._reaped = reaped
@@ -399,7 +403,7 @@ class AutovacuumWatch:
 
     def __enter__(self) -> AutovacuumWatch:
         # Workers already at work count from what they had used by now.
-        self._first, self._reaped = self._read()
+        self._first, _, self._reaped = self._read()
         self._last = dict(self._first)
         self._t0 = time.monotonic()
         self._thread.start()
