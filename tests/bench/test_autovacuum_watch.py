@@ -29,9 +29,9 @@ def test_a_worker_that_vacuums_during_the_watch_is_seen_with_its_cpu(tmp_path: P
         asyncio.run(
             _sql(
                 dsn,
-                "alter system set autovacuum_naptime = 1",
+                # No worker at all while the quiet watch runs.
+                "alter system set autovacuum = off",
                 "select pg_reload_conf()",
-                # Vacuumed once 1,000 rows were deleted, whatever its size.
                 "create table churn (n int, pad text) with (autovacuum_enabled = false)",
             )
         )
@@ -40,6 +40,10 @@ def test_a_worker_that_vacuums_during_the_watch_is_seen_with_its_cpu(tmp_path: P
         asyncio.run(
             _sql(
                 dsn,
+                "alter system set autovacuum = on",
+                "alter system set autovacuum_naptime = 1",
+                "select pg_reload_conf()",
+                # Vacuumed once 1,000 rows were deleted, whatever its size.
                 "insert into churn select n, repeat('x', 20) from generate_series(1, 1000000) n",
                 "delete from churn where n % 2 = 0",
                 "alter table churn set (autovacuum_enabled = true,"
