@@ -37,6 +37,20 @@ def install(monkeypatch: MonkeyPatch) -> Stream:
     return fake
 
 
+def held_by_a_loop_that_ended(line: str) -> None:
+    """Log ``line`` in a loop that stops and closes before the pass that would write it."""
+    loop = asyncio.new_event_loop()
+
+    async def log_then_stop() -> None:
+        log_lines.write(line)
+        loop.stop()
+
+    task = loop.create_task(log_then_stop())
+    loop.run_forever()
+    assert task.done()
+    loop.close()
+
+
 def test_outside_an_event_loop_each_line_is_written_at_once(monkeypatch: MonkeyPatch) -> None:
     stream = install(monkeypatch)
     log_lines.write("one")
@@ -94,16 +108,7 @@ def test_lines_held_for_a_loop_that_ended_come_out_with_the_next_line(
     monkeypatch: MonkeyPatch,
 ) -> None:
     stream = install(monkeypatch)
-    loop = asyncio.new_event_loop()
-
-    async def log_then_stop() -> None:
-        log_lines.write("last words")
-        loop.stop()  # the pass that would write them never runs: the loop is closed
-
-    task = loop.create_task(log_then_stop())
-    loop.run_forever()
-    assert task.done()
-    loop.close()
+    held_by_a_loop_that_ended("last words")
     assert stream.writes == []
 
     async def next_loop() -> None:
@@ -115,16 +120,7 @@ def test_lines_held_for_a_loop_that_ended_come_out_with_the_next_line(
 
 def test_what_is_held_at_exit_is_written(monkeypatch: MonkeyPatch) -> None:
     stream = install(monkeypatch)
-    loop = asyncio.new_event_loop()
-
-    async def held() -> None:
-        log_lines.write("on the way out")
-        loop.stop()
-
-    task = loop.create_task(held())
-    loop.run_forever()
-    assert task.done()
-    loop.close()
+    held_by_a_loop_that_ended("on the way out")
     assert stream.writes == []
     log_lines.flush()  # registered with atexit
     assert stream.text == "on the way out\n"

@@ -60,7 +60,7 @@ class ReplayBatcher:
         answer: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(call, answer))
         if len(self._in_flight) < self._max_in_flight:
-            self._send_next()
+            self._start_pump()
         # Waiting for a call ahead counts against the same bound as a call of one's own.
         bound = bound_s(self._pool)
         try:
@@ -71,7 +71,7 @@ class ReplayBatcher:
                 f"database unavailable: no answer within {bound:.1f} s"
             ) from None
 
-    def _send_next(self) -> None:
+    def _start_pump(self) -> None:
         # A context of its own: the calls are every request's, not the one that started
         # them (its log binding and its database budget stay with it).
         task = asyncio.get_running_loop().create_task(self._pump(), context=contextvars.Context())
