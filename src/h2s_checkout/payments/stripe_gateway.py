@@ -20,6 +20,7 @@ import stripe
 
 from h2s_checkout.logging import get_logger
 from h2s_checkout.metrics import STRIPE_CALL_SECONDS
+from h2s_checkout.payments import sdk_logging
 from h2s_checkout.payments.port import (
     PaymentProviderFailure,
     ProviderRefund,
@@ -161,6 +162,7 @@ class StripeGateway:
         budget_s: float = 20.0,
         initial_backoff_s: float = 0.25,
     ) -> None:
+        sdk_logging.install()  # the SDK's log lines are formatted only when written
         self._http = stripe.AIOHTTPClient(timeout=timeout_s)
         self._client = stripe.StripeClient(
             api_key,
