@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from h2s_checkout import log_lines
 from h2s_checkout.app import create_app
 from h2s_checkout.payments.emulator.server import EmulatorServer
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
@@ -19,6 +20,14 @@ from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import init_connection
 from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET, running
+
+
+@pytest.fixture(autouse=True)
+def _log_lines_stay_with_their_test() -> Iterator[None]:
+    """A test's loop may close within log_lines.FLUSH_INTERVAL_S of its last line: what
+    it still holds is written in its own test, not with the next test's first line."""
+    yield
+    log_lines.flush()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusController
 
-from h2s_checkout import __version__
+from h2s_checkout import __version__, log_lines
 from h2s_checkout.api.admin import CheckoutAdminController
 from h2s_checkout.api.allow import allow_every_method
 from h2s_checkout.api.checkout import CheckoutController
@@ -64,6 +64,9 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
         async with contextlib.AsyncExitStack() as stack:
+            # First in, so last out: the log lines still held, the closing services' too,
+            # are written before a granian worker process leaves (without running atexit).
+            stack.callback(log_lines.flush)
             services = await stack.enter_async_context(
                 open_services(settings, **{k: v for k, v in overrides.items() if v})
             )

@@ -1,19 +1,20 @@
-"""Where log lines go: standard error, a write per event-loop pass rather than per line.
+"""Where log lines go: standard error, one write per interval rather than per line.
 
 A write to standard error is a system call, and the interpreter lets go of the GIL around
 it. In a granian worker the server's own threads are waiting for the GIL at that moment,
-so each line cost a hand-over to another thread and back, about as much as everything
-else the service does for a replayed checkout. Lines logged by a thread running an event
-loop are therefore kept until that loop's current pass has run (`loop.call_soon`), then
-written together, in the order they were logged: under load one write carries the lines
-of every request the pass answered; alone, a line is written as soon as its request's
-work yields.
+so each write cost a hand-over to another thread and back. Lines logged by a thread
+running an event loop are therefore kept for ``FLUSH_INTERVAL_S`` (`loop.call_later`),
+then written together, in the order they were logged. Under load one write carries the
+lines of every request of those 50 ms; a write per event-loop pass, as before, still cost
+a replay about a tenth of its CPU (docs/benchmarks.md).
 
-No line is held longer than that pass, and some not at all: with `MAX_HELD_LINES`
-held, for a line at warning or above, from a thread with no running loop, and at the
-interpreter's exit, what is held is written at once. Lines go to whatever `sys.stderr`
-is when they are written (test capture included); a test reading them after a request
-lets its loop run a pass first (`await asyncio.sleep(0)`).
+Some lines are not held at all: with `MAX_HELD_LINES` held, for a line at warning or
+above, from a thread with no running loop, and at the interpreter's exit, what is held is
+written at once. The app's lifespan writes what is held when it ends (a forked worker
+process leaves without running ``atexit``). Lines held for a loop that ended first come
+out with that thread's next line. A process killed outright loses at most the info lines
+of its last interval. Lines go to whatever `sys.stderr` is when they are written (test
+capture included); a test reading them after a request calls `flush()` first.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import threading
 
 MAX_HELD_LINES = 256
+FLUSH_INTERVAL_S = 0.05
 
 
 class _Held(threading.local):
@@ -66,12 +68,12 @@ def write(line: str, *, at_once: bool = False) -> None:
         return
     if held.loop is not loop:
         if held.loop is not None:
-            # Held for a loop that ended before its pass ran: this line comes out with
+            # Held for a loop that ended before its interval ran: this line comes out with
             # them, in order, rather than wait for the next one.
             flush()
             return
         held.loop = loop
-        loop.call_soon(flush)
+        loop.call_later(FLUSH_INTERVAL_S, flush)
 
 
 class StderrLogger:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from datetime import timedelta
@@ -10,6 +9,7 @@ from datetime import timedelta
 import pytest
 from litestar.routes import HTTPRoute
 
+from h2s_checkout import log_lines
 from h2s_checkout.api.auth import ScopeGuard
 from h2s_checkout.app import create_app
 from h2s_checkout.domain.access import Scope
@@ -299,7 +299,7 @@ async def test_a_manual_reconcile_names_its_key_in_trace_rows_and_log_line(
     pay = await db.fetchrow("select detail from h2s_checkout_traces where event = 'pay'")
     assert pay["detail"]["actor"] == "oncall-bo"
     assert pay["detail"]["source"] == "reconciler"
-    await asyncio.sleep(0)  # log lines are written once the loop's pass has run
+    log_lines.flush()  # what this loop holds (log_lines.FLUSH_INTERVAL_S)
     logged = [line for line in capfd.readouterr().err.splitlines() if "reconcile.pass" in line]
     assert len(logged) == 1
     assert '"actor":"oncall-bo"' in logged[0]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from h2s_checkout import log_lines
 from support import ADMIN_TOKEN, checkout_body, table_counts
 
 INJECTION = "Robert'); DROP TABLE h2s_orders;-- <script>alert(1)</script> {{7*7}} ${jndi:x}"
@@ -50,7 +50,7 @@ async def test_contact_data_and_secrets_never_reach_the_logs(client, db, admin, 
     answer = await client.post("/api/checkout", json=body)
     await client.get(f"/api/checkouts/{answer.json()['checkout_trace_id']}", headers=admin)
 
-    await asyncio.sleep(0)  # log lines are written once the loop's pass has run
+    log_lines.flush()  # what this loop holds (log_lines.FLUSH_INTERVAL_S)
     out, err = capfd.readouterr()
     logged = out + err + caplog.text
     assert "checkout_trace_id" in logged  # the logs did capture this request
