@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from h2s_checkout.payments.port import SessionLine, SessionRequest
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
@@ -65,6 +68,20 @@ def command_for(body: dict[str, Any], idempotency_key: str | None = None) -> Any
     from h2s_checkout.api.schemas import CheckoutRequest
 
     return to_command(msgspec.convert(body, CheckoutRequest), idempotency_key)
+
+
+def session_request(order_id: str, key: str) -> SessionRequest:
+    """A Checkout Session request as phase 1 would store it, for calling a gateway directly."""
+    return SessionRequest(
+        idempotency_key=key,
+        client_reference_id=order_id,
+        customer_email="nobody@example.com",
+        lines=(SessionLine("TV wall mounting", 14900, 1, "usd"),),
+        success_url="http://shop.test/ok",
+        cancel_url="http://shop.test/cancel",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+        metadata={"order_id": order_id},
+    )
 
 
 def stripe_event(event_type: str, session: dict[str, Any], event_id: str | None = None) -> dict:

@@ -31,7 +31,7 @@ FLUSH_INTERVAL_S = 0.05
 class _Held(threading.local):
     def __init__(self) -> None:
         self.lines: list[str] = []
-        # The loop whose pass will write them; None when no write is scheduled.
+        # The loop whose timer will write them; None when no write is scheduled.
         self.loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -39,7 +39,7 @@ _held = _Held()
 
 
 def flush() -> None:
-    """Write the lines this thread holds (none, if its loop already ran its pass)."""
+    """Write the lines this thread holds (none, if its loop's timer already wrote them)."""
     held = _held
     held.loop = None
     if not held.lines:

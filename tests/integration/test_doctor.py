@@ -6,15 +6,13 @@ import asyncio
 import json
 import os
 import sys
-from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from h2s_checkout.flows.doctor import DATABASE_CONCURRENCY, DoctorOptions, any_failing, run_checks
-from h2s_checkout.payments.port import SessionLine, SessionRequest
 from h2s_checkout.settings import EMULATOR_API_KEY
-from support import checkout_body, signed, stripe_event
+from support import checkout_body, session_request, signed, stripe_event
 
 CREATE = "POST /v1/checkout/sessions"
 CLEAN = {
@@ -228,19 +226,6 @@ async def test_a_provider_outage_is_an_error_not_a_clean_bill(client, db, stripe
     assert results["provider_sessions_without_live_order"].status == "error"
     assert results["provider_sessions_without_live_order"].count is None
     assert any_failing(list(results.values()))
-
-
-def session_request(order_id: str, key: str) -> SessionRequest:
-    return SessionRequest(
-        idempotency_key=key,
-        client_reference_id=order_id,
-        customer_email="nobody@example.com",
-        lines=(SessionLine("TV wall mounting", 14900, 1, "usd"),),
-        success_url="http://shop.test/ok",
-        cancel_url="http://shop.test/cancel",
-        expires_at=datetime.now(UTC) + timedelta(hours=1),
-        metadata={"order_id": order_id},
-    )
 
 
 async def test_an_open_session_whose_order_does_not_exist(client, db, stripe):

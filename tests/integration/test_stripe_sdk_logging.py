@@ -7,30 +7,21 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from stripe import _api_requestor, _util
 
 from h2s_checkout.payments import sdk_logging
-from h2s_checkout.payments.port import SessionLine, SessionRequest
+from h2s_checkout.payments.port import SessionRequest
 from h2s_checkout.payments.stripe_gateway import StripeGateway
 from h2s_checkout.settings import EMULATOR_API_KEY
+from support import session_request
 
 
-def session_request() -> SessionRequest:
-    ref = str(uuid.uuid4())
-    return SessionRequest(
-        idempotency_key=f"h2s-checkout-{ref}-session",
-        client_reference_id=ref,
-        customer_email="ana@example.com",
-        lines=(SessionLine(name="TV mount", unit_amount_cents=12900, quantity=1, currency="usd"),),
-        success_url="http://shop.test/done?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url="http://shop.test/cart",
-        expires_at=datetime.now(UTC) + timedelta(minutes=60),
-        metadata={"checkout_trace_id": ref},
-    )
+def a_session_request() -> SessionRequest:
+    ref = uuid.uuid4().hex[:16].upper()
+    return session_request(f"ORD-{ref}", f"sdk-logging-{ref}")
 
 
 @asynccontextmanager
@@ -64,10 +55,11 @@ def stripe_logger_level() -> Iterator[None]:
     logger.setLevel(before)
 
 
-def test_the_gateway_installs_the_level_checks_where_this_sdk_keeps_its_log_functions(
+async def test_the_gateway_installs_the_level_checks_where_this_sdk_keeps_its_log_functions(
     emulator,
 ):
-    StripeGateway(EMULATOR_API_KEY, api_base=emulator.base_url)
+    async with gateway_for(emulator):
+        pass
     # If an SDK upgrade moves them, this fails and says so: install() would change nothing.
     assert sdk_logging.install() is True
     assert _util.log_debug is sdk_logging._log_debug
@@ -81,7 +73,7 @@ async def test_nothing_is_formatted_while_the_stripe_logger_is_at_warning(
     monkeypatch.setattr(_util, "STRIPE_LOG", None)
     logging.getLogger("stripe").setLevel(logging.WARNING)
     async with gateway_for(emulator) as gateway:
-        session = await gateway.create_session(session_request())
+        session = await gateway.create_session(a_session_request())
     assert session.id.startswith("cs_")
     assert formatted == []
 
@@ -91,7 +83,7 @@ async def test_every_line_is_formatted_and_written_when_the_stripe_logger_wants_
 ):
     with caplog.at_level(logging.DEBUG, logger="stripe"):
         async with gateway_for(emulator) as gateway:
-            session = await gateway.create_session(session_request())
+            session = await gateway.create_session(a_session_request())
     messages = [props["message"] for props in formatted]
     assert "Request to Stripe api" in messages
     assert "API response body" in messages
@@ -106,7 +98,7 @@ async def test_stripe_log_info_in_the_environment_still_prints_info_lines(
     logging.getLogger("stripe").setLevel(logging.WARNING)
     monkeypatch.setattr(_util, "STRIPE_LOG", "info")
     async with gateway_for(emulator) as gateway:
-        await gateway.create_session(session_request())
+        await gateway.create_session(a_session_request())
     messages = [props["message"] for props in formatted]
     assert "Request to Stripe api" in messages
     assert "API response body" not in messages  # a debug line: not at info

@@ -26,11 +26,8 @@ LogCall = Callable[..., None]
 _logger = logging.getLogger("stripe")
 _sdk_debug: LogCall | None = getattr(_util, "log_debug", None)
 _sdk_info: LogCall | None = getattr(_util, "log_info", None)
-
-
-def _console_level() -> str | None:
-    console = getattr(_util, "_console_log_level", None)
-    return console() if console is not None else None
+# STRIPE_LOG / stripe.log, as the SDK reads them on each call.
+_console_level: Callable[[], str | None] = getattr(_util, "_console_log_level", lambda: None)
 
 
 def _log_debug(message: str, **params: Any) -> None:
@@ -50,11 +47,10 @@ def install() -> bool:
     functions where 16.x keeps them, and nothing was changed."""
     if _sdk_debug is None or _sdk_info is None:
         return False
-    swaps = ((_sdk_debug, _log_debug), (_sdk_info, _log_info))
+    # _util's own, called by _http_client as _util.log_info; _api_requestor's, imported by name.
     for module in (_util, _api_requestor):
-        for name in ("log_debug", "log_info"):
-            current = getattr(module, name, None)
-            for sdk, checked in swaps:
-                if current is sdk:
-                    setattr(module, name, checked)
+        if getattr(module, "log_debug", None) is _sdk_debug:
+            setattr(module, "log_debug", _log_debug)  # noqa: B010 - not in the SDK's types
+        if getattr(module, "log_info", None) is _sdk_info:
+            setattr(module, "log_info", _log_info)  # noqa: B010
     return _util.log_debug is _log_debug and _util.log_info is _log_info
