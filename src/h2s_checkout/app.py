@@ -29,6 +29,7 @@ from h2s_checkout.api.openapi import ClosedStructSchemaPlugin
 from h2s_checkout.api.orders import OrderController
 from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.reconcile import ReconcileController
+from h2s_checkout.api.replay_fast_path import ReplayFastPath
 from h2s_checkout.api.return_pages import CustomerReturnController
 from h2s_checkout.api.sessions import STORE_NAME, PostgresSessionStore, session_config
 from h2s_checkout.api.webhooks import StripeWebhookController
@@ -181,7 +182,9 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
     allow_every_method(app)
     # Outside the router, so that 404, 405 and other answers made before any route runs
     # also get the request context, the no-store header and their log line.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    app.asgi_handler = RequestContextMiddleware(
+        ReplayFastPath(app.asgi_handler, app, max_body_bytes=settings.max_body_bytes)
+    )
     return app
 
 

@@ -46,6 +46,14 @@ def _body(code: str, message: str, trace_id: str | None, **extra: Any) -> dict[s
 
 
 def checkout_error(_: Request[Any, Any, Any], exc: CheckoutError) -> Response[Any]:
+    status, body, headers = checkout_error_answer(exc)
+    return Response(body, status_code=status, headers=headers)
+
+
+def checkout_error_answer(
+    exc: CheckoutError,
+) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """A checkout error's status, JSON body and headers (also the replay fast path's)."""
     trace_id = exc.checkout_id or _trace_id()
     headers: dict[str, str] | None = None
     if isinstance(exc, DatabaseUnavailable):
@@ -53,16 +61,13 @@ def checkout_error(_: Request[Any, Any, Any], exc: CheckoutError) -> Response[An
     elif isinstance(exc, (CheckoutInProgress, RateLimited)):
         headers = {"Retry-After": str(exc.retry_after_s)}
     extra = {k: v for k, v in exc.extra.items() if isinstance(v, (str, int, float, list))}
-    return Response(
-        _body(
-            exc.code,
-            exc.message,
-            trace_id if exc.status >= 500 or isinstance(exc, CheckoutInProgress) else None,
-            **extra,
-        ),
-        status_code=exc.status,
-        headers=headers,
+    body = _body(
+        exc.code,
+        exc.message,
+        trace_id if exc.status >= 500 or isinstance(exc, CheckoutInProgress) else None,
+        **extra,
     )
+    return exc.status, body, headers
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -89,11 +94,13 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 def unexpected_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    trace_id = _trace_id()
+    return Response(unexpected_error_body(exc), status_code=500)
+
+
+def unexpected_error_body(exc: Exception) -> dict[str, Any]:
+    """A 500's JSON body, the error logged with its traceback (also the fast path's)."""
     log.exception("request.unhandled", error=type(exc).__name__)
-    return Response(
-        _body("internal_error", "an internal error occurred", trace_id), status_code=500
-    )
+    return _body("internal_error", "an internal error occurred", _trace_id())
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

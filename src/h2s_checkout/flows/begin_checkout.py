@@ -162,6 +162,10 @@ class _Creation:
     limits: list[tuple[str, int]]
 
 
+def _key_reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
+
+
 def _plan_from_row(row: asyncpg.Record) -> Plan:
     return Plan(
         checkout_id=row["checkout_id"],
@@ -189,21 +193,8 @@ class CheckoutFlow:
         self._replays = ReplayBatcher(pool)
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
-        # Pricing comes first: a bad cart is refused before anything is read or written.
-        cart = price_cart(command.items, await self._catalog.items())
-        fingerprint = cart_fingerprint(command.items)
-        claim = _claim_keys(command, fingerprint)
-        now = self._settings.clock()
-        row = None
-        if self._recent.expects_replay(claim.lookup_key, now):
-            # This worker answered the key lately: most likely a replay, so ask for one
-            # without building a new checkout; "absent" means it was not one after all.
-            row = await self._replays.replay(
-                checkouts.ReplayCall(claim, now - DERIVED_KEY_WINDOW, now)
-            )
-            if row["outcome"] == "absent":
-                self._recent.forget(claim.lookup_key)
-                row = None
+        cart, fingerprint, claim, now = await self._claim(command)
+        row = await self._expected_replay(claim, now)
         plan = None
         if row is None:
             plan = self._new_plan(command, cart, now)
@@ -229,13 +220,7 @@ class CheckoutFlow:
             )
         structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
         if outcome == "replayed":
-            self._recent.remember(claim.lookup_key, now + DERIVED_KEY_WINDOW)
-            return CheckoutResult(
-                status=row["response_status"],
-                checkout_id=row["checkout_id"],
-                stored_json=row["response_json"],
-                replayed=True,
-            )
+            return self._replayed(claim, now, row)
         if outcome == "conflict":
             raise CheckoutInProgress(
                 "a checkout with this key is in progress; retry shortly",
@@ -243,14 +228,65 @@ class CheckoutFlow:
                 retry_after_s=1,
             )
         if outcome == "key_reused":
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was used with a different request body"
-            )
+            raise _key_reused()
         if outcome != "resumed":
             raise RuntimeError(f"h2s_begin_checkout answered {outcome!r}")
         # resumed: the attempt that held this checkout died mid-way; carry on from the
         # recovery point with the same order, job and Stripe idempotency key.
         return await self._finish(_plan_from_row(row))
+
+    async def replay(self, command: CheckoutCommand) -> CheckoutResult | None:
+        """The stored answer, when this worker expects ``command`` to be a replay and
+        PostgreSQL has one for it (with its ``checkout.replayed`` trace row). None when it
+        is not one: nothing was written, and ``begin`` decides the request as any other.
+        Raises what ``begin`` raises before its first write: a bad cart, a client key
+        reused with another body, an unreachable database."""
+        claim = _claim_keys(command, cart_fingerprint(command.items))
+        now = self._settings.clock()
+        if not self._recent.expects_replay(claim.lookup_key, now):
+            return None  # before pricing: a new checkout's request pays for no more
+        price_cart(command.items, await self._catalog.items())  # refused as begin refuses
+        row = await self._expected_replay(claim, now)
+        if row is None:
+            return None
+        structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
+        if row["outcome"] == "key_reused":
+            raise _key_reused()
+        if row["outcome"] != "replayed":
+            raise RuntimeError(f"h2s_replay_checkouts answered {row['outcome']!r}")
+        return self._replayed(claim, now, row)
+
+    async def _claim(
+        self, command: CheckoutCommand
+    ) -> tuple[PricedCart, str, checkouts.ClaimKeys, datetime]:
+        # Pricing comes first: a bad cart is refused before anything is read or written.
+        cart = price_cart(command.items, await self._catalog.items())
+        fingerprint = cart_fingerprint(command.items)
+        return cart, fingerprint, _claim_keys(command, fingerprint), self._settings.clock()
+
+    async def _expected_replay(
+        self, claim: checkouts.ClaimKeys, now: datetime
+    ) -> asyncpg.Record | None:
+        """If this worker answered the key lately, most likely a replay: ask for one
+        without building a new checkout. None: not expected, or not one after all."""
+        if not self._recent.expects_replay(claim.lookup_key, now):
+            return None
+        row = await self._replays.replay(checkouts.ReplayCall(claim, now - DERIVED_KEY_WINDOW, now))
+        if row["outcome"] == "absent":
+            self._recent.forget(claim.lookup_key)
+            return None
+        return row
+
+    def _replayed(
+        self, claim: checkouts.ClaimKeys, now: datetime, row: asyncpg.Record
+    ) -> CheckoutResult:
+        self._recent.remember(claim.lookup_key, now + DERIVED_KEY_WINDOW)
+        return CheckoutResult(
+            status=row["response_status"],
+            checkout_id=row["checkout_id"],
+            stored_json=row["response_json"],
+            replayed=True,
+        )
 
     def _creation(
         self,

@@ -1,0 +1,178 @@
+"""A replay this worker expects, answered below Litestar's routing.
+
+A storefront that retries (a double click, a timeout, a queue redelivering) sends the same
+POST /api/checkout again, and most of what the worker spends on such a request is the
+framework's: routing, the handler's parameters and dependencies, the Response object.
+When a request is a plain JSON POST to /api/checkout whose body decodes strictly into
+``CheckoutRequest``, ``CheckoutFlow.replay`` is asked first. It answers only when the
+worker answered the key lately, and then decides the request as the route would: the
+stored answer with its trace row written, or the route's error answer for a bad cart, a
+client key reused with another body or an unreachable database. Status, headers and body
+are the route's.
+
+Anything else goes to Litestar with the body as it arrived: another path or method, no
+JSON content type, no or too large a Content-Length, a body that does not decode (the
+route's 400 answers it), an Idempotency-Key the route would refuse, a key this worker has
+not answered or that has no answered checkout (nothing was written; the route decides).
+The request middleware around this layer gives the request its id, log line, metrics and
+database budget either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+
+from h2s_checkout.api.checkout import to_command
+from h2s_checkout.api.client_address import ClientAddresses
+from h2s_checkout.api.errors import checkout_error_answer, unexpected_error_body
+from h2s_checkout.api.schemas import CheckoutRequest
+from h2s_checkout.domain.errors import CheckoutError
+from h2s_checkout.flows.begin_checkout import CheckoutFlow
+from h2s_checkout.metrics import CHECKOUT_REQUESTS, REPLAY_FAST_PATH
+
+PATH = "/api/checkout"
+_JSON = (b"application/json", b"application/json; charset=utf-8")
+_KEY_MAX = 255  # the route's bound on Idempotency-Key
+_decode = msgspec.json.Decoder(CheckoutRequest).decode
+_encode = msgspec.json.Encoder().encode
+_ANSWERED, _PASSED = REPLAY_FAST_PATH.labels("answered"), REPLAY_FAST_PATH.labels("passed")
+_REPLAYED = CHECKOUT_REQUESTS.labels("replayed")  # the same series the route counts in
+
+
+class ReplayFastPath:
+    """ASGI in front of Litestar's own handler; ``app`` gives the flow (its lifespan's)."""
+
+    def __init__(self, inner: ASGIApp, app: Litestar, *, max_body_bytes: int) -> None:
+        self._inner = inner
+        self._app = app
+        self._max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":  # type: ignore[typeddict-item]
+            await self._inner(scope, receive, send)
+            return
+        headers = _headers(scope)
+        length = _content_length(headers)
+        flow: CheckoutFlow | None = self._app.state.get("checkout_flow")
+        if (
+            flow is None
+            or headers.get(b"content-type") not in _JSON
+            or length is None
+            or length > self._max_body
+        ):
+            await self._inner(scope, receive, send)
+            return
+        body, rest = await _read_body(receive, self._max_body)
+        answer = None
+        if rest is None:  # the whole body, within its bound
+            answer = await self._replay(flow, scope, headers, body)
+        if answer is None:
+            _PASSED.inc()
+            await self._inner(scope, _replaying(body, rest, receive), send)
+            return
+        _ANSWERED.inc()
+        status, extra_headers, payload = answer
+        scope["path_template"] = PATH  # the route's metrics label
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    *extra_headers,
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+    async def _replay(
+        self, flow: CheckoutFlow, scope: Scope, headers: dict[bytes, bytes], body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """The answer to send (status, headers, body), or None: the route's request."""
+        key = headers.get(b"idempotency-key")
+        if key is not None and not 1 <= len(key) <= _KEY_MAX:
+            return None
+        try:
+            data = _decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        addresses: ClientAddresses = self._app.state.client_addresses
+        command = to_command(
+            data, None if key is None else key.decode("latin-1"), addresses.of(scope)
+        )
+        try:
+            result = await flow.replay(command)
+        except CheckoutError as exc:
+            # What the route and its error handler answer for the same error.
+            CHECKOUT_REQUESTS.labels(exc.code).inc()
+            status, error, error_headers = checkout_error_answer(exc)
+            extra = [(k.lower().encode(), v.encode()) for k, v in (error_headers or {}).items()]
+            return status, extra, _encode(error)
+        except Exception as exc:
+            # As the route's handler for the unexpected: logged, a 500 with the trace id.
+            return 500, [], _encode(unexpected_error_body(exc))
+        if result is None:
+            return None
+        _REPLAYED.inc()
+        location = f"/api/checkouts/{result.checkout_id}".encode()
+        return (
+            result.status,
+            [(b"location", location), (b"idempotent-replayed", b"true")],
+            result.json(),
+        )
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by lowercase name; a name sent twice maps to b"" (ambiguous:
+    such a request goes to the route, which has its own rules for it)."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        name = name.lower()
+        found[name] = b"" if name in found else value
+    return found
+
+
+def _content_length(headers: dict[bytes, bytes]) -> int | None:
+    value = headers.get(b"content-length")
+    if not value or not value.isdigit():
+        return None
+    return int(value)
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, list[ReceiveMessage] | None]:
+    """The body, if it all arrives within ``limit`` bytes; else what was read so far and
+    the messages that carried it (``rest``), for the route to read again."""
+    chunks: list[bytes] = []
+    messages: list[ReceiveMessage] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return b"", messages  # the client went away: the route sees the same
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", messages
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def _replaying(body: bytes, rest: list[ReceiveMessage] | None, receive: Receive) -> Receive:
+    """A receive that gives back what was read (in one message, or as it came), then
+    the client's own."""
+    whole = {"type": "http.request", "body": body, "more_body": False}
+    pending: list[Any] = list(rest) if rest is not None else [whole]
+
+    async def replayed() -> ReceiveMessage:
+        if pending:
+            return pending.pop(0)  # type: ignore[no-any-return]
+        return await receive()
+
+    return replayed
