@@ -1,0 +1,52 @@
+"""Under granian, as in production: a retry reaching the worker that made the checkout is
+answered by the replay fast path, with the answer another replica's route gives."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from support import checkout_body
+
+pytestmark = pytest.mark.slow
+
+
+def _fast_path(metrics: str) -> dict[str, float]:
+    return {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "h2s_replay_fast_path_total"
+    }
+
+
+def _comparable(answer: httpx.Response) -> tuple[int, dict[str, str], bytes]:
+    # The request id is each request's own; the date is the server's clock.
+    headers = {k: v for k, v in answer.headers.items() if k not in ("x-request-id", "date")}
+    return answer.status_code, headers, answer.content
+
+
+async def test_a_retry_on_the_same_worker_is_answered_by_the_fast_path_as_the_route_would(
+    servers, db, stripe
+):
+    maker, other = servers(), servers()
+    body, headers = checkout_body(email="retry@example.com"), {"Idempotency-Key": "e2e-fast"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        first = await http.post(f"{maker.url}/api/checkout", json=body, headers=headers)
+        by_route = await http.post(f"{other.url}/api/checkout", json=body, headers=headers)
+        by_fast_path = await http.post(f"{maker.url}/api/checkout", json=body, headers=headers)
+        maker_counts = _fast_path((await http.get(f"{maker.url}/metrics")).text)
+        other_counts = _fast_path((await http.get(f"{other.url}/metrics")).text)
+
+    assert first.status_code == 201
+    assert "idempotent-replayed" not in first.headers
+    assert _comparable(by_fast_path) == _comparable(by_route)
+    assert by_fast_path.headers["idempotent-replayed"] == "true"
+    assert by_fast_path.json() == first.json()
+    # The maker looked at its first request (not a replay then) and answered the retry;
+    # the other server looked and passed its one request to the route.
+    assert maker_counts == {"answered": 1.0, "passed": 1.0}
+    assert other_counts == {"answered": 0.0, "passed": 1.0}
+    assert await db.fetchval("select count(*) from h2s_orders") == 1
+    assert len(stripe.sessions) == 1
