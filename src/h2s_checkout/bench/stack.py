@@ -339,7 +339,10 @@ class AutovacuumWatch:
 
     A worker that ends between two samples is counted by what the postmaster's ended
     children used meanwhile (the kernel adds their CPU to their parent's when they
-    exit); another child ending in the same interval would be counted with it.
+    exit); another child ending in the same interval would be counted with it. At
+    least what it had used when last seen is counted: a worker reaped after a sample
+    read the postmaster's times but before it listed its children is gone with nothing
+    of it in those times yet.
     """
 
     def __init__(self, postmaster_pid: int, interval_s: float = 0.1) -> None:
@@ -388,8 +391,13 @@ class AutovacuumWatch:
         # still a child, and its CPU is not yet in the postmaster's.
         ended = [pid for pid in self._last if pid not in pids]
         if ended:
-            # Their whole CPU is now in the postmaster's ended children's.
-            self._used += max(reaped - self._reaped - sum(self._first[p] for p in ended), 0.0)
+            # Their whole CPU is now in the postmaster's ended children's, unless they were
+            # reaped between this read's two parts (the postmaster's times, then its
+            # children): then what they had used when last seen is what is known.
+            self._used += max(
+                reaped - self._reaped - sum(self._first[p] for p in ended),
+                sum(self._last[p] - self._first[p] for p in ended),
+            )
             for pid in ended:
                 del self._first[pid], self._last[pid]
         self._reaped = reaped
