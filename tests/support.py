@@ -171,3 +171,11 @@ def delta(
 ) -> float:
     key = (name, tuple(sorted(labels.items())))
     return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def comparable(answer: httpx.Response, *ignored: str) -> tuple[int, dict[str, str], bytes]:
+    """An answer's status, headers and body, without x-request-id (each request's own)
+    and the ``ignored`` headers: what two servers answering alike must agree on."""
+    skip = {"x-request-id", *ignored}
+    headers = {k: v for k, v in answer.headers.items() if k not in skip}
+    return answer.status_code, headers, answer.content

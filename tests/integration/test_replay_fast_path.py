@@ -14,16 +14,11 @@ from typing import Any
 
 import pytest
 
-from support import app_client, checkout_body, delta, scrape
+from support import app_client, checkout_body, comparable, delta, scrape
 
 FAST = "h2s_replay_fast_path_total"
 KEY = {"Idempotency-Key": "order-fast-1", "Content-Type": "application/json"}
 OTHER_CART = [{"sku": "smart-lock", "quantity": 1}]
-
-
-def _comparable(answer: Any) -> tuple[int, dict[str, str], bytes]:
-    headers = {k: v for k, v in answer.headers.items() if k != "x-request-id"}
-    return answer.status_code, headers, answer.content
 
 
 async def _replayed_rows(db) -> int:
@@ -63,7 +58,7 @@ async def test_an_expected_replay_is_answered_below_the_router_as_the_route_answ
             )
             == 1
         )
-    assert _comparable(by_fast_path) == _comparable(by_route)
+    assert comparable(by_fast_path) == comparable(by_route)
     assert by_fast_path.headers["idempotent-replayed"] == "true"
     assert by_fast_path.headers["cache-control"] == "no-store"
     assert by_fast_path.headers["x-request-id"] != by_route.headers["x-request-id"]
@@ -131,7 +126,7 @@ async def test_what_the_fast_path_does_not_answer_the_route_answers_with_the_bod
     async with app_client(settings, clock) as other:
         there = await other.post("/api/checkout", **_cases()[case])
 
-    assert _comparable(here) == _comparable(there)
+    assert comparable(here) == comparable(there)
     status = here.status_code
     # The cases with the body as sent and the same key ("the same body") are replays:
     # answered, by the fast path or the route; every other case writes nothing.

@@ -20,7 +20,12 @@ from h2s_checkout.api.schemas import (
     CheckoutResponse,
 )
 from h2s_checkout.domain.errors import CheckoutError
-from h2s_checkout.flows.begin_checkout import CheckoutCommand, CheckoutFlow, Customer
+from h2s_checkout.flows.begin_checkout import (
+    CheckoutCommand,
+    CheckoutFlow,
+    CheckoutResult,
+    Customer,
+)
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.metrics import CHECKOUT_REQUESTS
 
@@ -66,6 +71,22 @@ CheckoutBody = Annotated[
         ],
     ),
 ]
+
+
+def answer_headers(result: CheckoutResult) -> dict[str, str]:
+    """The headers of a checkout's answer (the route's and the replay fast path's)."""
+    headers = {"Location": f"/api/checkouts/{result.checkout_id}"}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers
+
+
+def count_answer(result: CheckoutResult) -> None:
+    (_REPLAYED if result.replayed else _CREATED).inc()
+
+
+def count_error(exc: CheckoutError) -> None:
+    CHECKOUT_REQUESTS.labels(exc.code).inc()
 
 
 def to_command(
@@ -129,17 +150,14 @@ class CheckoutController(Controller):
         try:
             result = await checkout_flow.begin(command)
         except CheckoutError as exc:
-            CHECKOUT_REQUESTS.labels(exc.code).inc()
+            count_error(exc)
             raise
-        (_REPLAYED if result.replayed else _CREATED).inc()
-        headers: dict[str, Any] = {"Location": f"/api/checkouts/{result.checkout_id}"}
-        if result.replayed:
-            headers["Idempotent-Replayed"] = "true"
+        count_answer(result)
         # The answer's JSON as the flow has it (a replay's as stored): encoded once. The
         # return annotation gives OpenAPI the body's shape.
         return Response(
             result.json(),  # type: ignore[arg-type]
             status_code=result.status,
-            headers=headers,
+            headers=answer_headers(result),
             media_type=MediaType.JSON,
         )

@@ -26,13 +26,13 @@ import msgspec
 from litestar import Litestar
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from h2s_checkout.api.checkout import to_command
+from h2s_checkout.api.checkout import answer_headers, count_answer, count_error, to_command
 from h2s_checkout.api.client_address import ClientAddresses
 from h2s_checkout.api.errors import checkout_error_answer, unexpected_error_body
 from h2s_checkout.api.schemas import CheckoutRequest
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
-from h2s_checkout.metrics import CHECKOUT_REQUESTS, REPLAY_FAST_PATH
+from h2s_checkout.metrics import REPLAY_FAST_PATH
 
 PATH = "/api/checkout"
 _JSON = (b"application/json", b"application/json; charset=utf-8")
@@ -40,7 +40,6 @@ _KEY_MAX = 255  # the route's bound on Idempotency-Key
 _decode = msgspec.json.Decoder(CheckoutRequest).decode
 _encode = msgspec.json.Encoder().encode
 _ANSWERED, _PASSED = REPLAY_FAST_PATH.labels("answered"), REPLAY_FAST_PATH.labels("passed")
-_REPLAYED = CHECKOUT_REQUESTS.labels("replayed")  # the same series the route counts in
 
 
 class ReplayFastPath:
@@ -75,14 +74,14 @@ class ReplayFastPath:
             await self._inner(scope, _replaying(body, rest, receive), send)
             return
         _ANSWERED.inc()
-        status, extra_headers, payload = answer
+        status, reply_headers, payload = answer
         scope["path_template"] = PATH  # the route's metrics label
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    *extra_headers,
+                    *((k.lower().encode(), v.encode()) for k, v in reply_headers.items()),
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(payload)).encode()),
                 ],
@@ -92,7 +91,7 @@ class ReplayFastPath:
 
     async def _replay(
         self, flow: CheckoutFlow, scope: Scope, headers: dict[bytes, bytes], body: bytes
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    ) -> tuple[int, dict[str, str], bytes] | None:
         """The answer to send (status, headers, body), or None: the route's request."""
         key = headers.get(b"idempotency-key")
         if key is not None and not 1 <= len(key) <= _KEY_MAX:
@@ -109,22 +108,16 @@ class ReplayFastPath:
             result = await flow.replay(command)
         except CheckoutError as exc:
             # What the route and its error handler answer for the same error.
-            CHECKOUT_REQUESTS.labels(exc.code).inc()
+            count_error(exc)
             status, error, error_headers = checkout_error_answer(exc)
-            extra = [(k.lower().encode(), v.encode()) for k, v in (error_headers or {}).items()]
-            return status, extra, _encode(error)
+            return status, error_headers or {}, _encode(error)
         except Exception as exc:
             # As the route's handler for the unexpected: logged, a 500 with the trace id.
-            return 500, [], _encode(unexpected_error_body(exc))
+            return 500, {}, _encode(unexpected_error_body(exc))
         if result is None:
             return None
-        _REPLAYED.inc()
-        location = f"/api/checkouts/{result.checkout_id}".encode()
-        return (
-            result.status,
-            [(b"location", location), (b"idempotent-replayed", b"true")],
-            result.json(),
-        )
+        count_answer(result)
+        return result.status, answer_headers(result), result.json()
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

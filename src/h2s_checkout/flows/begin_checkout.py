@@ -194,7 +194,9 @@ class CheckoutFlow:
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
         cart, fingerprint, claim, now = await self._claim(command)
-        row = await self._expected_replay(claim, now)
+        row = None
+        if self._recent.expects_replay(claim.lookup_key, now):
+            row = await self._ask_replay(claim, now)
         plan = None
         if row is None:
             plan = self._new_plan(command, cart, now)
@@ -246,7 +248,7 @@ class CheckoutFlow:
         if not self._recent.expects_replay(claim.lookup_key, now):
             return None  # before pricing: a new checkout's request pays for no more
         price_cart(command.items, await self._catalog.items())  # refused as begin refuses
-        row = await self._expected_replay(claim, now)
+        row = await self._ask_replay(claim, now)
         if row is None:
             return None
         structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
@@ -264,13 +266,9 @@ class CheckoutFlow:
         fingerprint = cart_fingerprint(command.items)
         return cart, fingerprint, _claim_keys(command, fingerprint), self._settings.clock()
 
-    async def _expected_replay(
-        self, claim: checkouts.ClaimKeys, now: datetime
-    ) -> asyncpg.Record | None:
-        """If this worker answered the key lately, most likely a replay: ask for one
-        without building a new checkout. None: not expected, or not one after all."""
-        if not self._recent.expects_replay(claim.lookup_key, now):
-            return None
+    async def _ask_replay(self, claim: checkouts.ClaimKeys, now: datetime) -> asyncpg.Record | None:
+        """This worker answered the key lately, so most likely a replay: ask for one
+        without building a new checkout. None: not one after all."""
         row = await self._replays.replay(checkouts.ReplayCall(claim, now - DERIVED_KEY_WINDOW, now))
         if row["outcome"] == "absent":
             self._recent.forget(claim.lookup_key)
