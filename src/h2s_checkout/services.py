@@ -74,6 +74,7 @@ def build_services(
                 per_address=settings.limit_checkouts_per_minute_ip,
                 per_email=settings.limit_checkouts_per_minute_email,
             ),
+            phase_slots=settings.checkout_phase_slots,
         ),
     )
     reconciler = Reconciler(

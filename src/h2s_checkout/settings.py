@@ -44,6 +44,7 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 10
     db_timeout_s: float = 10.0
+    checkout_phase_slots: int = 6
     max_body_bytes: int = 64 * 1024
     log_format: str = "auto"
     log_level: str = "info"
@@ -226,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_max=_int(env, "H2S_DB_POOL_MAX", 10, 1, 200),
         # Below the 30 s at which storefronts and load balancers give up on a request.
         db_timeout_s=_float(env, "H2S_DB_TIMEOUT_S", 10.0, 0.5, 120.0),
+        checkout_phase_slots=_int(env, "H2S_CHECKOUT_PHASE_SLOTS", 6, 1, 200),
         max_body_bytes=_int(env, "H2S_MAX_BODY_BYTES", 64 * 1024, 1024, 10 * 1024 * 1024),
         log_format=log_format,
         log_level=log_level,

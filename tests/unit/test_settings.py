@@ -14,6 +14,8 @@ def test_defaults_run_everything_embedded():
     assert settings.payment_mode == "embedded-emulator"
     assert settings.admin_token is None
     assert settings.public_base_url == "http://localhost:8000"
+    assert settings.checkout_phase_slots == 6
+    assert load_settings({"H2S_CHECKOUT_PHASE_SLOTS": "2"}).checkout_phase_slots == 2
 
 
 def test_payment_modes():
@@ -39,6 +41,8 @@ def test_payment_modes():
         ("H2S_LIMIT_CHECKOUTS_PER_MINUTE_EMAIL", "many"),
         ("H2S_LIMIT_LOGIN_FAILURES", "10001"),
         ("H2S_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"),
+        ("H2S_CHECKOUT_PHASE_SLOTS", "0"),
+        ("H2S_CHECKOUT_PHASE_SLOTS", "all"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value):

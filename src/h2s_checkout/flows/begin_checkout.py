@@ -6,6 +6,7 @@ Phase 1 is one call of ``h2s_begin_checkout`` and phase 3 one of ``h2s_link_sess
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -113,6 +114,9 @@ class CheckoutSettings:
     success_url: str | None = None  # H2S_SUCCESS_URL template; None: our own page
     cancel_url: str | None = None  # H2S_CANCEL_URL template; None: our own page
     limits: CheckoutLimits = field(default_factory=CheckoutLimits)
+    # Checkouts in phase 1 or 3 at once in this worker; the rest wait their turn in order
+    # of arrival (see CheckoutFlow).
+    phase_slots: int = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +180,17 @@ def _plan_from_row(row: asyncpg.Record) -> Plan:
 
 
 class CheckoutFlow:
-    """The three atomic phases; the Stripe call is never inside a database transaction."""
+    """The three atomic phases; the Stripe call is never inside a database transaction.
+
+    Phases 1 and 3 take one of ``phase_slots`` slots, in order of arrival, and give it
+    back before the Stripe call. Without them the event loop shares the worker between
+    every checkout in the same step: a burst of arrivals moves through pricing, phase 1
+    and phase 3 side by side and all finish near the end of the burst, so the burst's
+    clients come back together and the burst comes round again one Stripe latency later.
+    With a few slots the first arrivals finish first, the answers leave spread out, and
+    a burst dissolves (docs/benchmarks.md, "Phase slots"). Slots are never held across
+    the Stripe call, nor while taking another slot.
+    """
 
     def __init__(
         self,
@@ -191,18 +205,20 @@ class CheckoutFlow:
         self._settings = settings
         self._recent = RecentKeys()
         self._replays = ReplayBatcher(pool)
+        self._slots = asyncio.Semaphore(settings.phase_slots)  # FIFO: waiters in order
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
-        cart, fingerprint, claim, now = await self._claim(command)
-        row = None
-        if self._recent.expects_replay(claim.lookup_key, now):
-            row = await self._ask_replay(claim, now)
-        plan = None
-        if row is None:
-            plan = self._new_plan(command, cart, now)
-            structlog.contextvars.bind_contextvars(checkout_trace_id=str(plan.checkout_id))
-            creation = self._creation(command, cart, plan, claim, fingerprint, now)
-            row = await self._phase_one(claim, now, creation)
+        async with self._slots:
+            cart, fingerprint, claim, now = await self._claim(command)
+            row = None
+            if self._recent.expects_replay(claim.lookup_key, now):
+                row = await self._ask_replay(claim, now)
+            plan = None
+            if row is None:
+                plan = self._new_plan(command, cart, now)
+                structlog.contextvars.bind_contextvars(checkout_trace_id=str(plan.checkout_id))
+                creation = self._creation(command, cart, plan, claim, fingerprint, now)
+                row = await self._phase_one(claim, now, creation)
         outcome = row["outcome"]
         if outcome == "created" and plan is not None:
             count_transition(row["state"])
@@ -478,7 +494,7 @@ class CheckoutFlow:
         )
         at = utcnow()
         try:
-            async with connection(self._pool) as conn:
+            async with self._slots, connection(self._pool) as conn:
                 row = await checkouts.link_session(
                     conn,
                     plan.checkout_id,
