@@ -166,7 +166,9 @@ def main_table(results: Results) -> list[str]:
             f"{rt.checkouts} checkouts) | **{rt.round_trips:.2f} round trips**: "
             f"{rt.statements:.2f} top-level statements (sum of calls / checkouts) with BEGIN "
             f"{rt.begins:.2f} and COMMIT {rt.commits:.2f} among them, less 3 for each of the "
-            f"{rt.pool_resets:.2f} asyncpg pool resets (one message of 4 statements); plus "
+            f"{rt.pool_resets:.2f} asyncpg pool resets (one message of 4 statements), less "
+            f"the {rt.connection_setup:.2f} statements of connections opened meanwhile "
+            f"(asyncpg's type introspection, once per connection); plus "
             f"{rt.nested_calls:.2f} foreign-key checks PostgreSQL runs itself"
             f"{_recorded_trips(results)} |"
         )
