@@ -64,7 +64,9 @@ def _admin_token(settings: Settings, embedded: bool) -> str | None:
     path = settings.data_dir / "admin-token"
     if path.exists():
         return path.read_text().strip()
-    token = secrets.token_urlsafe(24)
+    # Hex, not URL-safe base64: a token that began with "-" was taken for an option when
+    # passed as `smoke --token TOKEN` (argparse), one start in 64.
+    token = secrets.token_hex(24)
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
