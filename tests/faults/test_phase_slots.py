@@ -13,14 +13,15 @@ import asyncpg
 
 from support import app_client, checkout_body
 
+EMAIL = "landlord@example.com"
 _WAITING_FOR_THE_HOLDER = """
 select count(*) from pg_stat_activity where pg_backend_pid() = any(pg_blocking_pids(pid))
 """
 
 
 async def _admitted_while_held(database_url: str, client, bodies: list[dict]) -> tuple[int, list]:
-    """Send ``bodies`` at once while the checkouts table is locked; how many reached
-    phase 1 in the database, then every answer once the lock is let go."""
+    """Send ``bodies`` at once while the customer's recipient row is held; how many reached
+    phase 1 in the database, then every answer once the row is let go."""
     holder = await asyncpg.connect(database_url)
     try:
         tx = holder.transaction()
@@ -39,9 +40,6 @@ async def _admitted_while_held(database_url: str, client, bodies: list[dict]) ->
     finally:
         await holder.close()
     return seen, answers
-
-
-EMAIL = "landlord@example.com"
 
 
 def _bodies(n: int) -> list[dict]:

@@ -36,6 +36,10 @@ CONNECTION_SETUP = (
 )
 
 
+def _opens_a_connection(query: str) -> bool:
+    return any(pattern.match(query) for pattern in CONNECTION_SETUP)
+
+
 async def ensure_extension(dsn: str) -> str | None:
     """Create pg_stat_statements in the bench database; the reason it cannot, or None."""
     try:
@@ -106,9 +110,7 @@ class RoundTrips:
     @property
     def connection_setup(self) -> float:
         """Statements of connections opened during the count (asyncpg's introspection)."""
-        return sum(
-            c for q, c in self.by_statement if any(p.match(_norm(q)) for p in CONNECTION_SETUP)
-        )
+        return sum(c for q, c in self.by_statement if _opens_a_connection(_norm(q)))
 
     @property
     def round_trips(self) -> float:
