@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -14,7 +13,7 @@ from h2s_checkout.domain.errors import (
     DatabaseUnavailable,
     RateLimited,
 )
-from h2s_checkout.logging import get_logger
+from h2s_checkout.logging import get_logger, log_fields
 
 log = get_logger(__name__)
 
@@ -34,7 +33,7 @@ _HTTP_CODES = {
 
 
 def _trace_id() -> str | None:
-    value = structlog.contextvars.get_contextvars().get("checkout_trace_id")
+    value = log_fields().get("checkout_trace_id")
     return str(value) if value else None
 
 

@@ -6,10 +6,9 @@ import random
 import time
 from typing import Any
 
-import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from h2s_checkout.logging import clear_request_context, get_logger
+from h2s_checkout.logging import bind_log_fields, clear_request_context, get_logger
 from h2s_checkout.metrics import HTTP_IN_PROGRESS, HTTP_REQUESTS, HTTP_SECONDS
 from h2s_checkout.store.pool import database_budget
 
@@ -65,7 +64,7 @@ class RequestContextMiddleware:
         # Unique, not secret: the Mersenne Twister (reseeded in each forked worker) needs no
         # system call, where secrets.token_hex asked the kernel for randomness per request.
         request_id = f"{random.getrandbits(64):016x}"
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bind_log_fields(request_id=request_id)
         request_id_header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 500

@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import structlog
 
 from h2s_checkout.domain import keys, return_urls
 from h2s_checkout.domain.cart import (
@@ -40,7 +39,7 @@ from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
 from h2s_checkout.flows.recent_keys import RecentKeys
 from h2s_checkout.flows.replay_batch import ReplayBatcher
-from h2s_checkout.logging import get_logger
+from h2s_checkout.logging import bind_log_fields, get_logger, unbind_log_fields
 from h2s_checkout.metrics import PHASE_SECONDS
 from h2s_checkout.payments.port import (
     PaymentGateway,
@@ -216,7 +215,7 @@ class CheckoutFlow:
             plan = None
             if row is None:
                 plan = self._new_plan(command, cart, now)
-                structlog.contextvars.bind_contextvars(checkout_trace_id=str(plan.checkout_id))
+                bind_log_fields(checkout_trace_id=str(plan.checkout_id))
                 creation = self._creation(command, cart, plan, claim, fingerprint, now)
                 row = await self._phase_one(claim, now, creation)
         outcome = row["outcome"]
@@ -228,7 +227,7 @@ class CheckoutFlow:
             return result
         if outcome == "rate_limited":
             # No checkout was written: no trace id to give or to log.
-            structlog.contextvars.unbind_contextvars("checkout_trace_id")
+            unbind_log_fields("checkout_trace_id")
             log.info("checkout.rate_limited", limited_by=row["limited_by"])
             raise RateLimited(
                 f"too many new checkouts for this {row['limited_by']}; retry after "
@@ -236,7 +235,7 @@ class CheckoutFlow:
                 retry_after_s=row["retry_after_s"],
                 limited_by=row["limited_by"],
             )
-        structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
+        bind_log_fields(checkout_trace_id=str(row["checkout_id"]))
         if outcome == "replayed":
             return self._replayed(claim, now, row)
         if outcome == "conflict":
@@ -267,7 +266,7 @@ class CheckoutFlow:
         row = await self._ask_replay(claim, now)
         if row is None:
             return None
-        structlog.contextvars.bind_contextvars(checkout_trace_id=str(row["checkout_id"]))
+        bind_log_fields(checkout_trace_id=str(row["checkout_id"]))
         if row["outcome"] == "key_reused":
             raise _key_reused()
         if row["outcome"] != "replayed":
@@ -364,7 +363,7 @@ class CheckoutFlow:
     async def resume(self, checkout: asyncpg.Record, *, source: str) -> CheckoutResult:
         """Finish a checkout leased in ``job_queued`` (by the reconciler): phases 2 and 3
         with the stored Stripe request, so Stripe returns the session it may already have."""
-        structlog.contextvars.bind_contextvars(checkout_trace_id=str(checkout["checkout_id"]))
+        bind_log_fields(checkout_trace_id=str(checkout["checkout_id"]))
         async with connection(self._pool) as conn:
             await record_steps(
                 conn,

@@ -16,14 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-import structlog
 
 from h2s_checkout.domain.errors import CheckoutError, IdempotencyKeyReused, NotFound
 from h2s_checkout.domain.events import ORDER_CANCELLED, ORDER_REFUND_PENDING
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.settle import PAID, settle
-from h2s_checkout.logging import get_logger
+from h2s_checkout.logging import bind_log_fields, get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure
 from h2s_checkout.store import checkouts, outbox, payments
 from h2s_checkout.store import refunds as refunds_store
@@ -87,7 +86,7 @@ class OrderCancellation:
 
     async def cancel(self, command: CancelCommand) -> CancelResult:
         decision, replayed = await self._decide(command)
-        structlog.contextvars.bind_contextvars(checkout_trace_id=str(decision.checkout_id))
+        bind_log_fields(checkout_trace_id=str(decision.checkout_id))
         if decision.expire_session is not None:
             await self._expire_session(decision.checkout_id, decision.expire_session)
         if decision.refund is not None:

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-import structlog
 
 from h2s_checkout.domain.access import RECONCILER
 from h2s_checkout.domain.errors import CheckoutError
@@ -18,7 +17,7 @@ from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
 from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
 from h2s_checkout.flows.settle import EXPIRED, PAID, settle
-from h2s_checkout.logging import acting_as, get_logger
+from h2s_checkout.logging import acting_as, bind_log_fields, get_logger
 from h2s_checkout.metrics import RECONCILER_ACTIONS
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
@@ -223,7 +222,7 @@ class Reconciler:
     async def _settle_refund(self, refund: asyncpg.Record, report: ReconcileReport) -> None:
         """A refund not yet sent (its request died, or the provider failed): sent again
         with the same key. One sent but pending with no event: asked about."""
-        structlog.contextvars.bind_contextvars(checkout_trace_id=str(refund["checkout_id"]))
+        bind_log_fields(checkout_trace_id=str(refund["checkout_id"]))
         if refund["status"] == "requested":
             answer = await refunds.send(self._pool, self._gateway, refund, source="reconciler")
             report.count(f"refund_{answer.status}" if answer else "refund_send_failed")

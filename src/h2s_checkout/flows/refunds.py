@@ -14,11 +14,10 @@ import uuid
 from datetime import datetime
 
 import asyncpg
-import structlog
 
 from h2s_checkout.domain.events import ORDER_REFUND_FAILED, ORDER_REFUNDED
 from h2s_checkout.domain.machine import TRANSITIONS
-from h2s_checkout.logging import get_logger
+from h2s_checkout.logging import bind_log_fields, get_logger
 from h2s_checkout.metrics import REFUNDS
 from h2s_checkout.payments.port import (
     STRIPE_REFUND_REASONS,
@@ -216,5 +215,5 @@ async def owe(
         ),
     )
     REFUNDS.labels("requested").inc()
-    structlog.contextvars.bind_contextvars(refund_id=str(row["refund_id"]))
+    bind_log_fields(refund_id=str(row["refund_id"]))
     return row
