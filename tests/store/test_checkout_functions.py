@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from h2s_checkout.domain.cart import CatalogItem, cart_fingerprint, price_cart
+from h2s_checkout.domain.machine import STATES
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings, _claim_keys
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import init_connection
@@ -296,3 +297,43 @@ async def test_replay_calls_together_are_each_decided_as_alone_in_order(db):
     home_id = together[0]["checkout_id"]
     assert (await events(db, home_id))[-2:] == ["checkout.replayed", "checkout.replayed"]
     assert (await table_counts(db))["h2s_orders"] == 3
+
+
+@pytest.mark.parametrize("key", [None, "key-1"], ids=["derived key", "client key"])
+async def test_the_replay_call_together_decides_as_alone_in_every_state(db, key):
+    """h2s_replay_checkouts looks a checkout up as h2s_begin_checkout does, with the list
+    of states that hold no booking written in both: in each of the machine's states, with
+    and without an answer, and with the other body under a client key, the two agree."""
+    now = datetime.now(UTC)
+    first = await begin(db, begin_args(checkout_body(), now, key=key))
+    await link(db, first, now)
+    later = now + timedelta(seconds=1)
+    same = begin_args(checkout_body(), later, key=key)
+    other = begin_args(checkout_body(email="bea@example.com"), later, key=key)
+    calls = [same, other] if key else [same]
+    seen = set()
+    for state in STATES:
+        for answered in (True, False):
+            await db.execute(
+                "update h2s_checkouts set state = $2,"
+                " response_status = case when $3 then 201 end,"
+                " response_body = case when $3 then response_body end"
+                " where checkout_id = $1",
+                first["checkout_id"],
+                state,
+                answered,
+            )
+            tx = db.transaction()
+            await tx.start()
+            alone = [await begin(db, replay_call(args)) for args in calls]
+            await tx.rollback()
+            tx = db.transaction()
+            await tx.start()
+            together = await checkouts.replay_checkouts(
+                db, [checkouts.ReplayCall(a["keys"], a["window_start"], a["now"]) for a in calls]
+            )
+            await tx.rollback()
+            for one, joint in zip(alone, together, strict=True):
+                assert dict(one.items()) == {k: joint[k] for k, _ in one.items()}, state
+                seen.add(one["outcome"])
+    assert seen == ({"replayed", "absent", "key_reused"} if key else {"replayed", "absent"})

@@ -8,7 +8,7 @@ commit serve many replays, and the worker sends and reads one message for them a
 alone, a replay goes as soon as it comes, as before.
 
 What is decided does not change: PostgreSQL decides each element as it decides a single
-call (``h2s_replay_checkouts`` calls ``h2s_begin_checkout`` once per element), and a
+call (``h2s_replay_checkouts`` looks up and decides as ``h2s_begin_checkout`` does), and a
 request is answered only after the call with its trace row has committed. A call that
 fails fails every request in it, each with its own DatabaseUnavailable (503) when the
 database could not be reached. A request waits for its answer, the call ahead of its own
