@@ -125,6 +125,13 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
     ):
         assert row in printed, f"missing row {row!r}"
     assert "Substitution self-check: ok" in printed
+    # Ceiling B and the replays alternate, B R R B, each side pooled over its two blocks.
+    blocks = [
+        "B" if "healthz" in line else "R"
+        for line in (run.stdout + run.stderr).splitlines()
+        if line.startswith(("[bench] ceiling B: GET /healthz", "[bench] replays of stored"))
+    ]
+    assert blocks == ["B", "R", "R", "B"]
 
     figures = json.loads((out / "benchmarks.json").read_text())
     assert set(figures) >= JSON_KEYS
