@@ -132,6 +132,16 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
         if line.startswith(("[bench] ceiling B: GET /healthz", "[bench] replays of stored"))
     ]
     assert blocks == ["B", "R", "R", "B"]
+    # So do new checkouts and ceiling A at each concurrency: N A A N.
+    for clients, tasks in (("1 client", "1 task"), ("64 clients", "64 tasks")):
+        pairs = [
+            "N" if line.startswith("[bench] new checkouts") else "A"
+            for line in (run.stdout + run.stderr).splitlines()
+            if line.startswith(
+                (f"[bench] new checkouts, Stripe 0 ms, {clients}:", f"[bench] ceiling A, {tasks}:")
+            )
+        ]
+        assert pairs == ["N", "A", "A", "N"], clients
 
     figures = json.loads((out / "benchmarks.json").read_text())
     assert set(figures) >= JSON_KEYS

@@ -191,6 +191,7 @@ class _Bench:
         self.waited_s = 0.0
         self.statements_counted = False
         self.others: list[tuple[str, float]] = []  # (workload, cores other processes used)
+        self.ceiling_settings: Settings | None = None  # set by record_ceiling
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
@@ -358,9 +359,10 @@ class _Bench:
     def new_checkouts(self, tag: str) -> Callable[[int], load.Req]:
         return load.new_checkouts(self.run_id, tag, self.skus)
 
-    def ceiling_runs(self) -> None:
-        config = self.config
-        settings = Settings(
+    def record_ceiling(self) -> None:
+        """One checkout's statements and Stripe call, recorded through the service's own
+        flow, for ceilings A and A-sql to replay."""
+        self.ceiling_settings = Settings(
             database_url=self.db.dsn,
             stripe_api_base=self.emulator.url,
             stripe_api_key=EMULATOR_API_KEY,
@@ -368,7 +370,7 @@ class _Bench:
         )
         emails = [f"bench-{self.run_id}-rec-{i}@example.com" for i in range(2)]
         bodies = [load.checkout_body(e, self.skus[0]) for e in emails]
-        recordings = self.run_async(ceiling.record_checkouts(settings, bodies, emails))
+        recordings = self.run_async(ceiling.record_checkouts(self.ceiling_settings, bodies, emails))
         compiled = ceiling.compile_recordings(recordings[0], recordings[1])
         self.results.recorded = compiled
         _say(
@@ -377,28 +379,76 @@ class _Bench:
             f"{compiled.stripe_calls} Stripe call(s); db-made values {compiled.learned}; "
             f"self-check {'ok' if not compiled.self_check else compiled.self_check}"
         )
-        for with_stripe, prefix in ((True, "ceilA"), (False, "ceilAsql")):
-            for clients in config.clients_fast:
-                key = f"{prefix}@{clients}"
-                self.settle(key)
-                meter = self.meter()
-                outcome = self.run_async(
-                    ceiling.run_ceiling(
-                        f"ceiling {'A' if with_stripe else 'A-sql'}, {_n(clients, 'task')}",
-                        compiled,
-                        settings,
-                        with_stripe=with_stripe,
+
+    def ceiling_block(
+        self, prefix: str, clients: int, *, with_stripe: bool, block: int = 0
+    ) -> tuple[load.Outcome, CpuSplit]:
+        """One block of ceiling A (``with_stripe``) or A-sql at ``clients`` tasks."""
+        assert self.results.recorded is not None
+        assert self.ceiling_settings is not None
+        self.settle(f"{prefix}@{clients}")
+        meter = self.meter()
+        outcome = self.run_async(
+            ceiling.run_ceiling(
+                f"ceiling {'A' if with_stripe else 'A-sql'}, {_n(clients, 'task')}",
+                self.results.recorded,
+                self.ceiling_settings,
+                with_stripe=with_stripe,
+                clients=clients,
+                duration_s=self.config.ceiling_duration_s,
+                max_count=self.config.max_requests,
+                tag=f"{self.run_id}-{prefix}{clients}-{block}",
+                meter=meter,
+            )
+        )
+        self.others.append((outcome.name, meter.result.cores.get("other", 0.0)))
+        _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
+        return outcome, meter.result
+
+    def new_checkouts_and_ceiling_a(self) -> list[bytes]:
+        """New checkouts and ceiling A at each concurrency in blocks N, A, A, N, each side
+        pooled, so that their ratio (and the worker's overhead over ceiling A) is not moved
+        by a machine whose speed drifts between them; the stored checkouts of the highest
+        concurrency's blocks, for the replays."""
+        config = self.config
+        stored: list[bytes] = []
+        for clients in config.clients_fast:
+            name = f"new checkouts, Stripe 0 ms, {_n(clients, 'client')}"
+            keep = 10_000 if clients == max(config.clients_fast) else 0
+            new: list[tuple[load.Outcome, CpuSplit]] = []
+            ceil: list[tuple[load.Outcome, CpuSplit]] = []
+            for block in range(2):
+                new.append(
+                    self.run_workload(
+                        name,
+                        self.new_checkouts(f"n0c{clients}b{block}"),
                         clients=clients,
-                        duration_s=config.ceiling_duration_s,
-                        max_count=config.max_requests,
-                        tag=f"{self.run_id}-{prefix}{clients}",
-                        meter=meter,
+                        duration_s=config.duration_s,
+                        keep_bodies=keep,
                     )
                 )
-                self.results.workloads[key] = outcome
-                self.results.cpu[key] = meter.result
-                self.others.append((outcome.name, meter.result.cores.get("other", 0.0)))
-                _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
+                if block == 0:
+                    for ceil_block in range(2):
+                        ceil.append(
+                            self.ceiling_block("ceilA", clients, with_stripe=True, block=ceil_block)
+                        )
+            for key, label, blocks in (
+                (f"new0@{clients}", name, new),
+                (f"ceilA@{clients}", ceil[0][0].name, ceil),
+            ):
+                self.results.workloads[key] = load.pooled(label, [o for o, _ in blocks])
+                self.results.cpu[key] = pooled_cpu(cpu for _, cpu in blocks)
+            for outcome, _cpu in new:
+                stored.extend(outcome.ok_bodies)
+                outcome.ok_bodies = []
+        return stored
+
+    def ceiling_a_sql(self) -> None:
+        for clients in self.config.clients_fast:
+            key = f"ceilAsql@{clients}"
+            outcome, cpu = self.ceiling_block("ceilAsql", clients, with_stripe=False)
+            self.results.workloads[key] = outcome
+            self.results.cpu[key] = cpu
         self.emulator.reset()
 
     def round_trip_count(self) -> None:
@@ -579,23 +629,14 @@ class _Bench:
             clients=16,
             duration_s=config.warmup_s,
         )
-        for clients in config.clients_fast:
-            self.measure(
-                f"new0@{clients}",
-                f"new checkouts, Stripe 0 ms, {_n(clients, 'client')}",
-                self.new_checkouts(f"n0c{clients}"),
-                clients=clients,
-                duration_s=config.duration_s,
-                keep_bodies=20_000 if clients == max(config.clients_fast) else 0,
-            )
-        stored = self.results.workloads[f"new0@{max(config.clients_fast)}"].ok_bodies
+        self.record_ceiling()
+        stored = self.new_checkouts_and_ceiling_a()
         self.ceiling_b_and_replays(
             dsn, stored or [load.checkout_body("nobody@example.com", self.skus[0])]
         )
-        self.results.workloads[f"new0@{max(config.clients_fast)}"].ok_bodies = []
         self.round_trip_count()
         self.profile_worker()
-        self.ceiling_runs()
+        self.ceiling_a_sql()
 
         self.emulator.set_latency(config.stripe_latency_ms)
         for clients in config.clients_slow:
