@@ -149,8 +149,10 @@ def _git_revision() -> tuple[str, str, bool]:
         head = subprocess.run(
             ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         ).stdout.strip()
+        # The bench's own outputs, rewritten by every run, do not make the code dirty.
         dirty = subprocess.run(
-            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", ":/"]
+            + [f":(top,exclude)docs/benchmarks.{ext}" for ext in ("md", "json", "png")],
             capture_output=True,
             text=True,
             timeout=10,
