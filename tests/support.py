@@ -56,6 +56,22 @@ def checkout_body(
     }
 
 
+_WAITING_FOR = """
+select count(*) from pg_stat_activity where $1 = any(pg_blocking_pids(pid))
+"""
+
+
+async def most_waiting_for(holder: asyncpg.Connection, *, polls: int, every_s: float = 0.02) -> int:
+    """The most backends seen waiting for a lock ``holder`` holds, over ``polls`` looks
+    ``every_s`` apart (long enough for every admitted waiter to reach PostgreSQL)."""
+    pid = holder.get_server_pid()
+    seen = 0
+    for _ in range(polls):
+        await asyncio.sleep(every_s)
+        seen = max(seen, await holder.fetchval(_WAITING_FOR, pid))
+    return seen
+
+
 async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
     return {t: await conn.fetchval(f"select count(*) from {t}") for t in DATA_TABLES}
 

@@ -11,12 +11,9 @@ import asyncio
 
 import asyncpg
 
-from support import app_client, checkout_body
+from support import app_client, checkout_body, most_waiting_for
 
 EMAIL = "landlord@example.com"
-_WAITING_FOR_THE_HOLDER = """
-select count(*) from pg_stat_activity where pg_backend_pid() = any(pg_blocking_pids(pid))
-"""
 
 
 async def _admitted_while_held(database_url: str, client, bodies: list[dict]) -> tuple[int, list]:
@@ -31,10 +28,8 @@ async def _admitted_while_held(database_url: str, client, bodies: list[dict]) ->
             EMAIL,
         )
         sends = [asyncio.create_task(client.post("/api/checkout", json=b)) for b in bodies]
-        seen = 0
-        for _ in range(100):  # until the admitted ones are all waiting, then a while more
-            await asyncio.sleep(0.02)
-            seen = max(seen, await holder.fetchval(_WAITING_FOR_THE_HOLDER))
+        # until the admitted ones are all waiting, then a while more
+        seen = await most_waiting_for(holder, polls=100)
         await tx.rollback()
         answers = await asyncio.wait_for(asyncio.gather(*sends), timeout=30)
     finally:

@@ -8,10 +8,7 @@ import asyncpg
 
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.store.pool import create_pool
-
-_WAITING_FOR_THE_HOLDER = """
-select count(*) from pg_stat_activity where pg_backend_pid() = any(pg_blocking_pids(pid))
-"""
+from support import most_waiting_for
 
 
 async def test_checkouts_that_find_the_catalog_expired_together_share_one_read(database_url, db):
@@ -24,10 +21,7 @@ async def test_checkouts_that_find_the_catalog_expired_together_share_one_read(d
         # The catalog's table held: a read of it waits inside PostgreSQL, where it is seen.
         await holder.execute("lock table h2s_service_catalog in access exclusive mode")
         asking = [asyncio.create_task(cache.items()) for _ in range(8)]
-        seen = 0
-        for _ in range(25):
-            await asyncio.sleep(0.02)
-            seen = max(seen, await holder.fetchval(_WAITING_FOR_THE_HOLDER))
+        seen = await most_waiting_for(holder, polls=25)
         await tx.rollback()
         answers = await asyncio.wait_for(asyncio.gather(*asking), timeout=10)
     finally:

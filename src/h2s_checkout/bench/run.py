@@ -351,12 +351,15 @@ class _Bench:
             self.results.replay_round_trips = dbstats.delta(before, after, answered)
             _say(f"per replay: {self.results.replay_round_trips.round_trips:.2f} round trips")
         ceiling_b()
-        for key, name, blocks in (
-            ("healthz@64", healthz_name, healthz),
-            (f"replay@{config.replay_clients}", replay_name, replays),
-        ):
-            self.results.workloads[key] = load.pooled(name, [o for o, _ in blocks])
-            self.results.cpu[key] = pooled_cpu(cpu for _, cpu in blocks)
+        self.keep_pooled("healthz@64", healthz_name, healthz)
+        self.keep_pooled(f"replay@{config.replay_clients}", replay_name, replays)
+
+    def keep_pooled(
+        self, key: str, name: str, blocks: Sequence[tuple[load.Outcome, CpuSplit]]
+    ) -> None:
+        """Several blocks of one workload kept under ``key`` as one (see load.pooled)."""
+        self.results.workloads[key] = load.pooled(name, [o for o, _ in blocks])
+        self.results.cpu[key] = pooled_cpu(cpu for _, cpu in blocks)
 
     def new_checkouts(self, tag: str) -> Callable[[int], load.Req]:
         return load.new_checkouts(self.run_id, tag, self.skus)
@@ -434,12 +437,8 @@ class _Bench:
                         ceil.append(
                             self.ceiling_block("ceilA", clients, with_stripe=True, block=ceil_block)
                         )
-            for key, label, blocks in (
-                (f"new0@{clients}", name, new),
-                (f"ceilA@{clients}", ceil[0][0].name, ceil),
-            ):
-                self.results.workloads[key] = load.pooled(label, [o for o, _ in blocks])
-                self.results.cpu[key] = pooled_cpu(cpu for _, cpu in blocks)
+            self.keep_pooled(f"new0@{clients}", name, new)
+            self.keep_pooled(f"ceilA@{clients}", ceil[0][0].name, ceil)
             for outcome, _cpu in new:
                 stored.extend(outcome.ok_bodies)
                 outcome.ok_bodies = []
