@@ -15,7 +15,10 @@ def test_startup_objects_are_frozen_and_later_survivors_only_where_asked() -> No
         assert frozen > 0
         kept = [[n] for n in range(1000)]  # new containers that stay alive
         gc.collect()
-        assert gc.get_freeze_count() == frozen  # a worker freezes once, at start
+        # A worker freezes once, at start: later survivors are not frozen. The count
+        # can fall (a frozen object whose last reference was in collected garbage is
+        # freed), never grow.
+        assert gc.get_freeze_count() <= frozen
 
         gc_pauses.freeze_survivors_of_full_collections()
         frozen = gc.get_freeze_count()
