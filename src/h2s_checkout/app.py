@@ -18,6 +18,7 @@ from h2s_checkout import __version__, log_lines
 from h2s_checkout.api.admin import CheckoutAdminController
 from h2s_checkout.api.allow import allow_every_method
 from h2s_checkout.api.checkout import CheckoutController
+from h2s_checkout.api.checkout_fast_path import CheckoutFastPath
 from h2s_checkout.api.client_address import ClientAddresses
 from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
@@ -29,7 +30,6 @@ from h2s_checkout.api.openapi import ClosedStructSchemaPlugin
 from h2s_checkout.api.orders import OrderController
 from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.reconcile import ReconcileController
-from h2s_checkout.api.replay_fast_path import ReplayFastPath
 from h2s_checkout.api.return_pages import CustomerReturnController
 from h2s_checkout.api.sessions import STORE_NAME, PostgresSessionStore, session_config
 from h2s_checkout.api.webhooks import StripeWebhookController
@@ -183,7 +183,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
     # Outside the router, so that 404, 405 and other answers made before any route runs
     # also get the request context, the no-store header and their log line.
     app.asgi_handler = RequestContextMiddleware(
-        ReplayFastPath(app.asgi_handler, app, max_body_bytes=settings.max_body_bytes)
+        CheckoutFastPath(app.asgi_handler, app, max_body_bytes=settings.max_body_bytes)
     )
     return app
 

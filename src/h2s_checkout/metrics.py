@@ -92,9 +92,9 @@ REPLAY_BATCH_SIZE = Histogram(
     "Replays answered by one call of h2s_replay_checkouts",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
-REPLAY_FAST_PATH = Counter(
-    "h2s_replay_fast_path",
-    "POST /api/checkout requests the replay fast path looked at: answered as replays "
-    "below the router, or passed to the route",
+CHECKOUT_FAST_PATH = Counter(
+    "h2s_checkout_fast_path",
+    "POST /api/checkout requests the fast path read: answered below the router, or "
+    "passed to the route (a body that does not decode, a key the route refuses)",
     ["result"],
 )

@@ -74,7 +74,7 @@ CheckoutBody = Annotated[
 
 
 def answer_headers(result: CheckoutResult) -> dict[str, str]:
-    """The headers of a checkout's answer (the route's and the replay fast path's)."""
+    """The headers of a checkout's answer (the route's and the fast path's)."""
     headers = {"Location": f"/api/checkouts/{result.checkout_id}"}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"

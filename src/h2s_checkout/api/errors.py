@@ -52,7 +52,7 @@ def checkout_error(_: Request[Any, Any, Any], exc: CheckoutError) -> Response[An
 def checkout_error_answer(
     exc: CheckoutError,
 ) -> tuple[int, dict[str, Any], dict[str, str] | None]:
-    """A checkout error's status, JSON body and headers (also the replay fast path's)."""
+    """A checkout error's status, JSON body and headers (also the checkout fast path's)."""
     trace_id = exc.checkout_id or _trace_id()
     headers: dict[str, str] | None = None
     if isinstance(exc, DatabaseUnavailable):

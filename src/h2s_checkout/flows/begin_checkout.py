@@ -207,13 +207,20 @@ class CheckoutFlow:
         self._slots = asyncio.Semaphore(settings.phase_slots)  # FIFO: waiters in order
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
-        async with self._slots:
-            cart, fingerprint, claim, now = await self._claim(command)
-            row = None
-            if self._recent.expects_replay(claim.lookup_key, now):
-                row = await self._ask_replay(claim, now)
-            plan = None
-            if row is None:
+        # Pricing comes first: a bad cart is refused before anything is read or written.
+        cart = price_cart(command.items, await self._catalog.items())
+        fingerprint = cart_fingerprint(command.items)
+        claim = _claim_keys(command, fingerprint)
+        now = self._settings.clock()
+        row = None
+        if self._recent.expects_replay(claim.lookup_key, now):
+            # Most likely a retry of an answer this worker gave: asked without a slot (a
+            # replay writes no checkout), in one call with the other replays in flight.
+            row = await self._ask_replay(claim, now)
+        plan = None
+        if row is None:
+            async with self._slots:
+                now = self._settings.clock()
                 plan = self._new_plan(command, cart, now)
                 bind_log_fields(checkout_trace_id=str(plan.checkout_id))
                 creation = self._creation(command, cart, plan, claim, fingerprint, now)
@@ -251,35 +258,6 @@ class CheckoutFlow:
         # resumed: the attempt that held this checkout died mid-way; carry on from the
         # recovery point with the same order, job and Stripe idempotency key.
         return await self._finish(_plan_from_row(row))
-
-    async def replay(self, command: CheckoutCommand) -> CheckoutResult | None:
-        """The stored answer, when this worker expects ``command`` to be a replay and
-        PostgreSQL has one for it (with its ``checkout.replayed`` trace row). None when it
-        is not one: nothing was written, and ``begin`` decides the request as any other.
-        Raises what ``begin`` raises before its first write: a bad cart, a client key
-        reused with another body, an unreachable database."""
-        claim = _claim_keys(command, cart_fingerprint(command.items))
-        now = self._settings.clock()
-        if not self._recent.expects_replay(claim.lookup_key, now):
-            return None  # before pricing: a new checkout's request pays for no more
-        price_cart(command.items, await self._catalog.items())  # refused as begin refuses
-        row = await self._ask_replay(claim, now)
-        if row is None:
-            return None
-        bind_log_fields(checkout_trace_id=str(row["checkout_id"]))
-        if row["outcome"] == "key_reused":
-            raise _key_reused()
-        if row["outcome"] != "replayed":
-            raise RuntimeError(f"h2s_replay_checkouts answered {row['outcome']!r}")
-        return self._replayed(claim, now, row)
-
-    async def _claim(
-        self, command: CheckoutCommand
-    ) -> tuple[PricedCart, str, checkouts.ClaimKeys, datetime]:
-        # Pricing comes first: a bad cart is refused before anything is read or written.
-        cart = price_cart(command.items, await self._catalog.items())
-        fingerprint = cart_fingerprint(command.items)
-        return cart, fingerprint, _claim_keys(command, fingerprint), self._settings.clock()
 
     async def _ask_replay(self, claim: checkouts.ClaimKeys, now: datetime) -> asyncpg.Record | None:
         """This worker answered the key lately, so most likely a replay: ask for one

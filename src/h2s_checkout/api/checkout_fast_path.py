@@ -1,21 +1,21 @@
-"""A replay this worker expects, answered below Litestar's routing.
+"""POST /api/checkout below Litestar's routing, answered as the route answers it.
 
-A storefront that retries (a double click, a timeout, a queue redelivering) sends the same
-POST /api/checkout again, and most of what the worker spends on such a request is the
-framework's: routing, the handler's parameters and dependencies, the Response object.
-When a request is a plain JSON POST to /api/checkout whose body decodes strictly into
-``CheckoutRequest``, ``CheckoutFlow.replay`` is asked first. It answers only when the
-worker answered the key lately, and then decides the request as the route would: the
-stored answer with its trace row written, or the route's error answer for a bad cart, a
-client key reused with another body or an unreachable database. Status, headers and body
-are the route's.
+Almost every request a checkout service gets is this one: a storefront's new checkout, or
+its retry (a double click, a timeout, a queue redelivering). Of what the worker spent on
+it beyond the flow's own work, most was the framework's: routing, the handler's
+parameters and dependencies, the body decoded into ``CheckoutRequest``, the Response
+object. When a request is a plain JSON POST to /api/checkout whose body decodes strictly
+into ``CheckoutRequest``, this layer decodes it once and hands it to
+``CheckoutFlow.begin``, as the route does, and answers what the route answers: the new
+checkout or the stored answer, or the route's error answer (``api/errors.py``) for each
+error the flow raises, and a 500 with the trace id for the unexpected.
 
-Anything else goes to Litestar with the body as it arrived: another path or method, no
-JSON content type, no or too large a Content-Length, a body that does not decode (the
-route's 400 answers it), an Idempotency-Key the route would refuse, a key this worker has
-not answered or that has no answered checkout (nothing was written; the route decides).
-The request middleware around this layer gives the request its id, log line, metrics and
-database budget either way.
+Anything else goes to Litestar with the body as it arrived, and the route decides it:
+another path or method, no JSON content type, no or too large a Content-Length, a body
+that does not decode (the route's 400 and 422 answers, with their fields), an
+Idempotency-Key the route would refuse. The route stays the reference (OpenAPI, every
+validation answer); tests send each case both ways. The request middleware around this
+layer gives the request its id, log line, metrics and database budget either way.
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ from h2s_checkout.api.errors import checkout_error_answer, unexpected_error_body
 from h2s_checkout.api.schemas import CheckoutRequest
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
-from h2s_checkout.metrics import REPLAY_FAST_PATH
+from h2s_checkout.metrics import CHECKOUT_FAST_PATH
 
 PATH = "/api/checkout"
 _JSON = (b"application/json", b"application/json; charset=utf-8")
 _KEY_MAX = 255  # the route's bound on Idempotency-Key
 _decode = msgspec.json.Decoder(CheckoutRequest).decode
 _encode = msgspec.json.Encoder().encode
-_ANSWERED, _PASSED = REPLAY_FAST_PATH.labels("answered"), REPLAY_FAST_PATH.labels("passed")
+_ANSWERED, _PASSED = CHECKOUT_FAST_PATH.labels("answered"), CHECKOUT_FAST_PATH.labels("passed")
 
 
-class ReplayFastPath:
+class CheckoutFastPath:
     """ASGI in front of Litestar's own handler; ``app`` gives the flow (its lifespan's)."""
 
     def __init__(self, inner: ASGIApp, app: Litestar, *, max_body_bytes: int) -> None:
@@ -68,7 +68,7 @@ class ReplayFastPath:
         body, rest = await _read_body(receive, self._max_body)
         answer = None
         if rest is None:  # the whole body, within its bound
-            answer = await self._replay(flow, scope, headers, body)
+            answer = await self._answer(flow, scope, headers, body)
         if answer is None:
             _PASSED.inc()
             await self._inner(scope, _replaying(body, rest, receive), send)
@@ -89,7 +89,7 @@ class ReplayFastPath:
         )
         await send({"type": "http.response.body", "body": payload, "more_body": False})
 
-    async def _replay(
+    async def _answer(
         self, flow: CheckoutFlow, scope: Scope, headers: dict[bytes, bytes], body: bytes
     ) -> tuple[int, dict[str, str], bytes] | None:
         """The answer to send (status, headers, body), or None: the route's request."""
@@ -105,7 +105,7 @@ class ReplayFastPath:
             data, None if key is None else key.decode("latin-1"), addresses.of(scope)
         )
         try:
-            result = await flow.replay(command)
+            result = await flow.begin(command)
         except CheckoutError as exc:
             # What the route and its error handler answer for the same error.
             count_error(exc)
@@ -114,8 +114,6 @@ class ReplayFastPath:
         except Exception as exc:
             # As the route's handler for the unexpected: logged, a 500 with the trace id.
             return 500, {}, _encode(unexpected_error_body(exc))
-        if result is None:
-            return None
         count_answer(result)
         return result.status, answer_headers(result), result.json()
 
