@@ -191,6 +191,9 @@ def test_durable_by_default_and_context_manager(make_pg: MakePg, tmp_path: Path)
     with pg as running:
         assert running is pg
         assert _query(pg.dsn, "show fsync") == "on"
+        # Checkpoints far apart under a checkout load (see _server_args).
+        assert _query(pg.dsn, "show max_wal_size") == "4GB"
+        assert _query(pg.dsn, "show checkpoint_timeout") == "15min"
     assert not pg.is_running()
 
 

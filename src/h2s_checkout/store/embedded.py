@@ -384,6 +384,16 @@ class EmbeddedPostgres:
             "listen_addresses": self.host,
             "unix_socket_directories": str(socket_dir),
             "max_connections": "200",
+            # A new checkout writes about 10 kB of WAL: at 600 a second, 6 MB/s, and the
+            # default max_wal_size (1 GB) started a checkpoint every 90 seconds or so.
+            # After each, the first change to every page writes the whole page to the
+            # WAL: commits slowed for seconds (in the bench's run at 564eb37 the slowest
+            # answers of the 300 ms workload came in the seconds after two checkpoints
+            # began) and PostgreSQL logged "checkpoints are occurring too frequently".
+            # Checkpoints now come every 15 minutes or about 2 GB of WAL; a crash replays
+            # more WAL on restart, and up to about 4 GB of it is kept on disk.
+            "max_wal_size": "4GB",
+            "checkpoint_timeout": "15min",
         }
         if has_pg_stat_statements():
             settings["shared_preload_libraries"] = "pg_stat_statements"
