@@ -56,6 +56,13 @@ def checkout_body(
     }
 
 
+async def in_chunks(body: bytes, size: int = 40) -> AsyncIterator[bytes]:
+    """``body`` as a streamed request body: httpx sends it chunked, without a
+    Content-Length (which only the route, never the checkout fast path, reads)."""
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
+
+
 _WAITING_FOR = """
 select count(*) from pg_stat_activity where $1 = any(pg_blocking_pids(pid))
 """

@@ -5,13 +5,12 @@ streamed, without a Content-Length, which only the route reads)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import checkout_body, comparable
+from support import checkout_body, comparable, in_chunks
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +24,6 @@ def _fast_path(metrics: str) -> dict[str, float]:
     }
 
 
-async def _streamed(body: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(body), 64):
-        yield body[i : i + 64]
-
-
 async def test_a_checkout_and_its_retry_are_answered_by_the_fast_path_as_the_route_would(
     servers, db, stripe
 ):
@@ -40,7 +34,7 @@ async def test_a_checkout_and_its_retry_are_answered_by_the_fast_path_as_the_rou
         first = await http.post(f"{maker.url}/api/checkout", json=body, headers=headers)
         by_route = await http.post(
             f"{other.url}/api/checkout",
-            content=_streamed(json.dumps(body).encode()),
+            content=in_chunks(json.dumps(body).encode()),
             headers=streamed,
         )
         by_fast_path = await http.post(f"{maker.url}/api/checkout", json=body, headers=headers)

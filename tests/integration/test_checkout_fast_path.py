@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from support import app_client, checkout_body, comparable, delta, scrape
+from support import app_client, checkout_body, comparable, delta, in_chunks, scrape
 
 FAST = "h2s_checkout_fast_path_total"
 JSON = {"Content-Type": "application/json"}
@@ -25,16 +24,14 @@ KEY = {"Idempotency-Key": "order-fast-1", **JSON}
 OTHER_CART = [{"sku": "smart-lock", "quantity": 1}]
 
 
-async def _chunks(body: bytes) -> AsyncIterator[bytes]:
-    for i in range(0, len(body), 40):
-        yield body[i : i + 40]
-
-
 async def _by_route(client: httpx.AsyncClient, body: Any, headers: dict[str, str]):
-    """``body`` sent so that only the route can answer it (streamed, no length)."""
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    """``body`` (a JSON value, bytes or a stream) sent so that only the route can answer
+    it: streamed, with no Content-Length."""
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    content = in_chunks(body) if isinstance(body, bytes) else body
     plain = {k: v for k, v in headers.items() if k.lower() != "content-length"}
-    return await client.post("/api/checkout", content=_chunks(content), headers=plain)
+    return await client.post("/api/checkout", content=content, headers=plain)
 
 
 async def _events(db, checkout_id: str) -> list[tuple[str, str | None]]:
@@ -210,16 +207,16 @@ def _cases() -> dict[str, dict[str, Any]]:
         },
         "a text content type": {"content": body, "headers": {**KEY, "Content-Type": "text/plain"}},
         "a body over the limit": {"content": body + b" " * 70_000, "headers": KEY},
-        "no Content-Length (streamed)": {"content": _chunks(body), "headers": KEY},
+        "no Content-Length (streamed)": {"content": in_chunks(body), "headers": KEY},
         "in chunks with a Content-Length, another cart": {
-            "content": _chunks(json.dumps(checkout_body(items=OTHER_CART)).encode()),
+            "content": in_chunks(json.dumps(checkout_body(items=OTHER_CART)).encode()),
             "headers": {
                 **KEY,
                 "Content-Length": str(len(json.dumps(checkout_body(items=OTHER_CART)))),
             },
         },
         "in chunks with a Content-Length, the same body": {
-            "content": _chunks(body),
+            "content": in_chunks(body),
             "headers": {**KEY, "Content-Length": str(len(body))},
         },
     }
@@ -245,13 +242,7 @@ async def test_what_the_fast_path_does_not_answer_the_route_answers_with_the_bod
     after = await scrape(client)
     async with app_client(settings, clock) as other:
         there = _cases()[case]
-        content = there["content"]
-        if isinstance(content, bytes):  # the same bytes, for the route
-            there = {"content": _chunks(content), "headers": there["headers"]}
-        there["headers"] = {
-            k: v for k, v in there["headers"].items() if k.lower() != "content-length"
-        }
-        by_route = await other.post("/api/checkout", **there)
+        by_route = await _by_route(other, there["content"], there["headers"])
 
     assert comparable(here) == comparable(by_route)
     status = here.status_code

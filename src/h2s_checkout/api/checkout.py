@@ -81,12 +81,16 @@ def answer_headers(result: CheckoutResult) -> dict[str, str]:
     return headers
 
 
-def count_answer(result: CheckoutResult) -> None:
+async def begin_counted(flow: CheckoutFlow, command: CheckoutCommand) -> CheckoutResult:
+    """``flow.begin``, its answer or its error counted in h2s_checkout_requests_total (the
+    route's and the fast path's one way in)."""
+    try:
+        result = await flow.begin(command)
+    except CheckoutError as exc:
+        CHECKOUT_REQUESTS.labels(exc.code).inc()
+        raise
     (_REPLAYED if result.replayed else _CREATED).inc()
-
-
-def count_error(exc: CheckoutError) -> None:
-    CHECKOUT_REQUESTS.labels(exc.code).inc()
+    return result
 
 
 def to_command(
@@ -147,12 +151,7 @@ class CheckoutController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CheckoutResponse]:
         command = to_command(data, idempotency_key, client_address(request))
-        try:
-            result = await checkout_flow.begin(command)
-        except CheckoutError as exc:
-            count_error(exc)
-            raise
-        count_answer(result)
+        result = await begin_counted(checkout_flow, command)
         # The answer's JSON as the flow has it (a replay's as stored): encoded once. The
         # return annotation gives OpenAPI the body's shape.
         return Response(

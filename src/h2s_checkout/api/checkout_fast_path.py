@@ -26,7 +26,7 @@ import msgspec
 from litestar import Litestar
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from h2s_checkout.api.checkout import answer_headers, count_answer, count_error, to_command
+from h2s_checkout.api.checkout import answer_headers, begin_counted, to_command
 from h2s_checkout.api.client_address import ClientAddresses
 from h2s_checkout.api.errors import checkout_error_answer, unexpected_error_body
 from h2s_checkout.api.schemas import CheckoutRequest
@@ -105,16 +105,14 @@ class CheckoutFastPath:
             data, None if key is None else key.decode("latin-1"), addresses.of(scope)
         )
         try:
-            result = await flow.begin(command)
+            result = await begin_counted(flow, command)
         except CheckoutError as exc:
-            # What the route and its error handler answer for the same error.
-            count_error(exc)
+            # What the route's error handler answers for the same error.
             status, error, error_headers = checkout_error_answer(exc)
             return status, error_headers or {}, _encode(error)
         except Exception as exc:
             # As the route's handler for the unexpected: logged, a 500 with the trace id.
             return 500, {}, _encode(unexpected_error_body(exc))
-        count_answer(result)
         return result.status, answer_headers(result), result.json()
 
 
