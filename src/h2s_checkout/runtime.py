@@ -238,7 +238,11 @@ def _join_emulator(settings: Settings) -> EmbeddedEmulator | None:
         return None
     secret = settings.stripe_webhook_secret or _read(settings.data_dir / WEBHOOK_SECRET_FILE)
     if secret is None:
-        return None
+        # The first serve was given STRIPE_WEBHOOK_SECRET and wrote none to the folder.
+        raise StartupError(
+            f"another `h2s-checkout serve` of {settings.data_dir} runs its Stripe emulator at "
+            f"{url}; to join it, give this one the same STRIPE_WEBHOOK_SECRET as that one"
+        )
     log.info("stripe_emulator.joined", url=url, reason="another serve of this folder runs it")
     return EmbeddedEmulator(url, admin_token, secret, settings.data_dir)
 
