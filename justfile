@@ -20,6 +20,10 @@ test *args: lint
 smoke *args:
     {{python}} -m h2s_checkout smoke {{args}}
 
+# Fuzz the API with schemathesis against a throwaway stack on a temporary data dir (extra args go to `st run`)
+fuzz *args:
+    {{python}} -m h2s_checkout.fuzz --config-file {{justfile_directory()}}/schemathesis.toml {{args}}
+
 # Apply db/migrations to DATABASE_URL (or the embedded database) and refresh db/schema.sql
 migrate:
     {{python}} -m h2s_checkout migrate

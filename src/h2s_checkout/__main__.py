@@ -171,13 +171,22 @@ def _doctor(args: argparse.Namespace) -> int:
     from h2s_checkout.store.embedded import EmbeddedPostgres
 
     settings = load_settings()
+    unreachable: str | None = None
     try:
         provider: Settings | None = provider_settings(settings)
-    except RuntimeError:
-        provider = None  # no provider configured and no embedded emulator running: skipped
+    except RuntimeError as exc:
+        # There is always a provider to check (the embedded stack's emulator when nothing
+        # is configured): not finding it fails its checks, never skips them.
+        provider, unreachable = None, str(exc)
     options = DoctorOptions(since_hours=args.since_hours, stuck_minutes=args.stuck_minutes)
+
+    def doctor(dsn: str) -> int:
+        return asyncio.run(
+            run_doctor(dsn, provider, options, as_json=args.json, provider_unreachable=unreachable)
+        )
+
     if settings.database_url is not None:
-        return asyncio.run(run_doctor(settings.database_url, provider, options, as_json=args.json))
+        return doctor(settings.database_url)
     if not (settings.data_dir / "postgres").exists():
         print(
             f"h2s-checkout doctor: no database: set DATABASE_URL or run `h2s-checkout "
@@ -187,7 +196,7 @@ def _doctor(args: argparse.Namespace) -> int:
         return UNUSABLE
     pg = EmbeddedPostgres(settings.data_dir / "postgres")
     try:
-        return asyncio.run(run_doctor(pg.start(), provider, options, as_json=args.json))
+        return doctor(pg.start())
     finally:
         if pg.launched:  # a database a running `serve` owns stays up
             pg.stop()

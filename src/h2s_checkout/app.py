@@ -81,6 +81,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             app.state.sign_in_gate = services.sign_in_gate
             sessions.bind(services.pool)
             app.state.event_deliverer = services.event_deliverer
+            app.state.reserved_targets = services.reserved_targets
             await sync_environment_endpoint(
                 services.pool, settings.event_endpoint_url, settings.event_endpoint_secret
             )

@@ -57,9 +57,15 @@ def report(results: list[CheckResult], options: DoctorOptions) -> dict[str, Any]
 
 
 async def run_doctor(
-    dsn: str, provider: Settings | None, options: DoctorOptions, *, as_json: bool
+    dsn: str,
+    provider: Settings | None,
+    options: DoctorOptions,
+    *,
+    as_json: bool,
+    provider_unreachable: str | None = None,
 ) -> int:
-    """Print the report; the exit code. ``provider`` None skips the provider's checks."""
+    """Print the report; the exit code. ``provider`` None: the provider's checks fail with
+    ``provider_unreachable``, the reason it cannot be checked (or are skipped without one)."""
     from h2s_checkout.services import build_gateway
 
     try:
@@ -69,7 +75,13 @@ async def run_doctor(
         return UNUSABLE
     gateway: PaymentGateway | None = build_gateway(provider) if provider else None
     try:
-        results = await run_checks(pool, gateway, options, concurrency=DATABASE_CONCURRENCY)
+        results = await run_checks(
+            pool,
+            gateway,
+            options,
+            concurrency=DATABASE_CONCURRENCY,
+            provider_unreachable=provider_unreachable,
+        )
     except asyncpg.UndefinedTableError as exc:
         print(
             f"h2s-checkout doctor: {exc}: run `h2s-checkout migrate` on this database first",
@@ -84,4 +96,10 @@ async def run_doctor(
         print(json.dumps(report(results, options), indent=2))
     else:
         print(render_table(results))
+    if gateway is None and provider_unreachable is not None:
+        print(
+            f"h2s-checkout doctor: the payment provider's checks did not run: "
+            f"{provider_unreachable}",
+            file=sys.stderr,
+        )
     return FOUND if any_failing(results) else CLEAN

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
+import psutil
 
+from h2s_checkout.domain.events import Address, ReservedTargets, service_targets
 from h2s_checkout.domain.limits import CheckoutLimits
 from h2s_checkout.flows.api_keys import KeyRing
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
@@ -35,6 +37,37 @@ class Services:
     key_ring: KeyRing
     sign_in_gate: SignInGate
     event_deliverer: EventDeliverer
+    reserved_targets: ReservedTargets
+
+
+def reserved_targets(settings: Settings) -> ReservedTargets:
+    """Where events are never sent: this service and its payment provider, on any of this
+    machine's addresses when they listen on loopback or every interface. The interfaces
+    are read once, at start."""
+    return ReservedTargets(
+        service_targets(
+            host=settings.host,
+            port=settings.port,
+            public_base_url=settings.public_base_url,
+            provider_base_url=settings.stripe_api_base,
+        ),
+        _machine_addresses(),
+    )
+
+
+def _machine_addresses() -> frozenset[Address]:
+    import ipaddress
+    import socket
+
+    found: set[Address] = set()
+    for addresses in psutil.net_if_addrs().values():
+        for entry in addresses:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    found.add(ipaddress.ip_address(entry.address.split("%", 1)[0]))
+                except ValueError:
+                    continue
+    return frozenset(found)
 
 
 def build_gateway(settings: Settings) -> PaymentGateway:
@@ -89,12 +122,14 @@ def build_services(
     cancellation = OrderCancellation(pool, gateway, lease=lease, clock=clock)
     key_ring = KeyRing(pool, settings.admin_token, clock=clock)
     sign_in_gate = SignInGate(pool, key_ring, settings.limit_login_failures, clock=clock)
+    reserved = reserved_targets(settings)
     deliverer = EventDeliverer(
         settings.database_url or "",
         DeliverySettings(
             timeout=timedelta(seconds=settings.events_timeout_s),
             poll_interval=timedelta(seconds=settings.events_poll_s or 1.0),
             allow_private=settings.events_allow_private,
+            reserved=reserved,
         ),
         clock=clock,
     )
@@ -108,6 +143,7 @@ def build_services(
         key_ring,
         sign_in_gate,
         deliverer,
+        reserved,
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from h2s_checkout.domain.errors import InvalidRequest
-from h2s_checkout.domain.events import check_url, secret_key
+from h2s_checkout.domain.events import ReservedTargets, check_url, secret_key, service_targets
 from h2s_checkout.domain.return_urls import template_problem
 
 
@@ -159,8 +159,11 @@ def _optional(env: Mapping[str, str], name: str) -> str | None:
     return raw if raw else None
 
 
-def _event_endpoint(env: Mapping[str, str], allow_private: bool) -> tuple[str | None, str | None]:
-    """H2S_EVENT_ENDPOINT_URL and _SECRET: both or neither, each checked as the API would."""
+def _event_endpoint(
+    env: Mapping[str, str], allow_private: bool, reserved: ReservedTargets
+) -> tuple[str | None, str | None]:
+    """H2S_EVENT_ENDPOINT_URL and _SECRET: both or neither, each checked as the API would
+    (the embedded emulator's address, known only once it runs, is judged at delivery)."""
     url = _optional(env, "H2S_EVENT_ENDPOINT_URL")
     secret = _optional(env, "H2S_EVENT_ENDPOINT_SECRET")
     if (url is None) != (secret is None):
@@ -168,7 +171,7 @@ def _event_endpoint(env: Mapping[str, str], allow_private: bool) -> tuple[str | 
     if url is None or secret is None:
         return None, None
     try:
-        check_url(url, allow_private=allow_private)
+        check_url(url, allow_private=allow_private, reserved=reserved)
     except InvalidRequest as exc:
         raise SettingsError(f"H2S_EVENT_ENDPOINT_URL: {exc.message}") from None
     try:
@@ -202,15 +205,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     allow_private = _bool(
         env, "H2S_EVENTS_ALLOW_PRIVATE", default=_optional(env, "DATABASE_URL") is None
     )
-    event_url, event_secret = _event_endpoint(env, allow_private)
     public_base_url = _url(env, "PUBLIC_BASE_URL", ("http", "https"))
+    host = env.get("HOST", "127.0.0.1")
+    stripe_api_base = _url(env, "STRIPE_API_BASE", ("http", "https"))
+    reserved = ReservedTargets(
+        service_targets(
+            host=host,
+            port=port,
+            public_base_url=public_base_url or f"http://localhost:{port}",
+            provider_base_url=stripe_api_base,
+        )
+    )
+    event_url, event_secret = _event_endpoint(env, allow_private, reserved)
     settings = Settings(
         port=port,
-        host=env.get("HOST", "127.0.0.1"),
+        host=host,
         database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
         data_dir=Path(env.get("H2S_DATA_DIR", ".data")),
         stripe_api_key=stripe_key,
-        stripe_api_base=_url(env, "STRIPE_API_BASE", ("http", "https")),
+        stripe_api_base=stripe_api_base,
         stripe_webhook_secret=webhook_secret,
         stripe_timeout_s=_float(env, "H2S_STRIPE_TIMEOUT_S", 10.0, 0.1, 120.0),
         stripe_max_retries=_int(env, "H2S_STRIPE_MAX_RETRIES", 2, 0, 10),

@@ -86,11 +86,11 @@ class EmbeddedServe:
     """`h2s-checkout serve` with nothing configured: PostgreSQL and the Stripe emulator
     embedded under `data_dir`. Restartable on the same port and data dir."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, log_name: str = "serve.log") -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "serve.log"
+        self.log_path = data_dir / log_name
         self.env = {
             **{
                 k: v

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from h2s_checkout.smoke import embedded_stack
-from support import ADMIN_TOKEN, checkout_body, signed, stripe_event
+from support import ADMIN_TOKEN, checkout_body, pay_form, signed, stripe_event
 
 pytestmark = pytest.mark.slow
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -107,7 +107,7 @@ def test_pay_on_the_hosted_page_then_cancel_refunds_through_signed_events():
             body = http.post("/api/checkout", json=checkout_body()).json()
             paid = httpx.post(
                 body["pay"]["session_url"].rstrip("/") + "/pay",
-                data={"email": "ana@example.com"},
+                data=pay_form(body["pay"]["session_url"], email="ana@example.com"),
                 follow_redirects=False,
                 timeout=10,
             )

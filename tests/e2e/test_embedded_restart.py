@@ -22,7 +22,7 @@ from h2s_checkout.runtime import (
 )
 from h2s_checkout.settings import Settings
 from servers import EmbeddedServe
-from support import checkout_body
+from support import checkout_body, pay_form
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_a_pay_link_from_before_a_restart_still_pays_and_settles(stack: Embedded
     links = [c["pay"]["session_url"] for c in (before_stop, before_kill)]
     assert [urlsplit(link).port for link in links] == [port, port]
     for link in links:
-        paid = httpx.post(f"{link}/pay", follow_redirects=False, timeout=10)
+        paid = httpx.post(f"{link}/pay", data=pay_form(link), follow_redirects=False, timeout=10)
         assert paid.status_code == 303, paid.text
 
     headers = {"Authorization": f"Bearer {stack.admin_token}"}

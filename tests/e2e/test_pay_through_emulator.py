@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from h2s_checkout.smoke import embedded_stack
-from support import checkout_body
+from support import checkout_body, pay_form
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_paying_on_the_hosted_page_makes_the_job_dispatchable():
             assert "149.00" in page.text
             paid = httpx.post(
                 body["pay"]["session_url"].rstrip("/") + "/pay",
-                data={"email": "ana@example.com"},
+                data=pay_form(body["pay"]["session_url"], email="ana@example.com"),
                 follow_redirects=False,
                 timeout=10,
             )

@@ -350,7 +350,8 @@ async def test_requests_are_recorded_with_key_and_params(
     assert creates[0].params["metadata"] == {"order_id": "order-123"}
     assert creates[0].status == 200
     assert [r.path for r in reads] == [f"/v1/checkout/sessions/{session.id}"]
-    async with httpx.AsyncClient(base_url=server.base_url) as http:
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
         logged = (await http.get("/_emulator/requests")).json()["requests"]
     assert [r["method"] for r in logged] == ["POST", "GET"]
 

@@ -225,7 +225,8 @@ def test_global_latency_defaults_from_the_environment(monkeypatch: pytest.Monkey
 async def test_admin_http_api_injects_lists_and_clears_faults(
     sdk: stripe.StripeClient, server: EmulatorServer
 ) -> None:
-    async with httpx.AsyncClient(base_url=server.base_url) as admin:
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as admin:
         added = await admin.post(
             "/_emulator/faults",
             json={"kind": "status", "match": CREATE, "status": 429, "times": 2},

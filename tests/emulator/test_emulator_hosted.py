@@ -1,5 +1,6 @@
 """The hosted checkout page behind a session's url: render, pay, cancel, delayed payments."""
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import stripe
 from emulator_sdk import session_params
 
 from h2s_checkout.payments.emulator import EmulatorServer
+from h2s_checkout.payments.emulator.access import pay_token
 from h2s_checkout.payments.emulator.hosted import format_amount
 
 
@@ -29,6 +31,11 @@ def _clean(server: EmulatorServer) -> Iterator[None]:
 def browser() -> Iterator[httpx.Client]:
     with httpx.Client(follow_redirects=False, timeout=5) as client:
         yield client
+
+
+def form(server: EmulatorServer, session_id: str, **fields: str) -> dict[str, str]:
+    """What the page's form sends for this session: its pay token and ``fields``."""
+    return {"pay_token": pay_token(server.admin_token, session_id), **fields}
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 3.0) -> Any:
@@ -77,8 +84,13 @@ def test_pay_completes_the_session_and_redirects_to_success_url(
     sdk: stripe.StripeClient, browser: httpx.Client, server: EmulatorServer
 ) -> None:
     session = sdk.v1.checkout.sessions.create(session_params())
+    # The hidden field as a browser finds it on the page.
+    token = re.search(r'name="pay_token" value="(\w+)"', browser.get(session.url).text)
+    assert token is not None
 
-    paid = browser.post(f"{session.url}/pay", data={"email": "jane@example.com"})
+    paid = browser.post(
+        f"{session.url}/pay", data={"pay_token": token[1], "email": "jane@example.com"}
+    )
     after = sdk.v1.checkout.sessions.retrieve(session.id)
 
     assert paid.status_code == 303
@@ -93,12 +105,12 @@ def test_pay_completes_the_session_and_redirects_to_success_url(
 
 
 def test_pay_takes_the_typed_email_when_the_session_has_none(
-    sdk: stripe.StripeClient, browser: httpx.Client
+    sdk: stripe.StripeClient, browser: httpx.Client, server: EmulatorServer
 ) -> None:
     session = sdk.v1.checkout.sessions.create(session_params(customer_email=None))
     assert 'name="email" placeholder' in browser.get(session.url).text
 
-    browser.post(f"{session.url}/pay", data={"email": "typed@example.com"})
+    browser.post(f"{session.url}/pay", data=form(server, session.id, email="typed@example.com"))
 
     assert sdk.v1.checkout.sessions.retrieve(session.id).customer_details.email == (
         "typed@example.com"
@@ -117,7 +129,7 @@ def test_cancel_redirects_and_leaves_the_session_open(
     assert sdk.v1.checkout.sessions.retrieve(session.id).status == "open"
     assert server.state.events == []
     # Still payable afterwards, as on Stripe.
-    assert browser.post(f"{session.url}/pay").status_code == 303
+    assert browser.post(f"{session.url}/pay", data=form(server, session.id)).status_code == 303
 
 
 def test_expired_complete_and_unknown_sessions_cannot_be_paid(
@@ -126,13 +138,13 @@ def test_expired_complete_and_unknown_sessions_cannot_be_paid(
     expired = sdk.v1.checkout.sessions.create(session_params())
     paid = sdk.v1.checkout.sessions.create(session_params())
     sdk.v1.checkout.sessions.expire(expired.id)
-    browser.post(f"{paid.url}/pay")
+    browser.post(f"{paid.url}/pay", data=form(server, paid.id))
 
-    pay_expired = browser.post(f"{expired.url}/pay")
-    pay_twice = browser.post(f"{paid.url}/pay")
+    pay_expired = browser.post(f"{expired.url}/pay", data=form(server, expired.id))
+    pay_twice = browser.post(f"{paid.url}/pay", data=form(server, paid.id))
     page_expired = browser.get(expired.url)
     page_paid = browser.get(paid.url)
-    unknown = browser.post(f"{server.base_url}/c/pay/cs_test_nope/pay")
+    unknown = browser.post(f"{server.base_url}/c/pay/cs_test_nope/pay", data=form(server, "x"))
 
     assert (pay_expired.status_code, pay_twice.status_code, unknown.status_code) == (410, 409, 404)
     assert "expired" in pay_expired.text
@@ -152,7 +164,7 @@ def test_a_session_past_expires_at_shows_the_expired_page(
     session = sdk.v1.checkout.sessions.create(session_params())
     server.state.advance_clock(24 * 3600)
 
-    assert browser.post(f"{session.url}/pay").status_code == 410
+    assert browser.post(f"{session.url}/pay", data=form(server, session.id)).status_code == 410
 
 
 def test_delayed_payment_settles_after_its_delay(
@@ -161,7 +173,8 @@ def test_delayed_payment_settles_after_its_delay(
     session = sdk.v1.checkout.sessions.create(session_params())
 
     paid = browser.post(
-        f"{session.url}/pay", data={"method": "async", "outcome": "succeeded", "delay": "0.2"}
+        f"{session.url}/pay",
+        data=form(server, session.id, method="async", outcome="succeeded", delay="0.2"),
     )
     right_after = sdk.v1.checkout.sessions.retrieve(session.id)
     settled = wait_until(lambda: len(server.state.events) == 2 and server.state.events)
@@ -180,13 +193,16 @@ def test_delayed_payment_without_delay_waits_for_the_admin_command(
     sdk: stripe.StripeClient, browser: httpx.Client, server: EmulatorServer
 ) -> None:
     session = sdk.v1.checkout.sessions.create(session_params())
-    browser.post(f"{session.url}/pay?method=async&outcome=failed")
+    browser.post(
+        f"{session.url}/pay", data=form(server, session.id, method="async", outcome="failed")
+    )
     server.state.advance_clock(3600)  # no delay given: time alone settles nothing
     assert len(server.state.events) == 1
 
     sent = browser.post(
         f"{server.base_url}/_emulator/sessions/{session.id}/events",
         json={"type": "checkout.session.async_payment_failed"},
+        headers={"Authorization": f"Bearer {server.admin_token}"},
     )
 
     assert sent.status_code == 200
@@ -199,12 +215,25 @@ def test_delayed_payment_without_delay_waits_for_the_admin_command(
     ]
 
 
-def test_pay_rejects_bad_form_values(sdk: stripe.StripeClient, browser: httpx.Client) -> None:
+def test_pay_rejects_bad_form_values(
+    sdk: stripe.StripeClient, browser: httpx.Client, server: EmulatorServer
+) -> None:
     session = sdk.v1.checkout.sessions.create(session_params())
 
-    assert browser.post(f"{session.url}/pay", data={"method": "cash"}).status_code == 400
-    assert browser.post(f"{session.url}/pay", data={"outcome": "maybe"}).status_code == 400
-    assert browser.post(f"{session.url}/pay", data={"delay": "soon"}).status_code == 400
+    assert (
+        browser.post(f"{session.url}/pay", data=form(server, session.id, method="cash")).status_code
+        == 400
+    )
+    assert (
+        browser.post(
+            f"{session.url}/pay", data=form(server, session.id, outcome="maybe")
+        ).status_code
+        == 400
+    )
+    assert (
+        browser.post(f"{session.url}/pay", data=form(server, session.id, delay="soon")).status_code
+        == 400
+    )
     assert sdk.v1.checkout.sessions.retrieve(session.id).status == "open"
 
 
@@ -214,3 +243,22 @@ def test_pay_rejects_bad_form_values(sdk: stripe.StripeClient, browser: httpx.Cl
 )
 def test_format_amount(amount: int, currency: str, shown: str) -> None:
     assert format_amount(amount, currency) == shown
+
+
+def test_only_the_pages_own_form_pays(
+    sdk: stripe.StripeClient, browser: httpx.Client, server: EmulatorServer
+) -> None:
+    """A POST that is not the page's form (the JSON an event delivery sends, a form
+    without the page's token or with another session's) pays nothing."""
+    session = sdk.v1.checkout.sessions.create(session_params())
+    other = sdk.v1.checkout.sessions.create(session_params())
+
+    as_json = browser.post(f"{session.url}/pay", json={"type": "order.created"})
+    bare = browser.post(f"{session.url}/pay", data={"email": "x@example.com"})
+    borrowed = browser.post(f"{session.url}/pay", data=form(server, other.id))
+    in_query = browser.post(f"{session.url}/pay?pay_token={form(server, session.id)['pay_token']}")
+
+    assert (as_json.status_code, bare.status_code, borrowed.status_code) == (415, 403, 403)
+    assert in_query.status_code == 415  # no form body: not what the page sends
+    assert sdk.v1.checkout.sessions.retrieve(session.id).status == "open"
+    assert server.state.events == []

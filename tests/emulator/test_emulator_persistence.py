@@ -21,9 +21,11 @@ from h2s_checkout.payments.emulator import EmulatorServer, EmulatorState
 from h2s_checkout.payments.emulator.objects import LineItemSpec, SessionSpec
 from h2s_checkout.payments.emulator.statefile import DeliveryRow, StateFile, StateFileError
 from h2s_checkout.payments.emulator.webhooks import RetryPolicy
+from support import pay_form
 
 SECRET = "whsec_persistence_test"
 FAST = RetryPolicy(base_s=0.05, max_attempts=3, timeout_s=2)
+ADMIN_TOKEN = "emu_admin_persistence_test"
 SRC = Path(__file__).parents[2] / "src"
 COMPLETED = "checkout.session.completed"
 EXPIRED = "checkout.session.expired"
@@ -54,7 +56,7 @@ def emulator(path: Path, **options: object) -> Iterator[tuple[EmulatorServer, st
 
 
 def pay(session: stripe.checkout.Session, **form: str) -> None:
-    answer = httpx.post(f"{session.url}/pay", data=form, timeout=5)
+    answer = httpx.post(f"{session.url}/pay", data=pay_form(session.url, **form), timeout=5)
     assert answer.status_code == 303, answer.text
 
 
@@ -284,6 +286,8 @@ def _start_process(path: Path) -> tuple[subprocess.Popen[str], str]:
             "0",
             "--state",
             str(path),
+            "--admin-token",
+            ADMIN_TOKEN,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -312,8 +316,9 @@ def test_the_command_line_state_survives_a_sigkill(path: Path) -> None:
 
     proc, url = _start_process(path)
     try:
-        found = httpx.get(f"{url}/_emulator/sessions/{session.id}", timeout=5).json()
-        events = httpx.get(f"{url}/_emulator/events", timeout=5).json()["events"]
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        found = httpx.get(f"{url}/_emulator/sessions/{session.id}", headers=admin).json()
+        events = httpx.get(f"{url}/_emulator/events", headers=admin).json()["events"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -14,6 +14,7 @@ from webhook_receiver import Receiver
 
 from h2s_checkout.payments.emulator import EmulatorServer, RefundRule
 from h2s_checkout.payments.emulator.webhooks import RetryPolicy
+from support import pay_form
 
 SECRET = "whsec_refund_tests"
 REFUNDS = "POST /v1/refunds"
@@ -56,7 +57,7 @@ def fixture_keys(resource: str) -> list[str]:
 
 async def paid_session(sdk: stripe.StripeClient, **form: str) -> stripe.checkout.Session:
     session = await sdk.v1.checkout.sessions.create_async(session_params())
-    paid = httpx.post(f"{session.url}/pay", data=form, timeout=5)
+    paid = httpx.post(f"{session.url}/pay", data=pay_form(session.url, **form), timeout=5)
     assert paid.status_code == 303, paid.text
     return await sdk.v1.checkout.sessions.retrieve_async(session.id)
 
@@ -303,7 +304,8 @@ async def test_a_pending_refund_waits_for_the_admin_command(
     sdk: stripe.StripeClient, server: EmulatorServer
 ) -> None:
     session = await paid_session(sdk)
-    admin = httpx.Client(base_url=server.base_url, timeout=5)
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    admin = httpx.Client(base_url=server.base_url, timeout=5, headers=headers)
     fault = admin.post("/_emulator/refunds/faults", json={"outcome": "succeeded"}).json()
 
     refund = await sdk.v1.refunds.create_async({"payment_intent": session.payment_intent})
@@ -327,7 +329,8 @@ async def test_a_pending_refund_waits_for_the_admin_command(
 
 
 async def test_refund_faults_are_validated_listed_and_cleared(server: EmulatorServer) -> None:
-    with httpx.Client(base_url=server.base_url, timeout=5) as admin:
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    with httpx.Client(base_url=server.base_url, timeout=5, headers=headers) as admin:
         bad = admin.post("/_emulator/refunds/faults", json={"outcome": "maybe"})
         added = admin.post("/_emulator/refunds/faults", json={"delay_s": 5}).json()["faults"]
         listed = admin.get("/_emulator/refunds/faults").json()["faults"]
@@ -411,7 +414,7 @@ def test_refunds_and_their_pending_outcomes_survive_a_restart(tmp_path: Path) ->
     with EmulatorServer(state_path=path) as first:
         client = make_client(first.base_url, stripe.HTTPXClient(allow_sync_methods=True))
         session = client.v1.checkout.sessions.create(session_params())
-        httpx.post(f"{session.url}/pay", timeout=5)
+        httpx.post(f"{session.url}/pay", data=pay_form(session.url), timeout=5)
         pi = client.v1.checkout.sessions.retrieve(session.id).payment_intent
         done = client.v1.refunds.create({"payment_intent": pi, "amount": 999})
         first.state.add_refund_rule(RefundRule(outcome="failed", delay_s=60))

@@ -19,6 +19,7 @@ from webhook_receiver import Receiver
 from h2s_checkout.payments.emulator import EmulatorServer, EmulatorState
 from h2s_checkout.payments.emulator.objects import LineItemSpec, SessionSpec
 from h2s_checkout.payments.emulator.webhooks import RetryPolicy, build_event, sign_payload
+from support import pay_form
 
 SECRET = "whsec_emulator_test_secret"
 FAST = RetryPolicy(base_s=0.1, max_attempts=4, timeout_s=2)
@@ -52,7 +53,11 @@ def receiver(server: EmulatorServer) -> Iterator[Receiver]:
 
 @pytest.fixture
 def http(server: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, follow_redirects=False, timeout=5) as client:
+    """The admin API's client, with its token (a pay POST carries the page's own)."""
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    with httpx.Client(
+        base_url=server.base_url, follow_redirects=False, timeout=5, headers=headers
+    ) as client:
         yield client
 
 
@@ -71,7 +76,7 @@ def verified(received: Any) -> stripe.Event:
 
 
 def pay(http: httpx.Client, session: Any, **form: str) -> httpx.Response:
-    response = http.post(f"{session.url}/pay", data=form)
+    response = http.post(f"{session.url}/pay", data=pay_form(session.url, **form))
     assert response.status_code == 303, response.text
     return response
 
@@ -369,7 +374,8 @@ def test_webhook_endpoint_and_secret_are_configurable_over_http(
         pay(http, session)
         [received] = endpoint.wait(1)
 
-    assert (config["webhook_url"], config["webhook_secret"]) == (endpoint.url, "whsec_other")
+    assert (config["webhook_url"], config["webhook_secret_set"]) == (endpoint.url, True)
+    assert "whsec_other" not in json.dumps(config)
     stripe.Webhook.construct_event(
         received.body, received.headers["Stripe-Signature"], "whsec_other"
     )
@@ -461,16 +467,26 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_send_event_command(
-    sdk: stripe.StripeClient, receiver: Receiver, server: EmulatorServer
+    sdk: stripe.StripeClient, receiver: Receiver, server: EmulatorServer, tmp_path: Path
 ) -> None:
     session = sdk.v1.checkout.sessions.create(session_params())
+    token_file = tmp_path / "admin-token"
+    token_file.write_text(server.admin_token + "\n")
     common = ["--emulator", server.base_url, "--session", session.id]
+    with_token = [*common, "--admin-token", server.admin_token]
 
-    sent = _cli("send-event", "--type", COMPLETED, *common, "--email", "cli@example.com")
-    refused = _cli("send-event", "--type", EXPIRED, *common)
+    tokenless = _cli("send-event", "--type", COMPLETED, *common)
+    wrong = _cli("send-event", "--type", COMPLETED, *common, "--admin-token", "emu_admin_x")
+    sent = _cli("send-event", "--type", COMPLETED, *with_token, "--email", "cli@example.com")
+    refused = _cli("send-event", "--type", EXPIRED, *with_token)
     event = verified(receiver.wait(1)[0])
-    redelivered = _cli("redeliver", "--emulator", server.base_url, event.id)
+    redelivered = _cli(
+        "redeliver", "--emulator", server.base_url, "--admin-token-file", str(token_file), event.id
+    )
 
+    assert tokenless.returncode == 2
+    assert "needs --admin-token" in tokenless.stderr
+    assert (wrong.returncode, "HTTP 401" in wrong.stderr) == (1, True)
     assert sent.returncode == 0, sent.stderr
     printed = json.loads(sent.stdout)
     assert (printed["type"], printed["id"]) == (COMPLETED, event.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 
 import asyncpg
@@ -350,20 +351,51 @@ async def test_the_command_exits_0_when_healthy_and_non_zero_after_an_anomaly(
     assert "doctor: 1 of 12 checks found something" in out
 
 
-async def test_the_command_skips_the_provider_when_none_is_configured(
+async def test_the_command_fails_the_provider_checks_when_no_provider_can_be_found(
+    client, db, stripe, database_url, tmp_path
+):
+    """No STRIPE_* and no serve running this folder's emulator: the doctor cannot look at
+    the provider, so it must not say "nothing wrong found" and exit 0."""
+    await healthy_history(client, stripe)
+    (tmp_path / "stripe-emulator-url").write_text("http://127.0.0.1:9/\n")  # left by a crash
+
+    code, out, err = await run_cli(cli_env(tmp_path, DATABASE_URL=database_url), "--json")
+    table_code, table, _ = await run_cli(cli_env(tmp_path, DATABASE_URL=database_url))
+
+    assert (code, table_code) == (1, 1), out + err
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    for name in ("orders_missing_at_provider", "provider_sessions_without_live_order"):
+        assert checks[name]["status"] == "error"
+        assert checks[name]["count"] is None
+        assert "cannot reach the payment provider" in checks[name]["error"]
+    assert "no `h2s-checkout serve` of" in err
+    assert "payment provider's checks did not run" in err
+    assert "nothing wrong found" not in table
+    assert "doctor: 2 of 12 checks found something" in table
+
+
+async def test_the_command_exits_non_zero_when_the_configured_provider_does_not_answer(
     client, db, stripe, database_url, tmp_path
 ):
     await healthy_history(client, stripe)
-
-    code, out, err = await run_cli(cli_env(tmp_path, DATABASE_URL=database_url), "--json")
-
-    assert code == 0, out + err
-    checks = {c["name"]: c for c in json.loads(out)["checks"]}
-    assert checks["orders_missing_at_provider"]["status"] == "skipped"
-    assert checks["orders_missing_at_provider"]["count"] is None
-    assert checks["provider_sessions_without_live_order"]["skipped"] == (
-        "no payment provider configured"
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = cli_env(
+        tmp_path,
+        DATABASE_URL=database_url,
+        STRIPE_API_BASE=f"http://127.0.0.1:{port}",
+        STRIPE_API_KEY="sk_test_h2s_emulator",
+        H2S_STRIPE_MAX_RETRIES="0",
+        H2S_STRIPE_TIMEOUT_S="2",
     )
+
+    code, out, err = await run_cli(env, "--json")
+
+    assert code == 1, out + err
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert checks["provider_sessions_without_live_order"]["status"] == "error"
+    assert checks["orders_missing_at_provider"]["status"] == "error"
 
 
 async def test_a_cleanup_the_provider_has_not_settled(client, db, stripe):

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from support import DATA_TABLES, checkout_body, signed, stripe_event
+from support import DATA_TABLES, checkout_body, pay_form, signed, stripe_event
 
 SUCCESS, CANCEL = "/checkout/success", "/checkout/cancel"
 
@@ -22,7 +22,10 @@ async def checkout(client, **kwargs) -> dict:
 async def press(session_url: str, button: str) -> str:
     """Press Pay or Cancel on the emulator's hosted page; the path and query it sends to."""
     async with httpx.AsyncClient(timeout=10) as browser:
-        answer = await browser.post(f"{session_url}/{button}", data={"email": "ana@example.com"})
+        form = pay_form(session_url) if button == "pay" else {}
+        answer = await browser.post(
+            f"{session_url}/{button}", data={**form, "email": "ana@example.com"}
+        )
     assert answer.status_code == 303, answer.text
     location = urlsplit(answer.headers["location"])
     assert location.netloc == "shop.test"  # PUBLIC_BASE_URL in the test settings
@@ -209,7 +212,9 @@ class TestAStorefrontsOwnPages:
         assert session["cancel_url"] == f"https://shop.example/cart?cancelled={order}"
 
         async with httpx.AsyncClient(timeout=10) as browser:
-            paid = await browser.post(f"{body['pay']['session_url']}/pay")
+            paid = await browser.post(
+                f"{body['pay']['session_url']}/pay", data=pay_form(body["pay"]["session_url"])
+            )
         assert paid.headers["location"] == (
             f"https://shop.example/thanks/{order}?s={body['pay']['session_id']}"
         )

@@ -13,11 +13,13 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from h2s_checkout.domain.errors import InvalidRequest
 from h2s_checkout.domain.events import (
     JITTER,
+    ReservedTargets,
     address_refusal,
     check_url,
     new_secret,
     retry_delay,
     secret_key,
+    service_targets,
     signature_header,
 )
 
@@ -110,3 +112,47 @@ def test_private_and_loopback_only_when_allowed_and_metadata_never():
 def test_public_addresses_and_names_pass_the_syntax_check():
     assert check_url("https://dispatch.example.com/h2s", allow_private=False).address is None
     assert address_refusal(ipaddress.ip_address("93.184.215.14"), allow_private=False) is None
+
+
+@pytest.mark.parametrize(
+    "url", ["http://2130706433/", "http://127.1/", "http://0x7f.1/", "http://2852039166/"]
+)
+def test_loose_ipv4_forms_are_judged_as_the_address_they_name(url):
+    with pytest.raises(InvalidRequest) as refused:
+        check_url(url, allow_private=False)
+    assert "private or loopback" in refused.value.message or "metadata" in refused.value.message
+
+
+def test_the_metadata_address_in_any_form_is_refused_whatever_the_setting():
+    for url in ("http://2852039166/", "http://0xa9.0xfe.0xa9.0xfe/", "http://169.254.43518/"):
+        with pytest.raises(InvalidRequest, match="metadata"):
+            check_url(url, allow_private=True)
+
+
+def test_reserved_targets_are_refused_on_every_local_spelling_but_not_other_ports():
+    reserved = ReservedTargets(
+        service_targets(
+            host="0.0.0.0",  # bound to every interface
+            port=8000,
+            public_base_url="https://shop.example.com",
+            provider_base_url="http://127.0.0.1:12111",
+        ),
+        frozenset({ipaddress.ip_address("10.1.2.3")}),
+    )
+    for url, what in [
+        ("http://127.0.0.1:8000/", "own"),
+        ("http://10.1.2.3:8000/", "own"),  # an interface of this machine
+        ("http://localhost:8000/", "own"),
+        ("https://SHOP.example.com/x", "own"),
+        ("https://shop.example.com:443/x", "own"),
+        ("http://127.0.0.1:12111/_emulator/config", "payment provider"),
+        ("http://127.1:12111/", "payment provider"),
+        ("http://[::1]:12111/", "payment provider"),
+        ("http://[::ffff:127.0.0.1]:12111/", "payment provider"),
+    ]:
+        with pytest.raises(InvalidRequest, match=what):
+            check_url(url, allow_private=True, reserved=reserved)
+    assert check_url("http://127.0.0.1:9000/", allow_private=True, reserved=reserved)
+    assert check_url("http://10.1.2.4:8000/", allow_private=True, reserved=reserved)
+    assert check_url("https://shop.example.com:8443/", allow_private=True, reserved=reserved)
+    assert reserved.named_hosts() == {"shop.example.com"}

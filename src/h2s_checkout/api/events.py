@@ -61,8 +61,9 @@ class EventEndpointController(Controller):
             "Every change of an order is POSTed to each enabled endpoint, signed by the "
             "Standard Webhooks specification with the `secret` in this answer (shown only "
             "here and on rotation). A URL that is not http(s), carries credentials, or points "
-            "at a link-local or metadata address is refused; private and loopback addresses "
-            "only with H2S_EVENTS_ALLOW_PRIVATE=true."
+            "at a link-local or metadata address (in any IPv4 form: `2852039166` is "
+            "169.254.169.254), or at this service or its payment provider, is refused; "
+            "private and loopback addresses only with H2S_EVENTS_ALLOW_PRIVATE=true."
         ),
         status_code=201,
         responses=_errors(
@@ -83,6 +84,7 @@ class EventEndpointController(Controller):
             event_types=data.event_types,
             description=data.description,
             allow_private=request.app.state.settings.events_allow_private,
+            reserved=request.app.state.reserved_targets,
         )
         return msgspec.convert(view, EventEndpoint)
 

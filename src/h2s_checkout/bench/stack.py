@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -128,11 +129,13 @@ class Database:
 
 
 class EmulatorProcess:
-    """`python -m h2s_checkout.payments.emulator` on a free port, as a separate process."""
+    """`python -m h2s_checkout.payments.emulator` on a free port, as a separate process,
+    driven through its admin API with the admin token made here."""
 
     def __init__(self, log_dir: Path, latency_ms: float = 0.0) -> None:
         self.log_path = log_dir / "stripe-emulator.log"
         self.latency_ms = latency_ms
+        self.admin_token = "emu_admin_" + secrets.token_hex(24)
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -143,6 +146,8 @@ class EmulatorProcess:
 
     def start(self, timeout_s: float = 30) -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("H2S_", "STRIPE_"))}
+        # In its environment, not its arguments: a command line is readable by every user.
+        env["H2S_EMULATOR_ADMIN_TOKEN"] = self.admin_token
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
@@ -173,7 +178,12 @@ class EmulatorProcess:
         raise StackError(f"stripe emulator not listening after {timeout_s} s")
 
     def _admin(self, path: str, body: dict[str, object] | None = None) -> None:
-        answer = httpx.post(f"{self.url}{path}", json=body or {}, timeout=10)
+        answer = httpx.post(
+            f"{self.url}{path}",
+            json=body or {},
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=10,
+        )
         answer.raise_for_status()
 
     def set_latency(self, latency_ms: float) -> None:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from h2s_checkout.domain.errors import InvalidRequest
+from h2s_checkout.domain.ipv4_forms import parse_ipv4
 
 # Event type = "order." + the order's new status; order.created announces a pending order
 # once its customer has a pay link. The refund types are emitted by the refund flow.
@@ -106,10 +107,24 @@ _METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.g
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+def host_address(host: str) -> Address | None:
+    """The address a URL's host names when it is an IP literal in any form a resolver
+    takes (``127.1``, ``2130706433``, ``0x7f.1``: domain/ipv4_forms.py), else None."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return parse_ipv4(host)
+
+
+def _unmapped(address: Address) -> Address:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def address_refusal(address: Address, *, allow_private: bool) -> str | None:
     """Why a subscriber may not be reached at ``address``; None when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = _unmapped(address)
     if address in _METADATA_ADDRESSES:
         return "a cloud metadata address"
     if address.is_link_local:
@@ -127,6 +142,90 @@ def address_refusal(address: Address, *, allow_private: bool) -> str | None:
     return None
 
 
+def _is_local_name(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedTarget:
+    """A host and port events are never sent to, whatever H2S_EVENTS_ALLOW_PRIVATE says:
+    this service itself, its payment provider (an event posted to the emulator's admin
+    API once paid an order)."""
+
+    host: str  # lower-case, as urlsplit gives it: a name or an address
+    port: int
+    what: str  # "this service's own address", ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedTargets:
+    """The reserved targets, and this machine's own addresses: a target on one of them
+    (or on loopback, or bound to every interface) is reached at any of them."""
+
+    targets: tuple[ReservedTarget, ...] = ()
+    local_addresses: frozenset[Address] = frozenset()
+
+    def refusal(self, host: str, address: Address | None, port: int) -> str | None:
+        """What ``host`` (its ``address`` when it is a literal) at ``port`` is, when it is
+        a reserved target; None when it is none."""
+        host = host.lower().rstrip(".")
+        address = _unmapped(address) if address is not None else None
+        for target in self.targets:
+            if target.port != port:
+                continue
+            target_address = host_address(target.host)
+            if host == target.host or (address is not None and address == target_address):
+                return target.what
+            if self._is_local(host, address) and self._is_local(target.host, target_address):
+                return target.what
+        return None
+
+    def named_hosts(self) -> frozenset[str]:
+        """Targets named by a name that DNS answers for (not localhost, not a literal):
+        what a delivery resolves to is compared with what these resolve to."""
+        return frozenset(
+            t.host
+            for t in self.targets
+            if host_address(t.host) is None and not _is_local_name(t.host)
+        )
+
+    def _is_local(self, host: str, address: Address | None) -> bool:
+        if _is_local_name(host):
+            return True
+        if address is None:
+            return False
+        address = _unmapped(address)
+        return address.is_loopback or address.is_unspecified or address in self.local_addresses
+
+
+def reserved_target(url: str, what: str) -> ReservedTarget | None:
+    """``url``'s host and port as a reserved target; None when it has no host."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").rstrip(".")
+    return ReservedTarget(host, port, what) if host else None
+
+
+OWN_ADDRESS = "this service's own address"
+PROVIDER_ADDRESS = "the payment provider's address"
+
+
+def service_targets(
+    *, host: str, port: int, public_base_url: str, provider_base_url: str | None
+) -> tuple[ReservedTarget, ...]:
+    """The service's own address (where it listens, where the public reaches it) and its
+    payment provider's (STRIPE_API_BASE, the embedded emulator)."""
+    found = [ReservedTarget(host.lower().strip("[]"), port, OWN_ADDRESS)]
+    for url, what in ((public_base_url, OWN_ADDRESS), (provider_base_url, PROVIDER_ADDRESS)):
+        target = reserved_target(url, what) if url else None
+        if target is not None:
+            found.append(target)
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriberUrl:
     url: str
@@ -135,11 +234,14 @@ class SubscriberUrl:
     address: Address | None  # the host when it is an IP literal
 
 
-def check_url(url: str, *, allow_private: bool) -> SubscriberUrl:
+def check_url(
+    url: str, *, allow_private: bool, reserved: ReservedTargets | None = None
+) -> SubscriberUrl:
     """A subscriber's URL as far as it can be judged without DNS; InvalidRequest if not.
 
     A host name is resolved and judged where it is used (registration and every
-    connection); an IP literal is judged here.
+    connection); an IP literal, in any form a resolver takes, is judged here, and so is
+    a host and port that is one of the ``reserved`` targets.
     """
     if not url or len(url) > MAX_URL_CHARS or any(c <= " " or c == "\x7f" for c in url):
         raise InvalidRequest(f"url must be an http(s) URL of at most {MAX_URL_CHARS} characters")
@@ -157,19 +259,21 @@ def check_url(url: str, *, allow_private: bool) -> SubscriberUrl:
         raise InvalidRequest("url has no host")
     if host in _METADATA_NAMES:
         raise InvalidRequest("url points at a cloud metadata service")
-    try:
-        address: Address | None = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        address = None
-    if address is None and (host == "localhost" or host.endswith(".localhost")):
+    literal = host_address(host)
+    address = literal
+    if address is None and _is_local_name(host):
         address = ipaddress.ip_address("127.0.0.1")
+    port = port or (443 if parts.scheme == "https" else 80)
+    # First: whatever H2S_EVENTS_ALLOW_PRIVATE says, and the most telling reason.
+    what = reserved.refusal(host, address, port) if reserved is not None else None
+    if what is not None:
+        raise InvalidRequest(f"url points at {what}: events are never sent there")
     if address is not None:
         refusal = address_refusal(address, allow_private=allow_private)
         if refusal is not None:
             raise InvalidRequest(f"url points at {refusal}")
-    return SubscriberUrl(
-        url=url,
-        host=host,
-        port=port or (443 if parts.scheme == "https" else 80),
-        address=address,
-    )
+        if literal is not None and literal.version == 4 and host != str(literal):
+            # HTTP clients disagree on these (aiohttp refuses some, getaddrinfo reads them
+            # all): one address, written one way, is what gets judged and dialled.
+            raise InvalidRequest(f"url's host {host} is the IPv4 address {address}: write it so")
+    return SubscriberUrl(url=url, host=host, port=port, address=address)

@@ -79,10 +79,13 @@ async def run_checks(
     options: DoctorOptions | None = None,
     *,
     concurrency: int = 1,
+    provider_unreachable: str | None = None,
 ) -> list[CheckResult]:
     """Every check, answered in a fixed order. ``gateway`` None skips the provider's
-    checks. The database checks run ``concurrency`` at a time: more than one needs a
-    pool with as many connections (a single connection runs one statement at a time)."""
+    checks, or, with ``provider_unreachable`` (why a provider that should be checked
+    cannot be), fails them with that reason. The database checks run ``concurrency`` at a
+    time: more than one needs a pool with as many connections (a single connection runs
+    one statement at a time)."""
     options = options or DoctorOptions()
     now = options.clock()
     since = now - timedelta(hours=options.since_hours)
@@ -172,9 +175,22 @@ async def run_checks(
         if isinstance(answer, BaseException):
             raise answer
     results = [a for a in answers if isinstance(a, CheckResult)]
-    results.append(await _orders_missing_at_provider(db, gateway, since, window))
-    results.append(await _sessions_without_live_order(db, gateway, since, options.since_hours))
-    return results
+    provider_checks = [
+        await _orders_missing_at_provider(db, gateway, since, window),
+        await _sessions_without_live_order(db, gateway, since, options.since_hours),
+    ]
+    if gateway is None and provider_unreachable is not None:
+        # Not "skipped": a doctor that could not look must not read as a clean bill.
+        provider_checks = [
+            CheckResult(
+                r.name,
+                r.meaning,
+                None,
+                error=f"cannot reach the payment provider: {provider_unreachable}",
+            )
+            for r in provider_checks
+        ]
+    return results + provider_checks
 
 
 async def _orders_missing_at_provider(

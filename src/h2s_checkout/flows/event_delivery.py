@@ -18,7 +18,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,8 +31,11 @@ from aiohttp.resolver import ThreadedResolver
 from h2s_checkout.domain.errors import CheckoutError, InvalidRequest
 from h2s_checkout.domain.events import (
     RESPONSE_BODY_KEPT,
+    Address,
+    ReservedTargets,
     address_refusal,
     check_url,
+    host_address,
     retry_delay,
     signature_header,
 )
@@ -59,6 +62,8 @@ class DeliverySettings:
     poll_interval: timedelta = timedelta(seconds=1)
     max_in_flight: int = 32
     allow_private: bool = False
+    # This service's and its payment provider's addresses: never sent to.
+    reserved: ReservedTargets = field(default_factory=ReservedTargets)
 
     @property
     def lease(self) -> timedelta:
@@ -66,31 +71,84 @@ class DeliverySettings:
         return self.timeout + timedelta(seconds=5)
 
 
+# How long what a reserved target's name resolves to is trusted.
+_RESERVED_NAMES_TTL_S = 60.0
+
+
 class GuardedResolver(AbstractResolver):
     """Resolves as usual, then keeps only addresses a subscriber may use: a name that
-    resolves to a metadata or (unless allowed) private address is never connected to,
-    whatever it resolved to when the endpoint was registered."""
+    resolves to a metadata or (unless allowed) private address, or to this service or its
+    payment provider, is never connected to, whatever it resolved to when the endpoint
+    was registered.
 
-    def __init__(self, *, allow_private: bool) -> None:
+    A host that is an IP literal in any form (``127.1``, ``2130706433``) is read by our
+    own parser and connected to as read, not handed to getaddrinfo: what is judged is
+    what is dialled, whichever forms this aiohttp version takes for literals itself.
+    """
+
+    def __init__(self, *, allow_private: bool, reserved: ReservedTargets | None = None) -> None:
         self._inner = ThreadedResolver()
         self._allow_private = allow_private
+        self._reserved = reserved or ReservedTargets()
+        self._reserved_named: dict[tuple[Address, int], str] = {}
+        self._reserved_named_at = -_RESERVED_NAMES_TTL_S
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        literal = host_address(host)
+        if literal is not None:
+            if await self._refusal(host, literal, port) is not None:
+                raise OSError(f"{host} is an address events may not be sent to")
+            literal_family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+            return [
+                ResolveResult(
+                    hostname=host,
+                    host=str(literal),
+                    port=port,
+                    family=literal_family,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            ]
         results = await self._inner.resolve(host, port, family)
         allowed = [
             r
             for r in results
-            if address_refusal(
-                ipaddress.ip_address(r["host"].split("%", 1)[0]),
-                allow_private=self._allow_private,
-            )
+            if await self._refusal(host, ipaddress.ip_address(r["host"].split("%", 1)[0]), port)
             is None
         ]
         if not allowed:
             raise OSError(f"{host} resolves only to addresses events may not be sent to")
         return allowed
+
+    async def _refusal(self, host: str, address: Address, port: int) -> str | None:
+        refusal = self._reserved.refusal(host, address, port)
+        if refusal is None:
+            refusal = address_refusal(address, allow_private=self._allow_private)
+        if refusal is None and self._reserved.named_hosts():
+            named = await self._reserved_addresses()
+            refusal = named.get((address, port))
+        return refusal
+
+    async def _reserved_addresses(self) -> dict[tuple[Address, int], str]:
+        """What the reserved targets' names resolve to now (this service behind its
+        public name): a subscriber's name or address that lands there is refused too."""
+        if time.monotonic() - self._reserved_named_at < _RESERVED_NAMES_TTL_S:
+            return self._reserved_named
+        found: dict[tuple[Address, int], str] = {}
+        for target in self._reserved.targets:
+            if target.host not in self._reserved.named_hosts():
+                continue
+            try:
+                answers = await self._inner.resolve(target.host, target.port, socket.AF_UNSPEC)
+            except OSError:
+                continue  # not resolvable from here: nothing to compare with
+            for answer in answers:
+                address = ipaddress.ip_address(answer["host"].split("%", 1)[0])
+                found[(address, target.port)] = target.what
+        self._reserved_named, self._reserved_named_at = found, time.monotonic()
+        return found
 
     async def close(self) -> None:
         await self._inner.close()
@@ -254,7 +312,10 @@ class EventDeliverer:
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    resolver=GuardedResolver(allow_private=self._settings.allow_private),
+                    resolver=GuardedResolver(
+                        allow_private=self._settings.allow_private,
+                        reserved=self._settings.reserved,
+                    ),
                     limit=self._settings.max_in_flight,
                 ),
                 timeout=aiohttp.ClientTimeout(total=self._settings.timeout.total_seconds()),
@@ -280,7 +341,11 @@ class EventDeliverer:
         kept: str | None = None
         try:
             # An IP literal is never resolved, so it is judged here again.
-            check_url(delivery["url"], allow_private=self._settings.allow_private)
+            check_url(
+                delivery["url"],
+                allow_private=self._settings.allow_private,
+                reserved=self._settings.reserved,
+            )
             async with self._session().post(
                 delivery["url"], data=body, headers=headers, allow_redirects=False
             ) as response:

@@ -16,6 +16,7 @@ from h2s_checkout.domain.errors import EndpointNotEnabled, InvalidRequest, NotFo
 from h2s_checkout.domain.events import (
     ALL_TYPES,
     EVENT_TYPES,
+    ReservedTargets,
     check_url,
     new_secret,
 )
@@ -67,9 +68,11 @@ async def register(
     event_types: list[str] | None,
     description: str | None,
     allow_private: bool,
+    reserved: ReservedTargets | None = None,
 ) -> dict[str, Any]:
-    """A new enabled endpoint with its secret (shown this once)."""
-    target = check_url(url.strip(), allow_private=allow_private)
+    """A new enabled endpoint with its secret (shown this once); never one at a
+    ``reserved`` target (this service, its payment provider)."""
+    target = check_url(url.strip(), allow_private=allow_private, reserved=reserved)
     types = _event_types(event_types)
     text = (description or "").strip()
     if len(text) > MAX_DESCRIPTION_CHARS or any(ord(c) < 32 and c != " " for c in text):

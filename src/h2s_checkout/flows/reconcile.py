@@ -225,7 +225,9 @@ class Reconciler:
         bind_log_fields(checkout_trace_id=str(refund["checkout_id"]))
         if refund["status"] == "requested":
             answer = await refunds.send(self._pool, self._gateway, refund, source="reconciler")
-            report.count(f"refund_{answer.status}" if answer else "refund_send_failed")
+            report.count(
+                f"refund_{answer.status or refunds.UNKNOWN_YET}" if answer else "refund_send_failed"
+            )
             return
         try:
             answer = await self._gateway.retrieve_refund(refund["stripe_refund_id"])

@@ -35,6 +35,9 @@ log = get_logger(__name__)
 # What the provider's refund statuses mean for the checkout.
 _SUCCEEDED = "succeeded"
 _FAILED = frozenset({"failed", "canceled"})
+_PENDING = "pending"
+# The step and result when the provider's answer names no status.
+UNKNOWN_YET = "status_unknown"
 
 
 def refund_request(row: asyncpg.Record) -> RefundRequest:
@@ -124,13 +127,18 @@ async def apply_answer(
     Safe to apply many times and in any order: a refund that ended stays ended."""
     if refund["status"] == _SUCCEEDED or refund["status"] in _FAILED:
         return f"already_{refund['status']}"  # an ended refund stays ended
-    if answer.status == refund["status"] and answer.id == refund["stripe_refund_id"]:
-        return f"already_{answer.status}"  # nothing new (a repeated event)
+    # No status: the provider has the refund (it has an id) but has not said how it
+    # stands. It is sent, so pending as far as we know, and asked about again later.
+    status = answer.status
+    if status is None:
+        status = _PENDING if refund["status"] == "requested" else refund["status"]
+    if status == refund["status"] and answer.id == refund["stripe_refund_id"]:
+        return f"already_{status}"  # nothing new (a repeated event)
     updated = await refunds.record_provider_answer(
         conn,
         refund["refund_id"],
         stripe_refund_id=answer.id,
-        status=answer.status,
+        status=status,
         failure_reason=answer.failure_reason,
         at=at,
     )
@@ -154,10 +162,9 @@ async def apply_answer(
         await _end(conn, checkout, "fail_refund", "refund_failed", at, detail)
         await record_steps(conn, checkout["checkout_id"], [Step.now("refund.failed", **detail)])
     else:
-        await record_steps(
-            conn, checkout["checkout_id"], [Step.now(f"refund.{answer.status}", **detail)]
-        )
-    return answer.status
+        step = f"refund.{answer.status or UNKNOWN_YET}"
+        await record_steps(conn, checkout["checkout_id"], [Step.now(step, **detail)])
+    return answer.status or UNKNOWN_YET
 
 
 async def _end(

@@ -97,7 +97,9 @@ class RefundRequest:
 @dataclass(frozen=True, slots=True)
 class ProviderRefund:
     id: str
-    status: str  # pending, requires_action, succeeded, failed or canceled
+    # pending, requires_action, succeeded, failed or canceled; None: not said yet (the
+    # SDK declares it optional), which the refund flow records as still pending
+    status: str | None
     amount: int
     currency: str | None
     payment_intent: str | None

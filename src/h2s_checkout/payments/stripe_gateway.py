@@ -56,8 +56,9 @@ class _Refund(msgspec.Struct):
     """The fields of a Refund the service reads."""
 
     id: str
-    status: str
-    amount: int
+    # Optional in the SDK's Refund (stripe 16): an answer may not say it yet.
+    status: str | None = None
+    amount: int = 0
     currency: str | None = None
     payment_intent: str | None = None
     failure_reason: str | None = None

@@ -5,7 +5,9 @@
     python -m h2s_checkout.payments.emulator redeliver --emulator URL EVENT_ID
 
 `serve` (the default) runs the emulator in this process until interrupted; the
-other commands drive a running one through its admin API.
+other commands drive a running one through its admin API, which needs the admin token
+the emulator was given (`--admin-token`, $H2S_EMULATOR_ADMIN_TOKEN) or wrote
+(`--admin-token-file`); made up at start, it is printed after the listening line.
 """
 
 import argparse
@@ -18,8 +20,10 @@ import signal
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
-from .events import SESSION_EVENT_TYPES, WEBHOOK_SECRET_ENV, WEBHOOK_URL_ENV
+from .access import new_admin_token
+from .events import ADMIN_TOKEN_ENV, SESSION_EVENT_TYPES, WEBHOOK_SECRET_ENV, WEBHOOK_URL_ENV
 
 # The serving modules (the SDK, aiohttp) load only for `serve`: the commands
 # that drive a running emulator start quickly.
@@ -75,6 +79,7 @@ def _serve_main(argv: list[str]) -> None:
         help="keep sessions, events, idempotent answers and undelivered webhooks in this "
         "SQLite file, written on every change, and resume from it (default: memory only)",
     )
+    _admin_token_arguments(parser, made="made up and printed, or written to the file")
     from .webhooks import RetryPolicy
 
     defaults = RetryPolicy()
@@ -103,6 +108,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from .state import EmulatorState
     from .webhooks import RetryPolicy
 
+    admin_token, announce = _serving_admin_token(args)
     retry = RetryPolicy(base_s=args.webhook_retry_base, max_attempts=args.webhook_max_attempts)
     state = EmulatorState(
         latency_ms=args.latency_ms,
@@ -112,7 +118,7 @@ async def _serve(args: argparse.Namespace) -> None:
         webhook_retry=retry,
         state_path=args.state,
     )
-    server = HTTPServer(EmulatorApp(state), args.host, args.port)
+    server = HTTPServer(EmulatorApp(state, admin_token), args.host, args.port)
     host, port = await server.start()
     await state.start()
     state.public_base_url = args.public_base_url or f"http://{host}:{port}"
@@ -120,6 +126,8 @@ async def _serve(args: argparse.Namespace) -> None:
     freeze_survivors_of_full_collections()
     # Printed on stdout, flushed: a parent process waits for this line.
     print(f"stripe emulator listening on http://{host}:{port}", flush=True)
+    if announce:
+        print(announce, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -150,9 +158,11 @@ def _send_event(argv: list[str]) -> int:
         action="store_true",
         help="send the event even if the session's state does not allow the change",
     )
+    _admin_token_arguments(parser, made="required")
     args = parser.parse_args(argv)
     body = {"type": args.type, "email": args.email, "force": args.force}
-    return _admin_post(args.emulator, f"/_emulator/sessions/{args.session}/events", body)
+    path = f"/_emulator/sessions/{args.session}/events"
+    return _admin_post(args.emulator, _client_admin_token(parser, args), path, body)
 
 
 def _redeliver(argv: list[str]) -> int:
@@ -161,16 +171,61 @@ def _redeliver(argv: list[str]) -> int:
     )
     parser.add_argument("--emulator", default=DEFAULT_EMULATOR, help="default: %(default)s")
     parser.add_argument("event_id", help="evt_...")
+    _admin_token_arguments(parser, made="required")
     args = parser.parse_args(argv)
-    return _admin_post(args.emulator, f"/_emulator/events/{args.event_id}/redeliver", {})
+    path = f"/_emulator/events/{args.event_id}/redeliver"
+    return _admin_post(args.emulator, _client_admin_token(parser, args), path, {})
 
 
-def _admin_post(base_url: str, path: str, body: dict[str, object]) -> int:
+def _admin_token_arguments(parser: argparse.ArgumentParser, *, made: str) -> None:
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get(ADMIN_TOKEN_ENV) or None,
+        help=f"the admin API's bearer token (default: ${ADMIN_TOKEN_ENV}; else {made})",
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        default=None,
+        metavar="PATH",
+        help="read the admin token from this file (serve: made and written there, mode "
+        "0600, when the file does not exist yet)",
+    )
+
+
+def _serving_admin_token(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The token `serve` opens its admin API with, and the line that tells where it is."""
+    if args.admin_token:
+        return args.admin_token, None
+    if args.admin_token_file:
+        path = Path(args.admin_token_file)
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip(), f"admin token in {path}"
+        token = new_admin_token()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
+        return token, f"admin token in {path}"
+    token = new_admin_token()
+    return token, f"admin token: {token}"
+
+
+def _client_admin_token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    if args.admin_token:
+        return str(args.admin_token)
+    if args.admin_token_file:
+        try:
+            return Path(args.admin_token_file).read_text().strip()
+        except OSError as exc:
+            parser.error(f"cannot read {args.admin_token_file}: {exc}")
+    parser.error(f"the admin API needs --admin-token, ${ADMIN_TOKEN_ENV} or --admin-token-file")
+
+
+def _admin_post(base_url: str, admin_token: str, path: str, body: dict[str, object]) -> int:
     # urllib rather than httpx: a one-shot command should not pay for an SSL context.
     request = urllib.request.Request(  # noqa: S310 - the admin URL given
         base_url.rstrip("/") + path,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin_token}"},
         method="POST",
     )
     try:

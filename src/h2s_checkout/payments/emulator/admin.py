@@ -1,10 +1,16 @@
-"""HTTP admin API under /_emulator/ so tests in other processes can drive the emulator."""
+"""HTTP admin API under /_emulator/ so tests in other processes can drive the emulator.
+
+Every route but `/_emulator/health` needs the emulator's admin token as a bearer token
+(access.py says why); no answer carries the webhook signing secret, which would let the
+reader forge events the service accepts.
+"""
 
 import json
 import re
 from typing import Any
 from urllib.parse import parse_qs
 
+from .access import is_admin
 from .errors import StripeError
 from .faults import FaultRule
 from .httpserver import Request, Response
@@ -15,8 +21,22 @@ from .webhooks import WebhookRule
 _JSON = [("Content-Type", "application/json")]
 
 
-async def handle(state: EmulatorState, request: Request) -> Response:
-    """Dispatch one admin request; errors come back as `{"error": "..."}` with 400/404."""
+_HEALTH = "/_emulator/health"
+
+
+async def handle(state: EmulatorState, request: Request, admin_token: str) -> Response:
+    """Dispatch one admin request; errors come back as `{"error": "..."}` with 400/401/404."""
+    if request.path.rstrip("/") != _HEALTH and not is_admin(request.headers, admin_token):
+        return Response(
+            401,
+            json.dumps(
+                {
+                    "error": "the emulator's admin API needs its admin token: "
+                    "Authorization: Bearer <token>"
+                }
+            ).encode(),
+            [*_JSON, ("WWW-Authenticate", 'Bearer realm="stripe-emulator-admin"')],
+        )
     try:
         return _ok(_dispatch(state, request))
     except _NotFound:
@@ -33,7 +53,7 @@ class _NotFound(Exception):
 
 def _dispatch(state: EmulatorState, request: Request) -> Any:
     method, path = request.method, request.path.rstrip("/")
-    if path == "/_emulator/health":
+    if path == _HEALTH:
         return {"ok": True}
     if path == "/_emulator/reset" and method == "POST":
         state.reset()
@@ -45,7 +65,8 @@ def _dispatch(state: EmulatorState, request: Request) -> Any:
             "latency_ms": state.latency_ms,
             "now": state.now(),
             "webhook_url": state.webhooks.url,
-            "webhook_secret": state.webhooks.secret,
+            # Whether one is set, never the secret: with it anyone could sign events.
+            "webhook_secret_set": state.webhooks.secret is not None,
             "webhook_retry": state.webhooks.retry.to_dict(),
         }
     if path.startswith("/_emulator/events") or path.startswith("/_emulator/webhooks"):

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import admin, checkout, ids, refunds
+from .access import new_admin_token
 from .errors import StripeError, api_error
 from .faults import FaultRule
 from .forms import decode_form
@@ -42,12 +43,16 @@ _API_ROUTES: list[tuple[str, re.Pattern[str], ApiHandler]] = [
 
 
 class EmulatorApp:
-    """Answers Stripe API requests from EmulatorState; callable as an httpserver handler."""
+    """Answers Stripe API requests from EmulatorState; callable as an httpserver handler.
 
-    def __init__(self, state: EmulatorState) -> None:
+    `admin_token` opens the admin API (none given: a new one, in `self.admin_token`).
+    """
+
+    def __init__(self, state: EmulatorState, admin_token: str | None = None) -> None:
         self.state = state
+        self.admin_token = admin_token or new_admin_token()
         self._pages: list[tuple[str, re.Pattern[str], PageHandler]] = []
-        HostedPages(state).register(self)
+        HostedPages(state, self.admin_token).register(self)
 
     def add_route(self, method: str, path_regex: str, handler: PageHandler) -> None:
         """Serve a non-API path (e.g. a hosted checkout page) with `handler`.
@@ -59,7 +64,7 @@ class EmulatorApp:
 
     async def __call__(self, request: Request) -> Response | Drop:
         if request.path.startswith("/_emulator/"):
-            return await admin.handle(self.state, request)
+            return await admin.handle(self.state, request, self.admin_token)
         for method, pattern, handler in self._pages:
             if method in (request.method, "*") and pattern.fullmatch(request.path):
                 return await handler(request)

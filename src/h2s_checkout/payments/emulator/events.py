@@ -2,6 +2,7 @@
 
 WEBHOOK_URL_ENV = "H2S_EMULATOR_WEBHOOK_URL"
 WEBHOOK_SECRET_ENV = "STRIPE_WEBHOOK_SECRET"  # noqa: S105 - a variable name
+ADMIN_TOKEN_ENV = "H2S_EMULATOR_ADMIN_TOKEN"  # noqa: S105 - a variable name
 
 COMPLETED = "checkout.session.completed"
 EXPIRED = "checkout.session.expired"

@@ -4,6 +4,8 @@ GET  /c/pay/{id}         the page (a plain HTML form, no script)
 POST /c/pay/{id}/pay     pay: completes the session, 303 to success_url
                          (method=async: a delayed payment method; outcome=succeeded|failed;
                          delay=N seconds on the emulator's clock, empty: wait for an admin call)
+                         Only as the page's form sends it: urlencoded, with the page's
+                         pay_token (access.py), else 415 or 403 and nothing is paid.
 POST /c/pay/{id}/cancel  303 to cancel_url; the session stays open, as on Stripe
 """
 
@@ -11,11 +13,13 @@ import html
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from .access import pay_token, pay_token_matches
 from .errors import StripeError
 from .httpserver import Request, Response
 from .objects import format_amount
 from .state import EmulatorState
 
+_FORM = "application/x-www-form-urlencoded"
 PAGE = r"/c/pay/([^/]+)"
 PAY = r"/c/pay/([^/]+)/pay"
 CANCEL = r"/c/pay/([^/]+)/cancel"
@@ -41,8 +45,9 @@ def success_redirect(session: dict[str, Any]) -> str:
 class HostedPages:
     """Page handlers for EmulatorApp.add_route."""
 
-    def __init__(self, state: EmulatorState) -> None:
+    def __init__(self, state: EmulatorState, admin_token: str) -> None:
         self.state = state
+        self._admin_token = admin_token
 
     def register(self, app: Any) -> None:
         app.add_route("GET", PAGE, self.show)
@@ -66,7 +71,18 @@ class HostedPages:
 
     async def pay(self, request: Request) -> Response:
         session_id = _session_id(request)
+        if self.state.get_session(session_id) is None:
+            return _error(404, "Page not found", "There is no Checkout Session with this id.")
+        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if content_type != _FORM:
+            # Not the page's form: a JSON POST (an event delivery the service was made to
+            # send here) must never pay.
+            return _error(415, "Not a payment form", "Pay from the payment page's form.")
         form = _form(request)
+        if not pay_token_matches(self._admin_token, session_id, form.get("pay_token")):
+            return _error(
+                403, "Not this page's form", "Open the payment page again and pay from there."
+            )
         method = form.get("method", "card")
         if method not in ("card", "async"):
             return _error(400, "Bad request", f"Unknown payment method {method!r}.")
@@ -134,6 +150,7 @@ class HostedPages:
 <td class="n" id="total">{_e(_total(session))}</td></tr>
 </table>
 <form method="post" action="{pay_url}">
+<input type="hidden" name="pay_token" value="{pay_token(self._admin_token, session["id"])}">
 <p><label>Email {email}</label></p>
 <fieldset><legend>Payment method</legend>
 <label><input type="radio" name="method" value="card" checked> Card (paid at once)</label><br>

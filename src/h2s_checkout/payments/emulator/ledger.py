@@ -44,13 +44,16 @@ Emit = Callable[[str, dict[str, Any], dict[str, str | None] | None], dict[str, A
 class RefundRule:
     """A refund fault: matching refunds are created `pending`, then end as `outcome`
     ("succeeded" or "failed", with `failure_reason`) `delay_s` seconds later on the
-    emulator's clock, or, with `delay_s` None, when told (settle_refund)."""
+    emulator's clock, or, with `delay_s` None, when told (settle_refund).
+    `status_withheld`: the create answer's `status` is null, which the SDK's Refund
+    type allows (`status: Optional[str]`)."""
 
     outcome: str = "failed"
     delay_s: float | None = None
     failure_reason: str = "expired_or_canceled_card"
     payment_intent: str = "*"  # fnmatch pattern on the refunded payment intent
     times: int | None = None  # how many refunds it applies to; None: all
+    status_withheld: bool = False
     id: str = field(default_factory=lambda: new_id("rff_", 12))
     applied: int = 0
 
@@ -64,6 +67,7 @@ class RefundRule:
             "failure_reason",
             "payment_intent",
             "times",
+            "status_withheld",
             "id",
         }
         if unknown:
@@ -190,6 +194,8 @@ class Ledger:
         self._recount(charge)
         self._emit(REFUND_CREATED, refund, request)
         self._emit(CHARGE_REFUNDED, self.charge_view(charge), request)
+        if rule is not None and rule.status_withheld:
+            return {**refund, "status": None}
         return refund
 
     def settle_refund(

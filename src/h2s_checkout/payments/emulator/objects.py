@@ -149,7 +149,7 @@ def build_session(spec: SessionSpec, session_id: str, created: int, url: str) ->
         "subscription": None,
         "success_url": spec.success_url,
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted",
+        "ui_mode": "hosted_page",
         "url": url,
         "adaptive_pricing": {"enabled": False},
         "discounts": [],

@@ -19,6 +19,8 @@ class EmulatorServer:
     only logged), signed with `webhook_secret`, retried per `webhook_retry`;
     the expiry sweeper runs every `sweep_interval_s`. With `state_path` the
     state lives in that SQLite file too and a later server on it resumes it.
+    `admin_token` opens its admin API (`/_emulator/*`); none given, one is made
+    (`self.admin_token`).
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class EmulatorServer:
         webhook_retry: RetryPolicy | None = None,
         sweep_interval_s: float = 1.0,
         state_path: str | Path | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -45,7 +48,8 @@ class EmulatorServer:
             sweep_interval_s=sweep_interval_s,
             state_path=state_path,
         )
-        self.app = EmulatorApp(self.state)
+        self.app = EmulatorApp(self.state, admin_token)
+        self.admin_token = self.app.admin_token
         self._public_base_url = public_base_url
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

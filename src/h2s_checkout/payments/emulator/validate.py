@@ -9,8 +9,9 @@ from .errors import invalid, missing_param, resource_missing, unknown_param
 from .objects import REFUND_REASONS, LineItemSpec, RefundSpec, SessionSpec
 
 # Top-level parameters of POST /v1/checkout/sessions in the SDK's
-# SessionCreateParams (stripe 16), plus payment_method_types which older API
-# versions accept: anything else is rejected as Stripe rejects unknown params.
+# SessionCreateParams (stripe 16, API 2026-10-28.endive): anything else, such as
+# payment_method_types (older versions'; now allowed_payment_method_types), is
+# rejected as Stripe rejects unknown params (400 parameter_unknown).
 CREATE_PARAMS = frozenset({
     "adaptive_pricing", "after_expiration", "allow_promotion_codes",
     "allowed_payment_method_types", "automatic_tax", "billing_address_collection",
@@ -21,7 +22,7 @@ CREATE_PARAMS = frozenset({
     "invoice_creation", "line_items", "locale", "managed_payments", "metadata", "mode",
     "name_collection", "optional_items", "origin_context", "payment_intent_data",
     "payment_method_collection", "payment_method_configuration", "payment_method_data",
-    "payment_method_options", "payment_method_types", "permissions",
+    "payment_method_options", "permissions",
     "phone_number_collection", "redirect_on_completion", "return_url",
     "saved_payment_method_options", "setup_intent_data", "shipping_address_collection",
     "shipping_options", "submit_type", "subscription_data", "success_url",
@@ -57,6 +58,10 @@ PRICE_DATA_PARAMS = frozenset(
 PRODUCT_DATA_PARAMS = frozenset(
     {"description", "images", "metadata", "name", "tax_code", "tax_details", "unit_label"}
 )
+
+# The SDK's ui_mode values; hosted_page (the default) is the only one emulated.
+UI_MODES = ("elements", "embedded_page", "form", "hosted_page")
+HOSTED_PAGE = "hosted_page"
 
 MIN_EXPIRY = 30 * 60
 MAX_EXPIRY = 24 * 60 * 60
@@ -106,9 +111,14 @@ def parse_create(params: dict[str, Any], now: int) -> SessionSpec:
         raise invalid("Invalid mode: must be one of payment, setup, or subscription", "mode")
     if mode != "payment":
         raise invalid("The Stripe emulator supports only mode=payment.", "mode")
-    ui_mode = _string(params, "ui_mode") or "hosted"
-    if ui_mode != "hosted":
-        raise invalid("The Stripe emulator supports only ui_mode=hosted.", "ui_mode")
+    ui_mode = _string(params, "ui_mode") or HOSTED_PAGE
+    if ui_mode not in UI_MODES:
+        raise invalid(
+            f"Invalid ui_mode: must be one of {', '.join(UI_MODES[:-1])} or {UI_MODES[-1]}",
+            "ui_mode",
+        )
+    if ui_mode != HOSTED_PAGE:
+        raise invalid(f"The Stripe emulator supports only ui_mode={HOSTED_PAGE}.", "ui_mode")
 
     success_url = _url(params, "success_url")
     if success_url is None:
@@ -134,7 +144,7 @@ def parse_create(params: dict[str, Any], now: int) -> SessionSpec:
         customer=_string(params, "customer"),
         customer_email=_email(params, "customer_email"),
         metadata=_metadata(params.get("metadata"), "metadata"),
-        payment_method_types=_string_list(params, "payment_method_types"),
+        payment_method_types=_string_list(params, "allowed_payment_method_types"),
         locale=_string(params, "locale"),
         submit_type=_string(params, "submit_type"),
         billing_address_collection=_string(params, "billing_address_collection"),
