@@ -97,6 +97,8 @@ def build_services(
             allow_private=settings.events_allow_private,
         ),
         clock=clock,
+        listen_dsn=settings.session_database_url,
+        prepared_statements=settings.prepared_statements,
     )
     return Services(
         pool,
