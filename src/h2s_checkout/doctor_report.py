@@ -57,13 +57,24 @@ def report(results: list[CheckResult], options: DoctorOptions) -> dict[str, Any]
 
 
 async def run_doctor(
-    dsn: str, provider: Settings | None, options: DoctorOptions, *, as_json: bool
+    dsn: str,
+    provider: Settings | None,
+    options: DoctorOptions,
+    *,
+    as_json: bool,
+    prepared_statements: bool = True,
 ) -> int:
-    """Print the report; the exit code. ``provider`` None skips the provider's checks."""
+    """Print the report; the exit code. ``provider`` None skips the provider's checks;
+    ``prepared_statements`` False when ``dsn`` leads to a transaction pooler."""
     from h2s_checkout.services import build_gateway
 
     try:
-        pool = await create_pool(dsn, min_size=1, max_size=DATABASE_CONCURRENCY)
+        pool = await create_pool(
+            dsn,
+            min_size=1,
+            max_size=DATABASE_CONCURRENCY,
+            prepared_statements=prepared_statements,
+        )
     except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
         print(f"h2s-checkout doctor: cannot reach the database: {exc}", file=sys.stderr)
         return UNUSABLE
