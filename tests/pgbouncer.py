@@ -33,8 +33,6 @@ auth_file = {userlist}
 pool_mode = transaction
 max_client_conn = 500
 default_pool_size = {pool_size}
-; dbmate's lib/pq sends it at connect; PgBouncer refuses startup parameters it does not know.
-ignore_startup_parameters = extra_float_digits
 server_reset_query =
 logfile =
 pidfile =
