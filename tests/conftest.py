@@ -19,6 +19,7 @@ from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import init_connection
+from pgbouncer import INSTALL_LINE, PGBOUNCER, PgBouncer
 from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET, running
 
 
@@ -45,6 +46,21 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield dsn
     finally:
         pg.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
+    """Debian's PgBouncer in transaction mode in front of the test database, for the
+    session. Skipped where it is not installed, except in CI (.ci/run installs it)."""
+    if PGBOUNCER is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI must have Debian's pgbouncer: .ci/run installs it")
+        pytest.skip(f"no pgbouncer here: {INSTALL_LINE}")
+    bouncer = PgBouncer(database_url, tmp_path_factory.mktemp("pgbouncer")).start()
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture(scope="session")

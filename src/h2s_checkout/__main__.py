@@ -57,12 +57,14 @@ def _serve_embedded(settings: Settings, workers: int) -> int:
 
 
 def _migrate(_: argparse.Namespace) -> int:
+    from h2s_checkout.runtime import check_pooler, migrate_database
     from h2s_checkout.store.embedded import EmbeddedPostgres
     from h2s_checkout.store.migrate import apply_migrations
 
     settings = load_settings()
     if settings.database_url is not None:
-        apply_migrations(settings.database_url)
+        check_pooler(settings)
+        migrate_database(settings)
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         pg = EmbeddedPostgres(settings.data_dir / "postgres")
@@ -86,7 +88,9 @@ def _reap_keys(_: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def once(dsn: str) -> int:
-        pool = await create_pool(dsn, min_size=1, max_size=1)
+        pool = await create_pool(
+            dsn, min_size=1, max_size=1, prepared_statements=settings.prepared_statements
+        )
         try:
             return await reap_keys(pool, timedelta(hours=settings.key_retention_hours))
         finally:
@@ -129,7 +133,9 @@ def _keys(args: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def run(dsn: str) -> int:
-        pool = await create_pool(dsn, min_size=1, max_size=1)
+        pool = await create_pool(
+            dsn, min_size=1, max_size=1, prepared_statements=settings.prepared_statements
+        )
         try:
             if args.keys_command == "create":
                 created = await api_keys.create_key(
@@ -167,7 +173,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     from h2s_checkout.doctor_report import UNUSABLE, run_doctor
     from h2s_checkout.flows.doctor import DoctorOptions
-    from h2s_checkout.runtime import provider_settings
+    from h2s_checkout.runtime import check_pooler, provider_settings
     from h2s_checkout.store.embedded import EmbeddedPostgres
 
     settings = load_settings()
@@ -180,13 +186,27 @@ def _doctor(args: argparse.Namespace) -> int:
         provider, unreachable = None, str(exc)
     options = DoctorOptions(since_hours=args.since_hours, stuck_minutes=args.stuck_minutes)
 
-    def doctor(dsn: str) -> int:
+    def doctor(dsn: str, *, prepared_statements: bool = True) -> int:
         return asyncio.run(
-            run_doctor(dsn, provider, options, as_json=args.json, provider_unreachable=unreachable)
+            run_doctor(
+                dsn,
+                provider,
+                options,
+                as_json=args.json,
+                provider_unreachable=unreachable,
+                prepared_statements=prepared_statements,
+            )
         )
 
     if settings.database_url is not None:
-        return doctor(settings.database_url)
+        check_pooler(settings)
+        # The server itself when there is a direct URL: the checks are long reads that
+        # need not hold a pooled server connection.
+        direct = settings.database_direct_url
+        return doctor(
+            direct or settings.database_url,
+            prepared_statements=direct is not None or settings.prepared_statements,
+        )
     if not (settings.data_dir / "postgres").exists():
         print(
             f"h2s-checkout doctor: no database: set DATABASE_URL or run `h2s-checkout "
@@ -214,7 +234,9 @@ def _trace(args: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def read(dsn: str) -> dict:
-        pool = await create_pool(dsn, min_size=1, max_size=1)
+        pool = await create_pool(
+            dsn, min_size=1, max_size=1, prepared_statements=settings.prepared_statements
+        )
         try:
             return await timeline(pool, args.ref)
         finally:
@@ -373,7 +395,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"h2s-checkout: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    result: int = args.func(args)
+    from h2s_checkout.runtime import StartupError
+
+    try:
+        result: int = args.func(args)
+    except StartupError as exc:
+        print(f"h2s-checkout {args.command}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -63,13 +63,20 @@ async def run_doctor(
     *,
     as_json: bool,
     provider_unreachable: str | None = None,
+    prepared_statements: bool = True,
 ) -> int:
     """Print the report; the exit code. ``provider`` None: the provider's checks fail with
-    ``provider_unreachable``, the reason it cannot be checked (or are skipped without one)."""
+    ``provider_unreachable``, the reason it cannot be checked (or are skipped without one);
+    ``prepared_statements`` False when ``dsn`` leads to a transaction pooler."""
     from h2s_checkout.services import build_gateway
 
     try:
-        pool = await create_pool(dsn, min_size=1, max_size=DATABASE_CONCURRENCY)
+        pool = await create_pool(
+            dsn,
+            min_size=1,
+            max_size=DATABASE_CONCURRENCY,
+            prepared_statements=prepared_statements,
+        )
     except (*UNAVAILABLE_ERRORS, asyncpg.PostgresError) as exc:
         print(f"h2s-checkout doctor: cannot reach the database: {exc}", file=sys.stderr)
         return UNUSABLE

@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING
 
 from h2s_checkout.logging import get_logger
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
+from h2s_checkout.store.blocking import run_to_end
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations
+from h2s_checkout.store.pooler import PoolerMismatch, check_database
 
 if TYPE_CHECKING:
     from h2s_checkout.payments.emulator.server import EmulatorServer
@@ -126,6 +128,36 @@ def _admin_token(settings: Settings, embedded: bool) -> str | None:
     return token
 
 
+def check_pooler(settings: Settings) -> None:
+    """Refuse to start on a database that is not what H2S_DB_POOLER says: a transaction
+    pooler nobody declared answers 500s under load (store/pooler.py)."""
+    if settings.database_url is None:
+        return  # the embedded database: nothing in front of it
+    database_url = settings.database_url
+    try:
+        run_to_end(
+            lambda: check_database(
+                database_url,
+                settings.db_pooler,
+                settings.database_direct_url,
+                timeout_s=settings.db_timeout_s,
+            )
+        )
+    except PoolerMismatch as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def migrate_database(settings: Settings) -> None:
+    """Apply migrations where dbmate's session lock is safe: H2S_DATABASE_DIRECT_URL,
+    else DATABASE_URL, under a transaction-scoped lock when that leads to a transaction
+    pooler (store/migrate.py)."""
+    direct = settings.database_direct_url
+    apply_migrations(
+        direct or settings.database_url or "",
+        transaction_pooler=direct is None and settings.transaction_pooler,
+    )
+
+
 @contextlib.contextmanager
 def embedded_runtime(
     settings: Settings, *, migrate: bool = True, start_emulator: bool = True
@@ -143,8 +175,10 @@ def embedded_runtime(
                 "embedded_postgres.started" if pg.launched else "embedded_postgres.attached",
                 dsn=settings.database_url,
             )
+        else:
+            check_pooler(settings)
         if migrate:
-            apply_migrations(settings.database_url or "")
+            migrate_database(settings)
         if start_emulator and settings.payment_mode == "embedded-emulator":
             emulator = start_embedded_emulator(settings)
             settings = settings.with_overrides(

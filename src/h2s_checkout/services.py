@@ -23,6 +23,7 @@ from h2s_checkout.payments.port import PaymentGateway
 from h2s_checkout.payments.stripe_gateway import StripeGateway
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.pool import create_pool
+from h2s_checkout.store.pooler import check_database
 from h2s_checkout.store.traces import utcnow
 
 
@@ -132,6 +133,8 @@ def build_services(
             reserved=reserved,
         ),
         clock=clock,
+        listen_dsn=settings.session_database_url,
+        prepared_statements=settings.prepared_statements,
     )
     return Services(
         pool,
@@ -154,12 +157,21 @@ async def open_services(
     gateway: PaymentGateway | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> AsyncIterator[Services]:
-    """Pool and gateway opened for the context's length; closed after."""
+    """Pool and gateway opened for the context's length; closed after. A database that is
+    not what H2S_DB_POOLER says is refused first (PoolerMismatch)."""
+    if settings.database_url is not None:
+        await check_database(
+            settings.database_url,
+            settings.db_pooler,
+            settings.database_direct_url,
+            timeout_s=settings.db_timeout_s,
+        )
     pool = await create_pool(
         settings.database_url or "",
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout_s=settings.db_timeout_s,
+        prepared_statements=settings.prepared_statements,
     )
     owned_gateway = gateway or build_gateway(settings)
     services = build_services(settings, pool, owned_gateway, clock)

@@ -19,6 +19,7 @@ class SettingsError(ValueError):
 
 
 EMULATOR_API_KEY = "sk_test_h2s_emulator"
+POOLER_VALUES = ("none", "transaction", "transaction-prepared")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,13 @@ class Settings:
     port: int = 8000
     host: str = "127.0.0.1"
     database_url: str | None = None
+    # What DATABASE_URL leads to (POOLER_VALUES): "transaction", a transaction pooler
+    # (PgBouncer's pool_mode = transaction) where nothing may outlive a transaction: no
+    # named prepared statements, no LISTEN, no session advisory lock; "transaction-prepared",
+    # one that keeps prepared statements itself (PgBouncer 1.21+, max_prepared_statements).
+    db_pooler: str = "none"
+    # The server itself, past the pooler: for LISTEN and migrations.
+    database_direct_url: str | None = None
     data_dir: Path = Path(".data")
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
@@ -67,6 +75,24 @@ class Settings:
     @property
     def embedded_database(self) -> bool:
         return self.database_url is None
+
+    @property
+    def transaction_pooler(self) -> bool:
+        return self.db_pooler != "none"
+
+    @property
+    def prepared_statements(self) -> bool:
+        """Whether the pool may keep named prepared statements on DATABASE_URL."""
+        return self.db_pooler != "transaction"
+
+    @property
+    def session_database_url(self) -> str | None:
+        """Where session state (LISTEN, a session advisory lock) lasts as long as the
+        connection: the direct URL, else DATABASE_URL unless it leads to a transaction
+        pooler; None when there is no such place."""
+        if self.database_direct_url is not None:
+            return self.database_direct_url
+        return None if self.transaction_pooler else self.database_url
 
     @property
     def payment_mode(self) -> str:
@@ -126,7 +152,7 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     parsed = urlparse(raw)
     if parsed.scheme not in schemes or not (parsed.netloc or parsed.query):
         raise SettingsError(f"{name} must be a URL starting with {' or '.join(schemes)}://")
-    return raw.rstrip("/") if name != "DATABASE_URL" else raw
+    return raw if name in ("DATABASE_URL", "H2S_DATABASE_DIRECT_URL") else raw.rstrip("/")
 
 
 def _return_url(env: Mapping[str, str], name: str, *, success: bool) -> str | None:
@@ -157,6 +183,24 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 def _optional(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     return raw if raw else None
+
+
+def _pooler(env: Mapping[str, str], database_url: str | None) -> tuple[str, str | None]:
+    """H2S_DB_POOLER and H2S_DATABASE_DIRECT_URL: both say something about DATABASE_URL, so
+    neither goes without it (the embedded database has nothing in front of it)."""
+    pooler = env.get("H2S_DB_POOLER", "").strip().lower() or "none"
+    if pooler not in POOLER_VALUES:
+        raise SettingsError(
+            f"H2S_DB_POOLER must be {', '.join(POOLER_VALUES[:-1])} or {POOLER_VALUES[-1]}, "
+            f"got {pooler!r}"
+        )
+    direct_url = _url(env, "H2S_DATABASE_DIRECT_URL", ("postgres", "postgresql"))
+    if database_url is None:
+        if pooler != "none":
+            raise SettingsError("H2S_DB_POOLER describes DATABASE_URL: set DATABASE_URL too")
+        if direct_url is not None:
+            raise SettingsError("H2S_DATABASE_DIRECT_URL goes with DATABASE_URL: set both")
+    return pooler, direct_url
 
 
 def _event_endpoint(
@@ -200,6 +244,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError("H2S_LOG_LEVEL must be debug, info, warning or error")
     port = _int(env, "PORT", 8000, 1, 65535)
+    database_url = _url(env, "DATABASE_URL", ("postgres", "postgresql"))
+    db_pooler, direct_url = _pooler(env, database_url)
     # The embedded stack (no DATABASE_URL) is a machine of one's own: subscribers on it may
     # be local unless said otherwise.
     allow_private = _bool(
@@ -220,7 +266,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         port=port,
         host=host,
-        database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
+        database_url=database_url,
+        db_pooler=db_pooler,
+        database_direct_url=direct_url,
         data_dir=Path(env.get("H2S_DATA_DIR", ".data")),
         stripe_api_key=stripe_key,
         stripe_api_base=stripe_api_base,

@@ -138,7 +138,8 @@ def check_one(client: httpx.Client, i: int, run: str, skus: list[str]) -> None:
 
 def _orders_without_jobs(database_url: str) -> int:
     async def count() -> int:
-        conn = await asyncpg.connect(database_url)
+        # One statement, no cache: DATABASE_URL may lead to a transaction pooler.
+        conn = await asyncpg.connect(database_url, statement_cache_size=0)
         try:
             return int(await conn.fetchval(ORDERS_WITHOUT_JOBS))
         finally:

@@ -60,7 +60,9 @@ async def test_the_environment_endpoint_follows_the_environment(client, db):
 async def test_the_loop_ends_when_a_wake_up_and_the_shutdown_land_together(database_url, db):
     """A NOTIFY arriving in the tick the app stops must not keep the loop alive: on Python
     3.11 asyncio.wait_for swallowed that cancel and the shutdown waited a poll, then forever."""
-    deliverer = EventDeliverer(database_url, DeliverySettings(poll_interval=timedelta(seconds=60)))
+    deliverer = EventDeliverer(
+        database_url, DeliverySettings(poll_interval=timedelta(seconds=60)), listen_dsn=database_url
+    )
 
     async def start_then_stop() -> None:
         async with deliverer.running():

@@ -429,6 +429,7 @@ async def test_the_sender_judges_every_address_again_when_it_connects(
         settings.database_url or "",
         DeliverySettings(allow_private=False),
         clock=client.app.state.event_deliverer.clock,
+        listen_dsn=settings.database_url,
     )
     try:
         assert await strict.run_once() == {"retrying": 1}

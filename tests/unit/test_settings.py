@@ -121,3 +121,40 @@ def test_private_subscribers_are_allowed_on_the_embedded_stack_only_by_default()
     assert load_settings(external).events_allow_private is False
     assert load_settings({**external, "H2S_EVENTS_ALLOW_PRIVATE": "true"}).events_allow_private
     assert load_settings({"H2S_EVENTS_ALLOW_PRIVATE": "false"}).events_allow_private is False
+
+
+def test_a_transaction_pooler_keeps_no_prepared_statements_and_no_session_state():
+    pooled = "postgresql://app@pgbouncer:6432/shop"
+    direct = "postgresql://app@db:5432/shop"
+    plain = load_settings({"DATABASE_URL": direct})
+    assert (plain.db_pooler, plain.prepared_statements, plain.session_database_url) == (
+        "none",
+        True,
+        direct,
+    )
+    alone = load_settings({"DATABASE_URL": pooled, "H2S_DB_POOLER": "transaction"})
+    assert (alone.transaction_pooler, alone.prepared_statements) == (True, False)
+    assert alone.session_database_url is None  # no LISTEN, migrations under their own lock
+    both = load_settings(
+        {"DATABASE_URL": pooled, "H2S_DB_POOLER": "Transaction", "H2S_DATABASE_DIRECT_URL": direct}
+    )
+    assert (both.db_pooler, both.session_database_url) == ("transaction", direct)
+    kept = load_settings({"DATABASE_URL": pooled, "H2S_DB_POOLER": "transaction-prepared"})
+    assert (kept.transaction_pooler, kept.prepared_statements) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"DATABASE_URL": "postgresql://db/x", "H2S_DB_POOLER": "session"}, "H2S_DB_POOLER"),
+        ({"H2S_DB_POOLER": "transaction"}, "H2S_DB_POOLER"),
+        ({"H2S_DATABASE_DIRECT_URL": "postgresql://db/x"}, "H2S_DATABASE_DIRECT_URL"),
+        (
+            {"DATABASE_URL": "postgresql://db/x", "H2S_DATABASE_DIRECT_URL": "db:5432"},
+            "H2S_DATABASE_DIRECT_URL",
+        ),
+    ],
+)
+def test_a_pooler_setting_that_cannot_hold_is_refused(env, says):
+    with pytest.raises(SettingsError, match=says):
+        load_settings(env)

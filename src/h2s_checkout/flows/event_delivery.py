@@ -3,9 +3,11 @@ at least once, off the request path, in every replica without two sending one at
 
 A delivery is leased with ``FOR UPDATE SKIP LOCKED`` (store/outbox.py); the loop is woken
 by ``NOTIFY h2s_events`` (sent by ``h2s_enqueue_order_event`` when there is something to
-deliver) on a connection of its own, outside the pool, and polls as a fallback. Its
-statements go through a pool of its own (two connections), so deliveries never wait for,
-nor hold, a connection a checkout needs.
+deliver) on a connection of its own, outside the pool, and polls as a fallback. LISTEN
+is session state: behind a transaction pooler it needs a direct connection
+(H2S_DATABASE_DIRECT_URL), and without one the loop only polls. Its statements go
+through a pool of its own (two connections), so deliveries never wait for, nor hold, a
+connection a checkout needs.
 """
 
 from __future__ import annotations
@@ -188,10 +190,17 @@ class EventDeliverer:
         dsn: str,
         settings: DeliverySettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        listen_dsn: str | None,
+        prepared_statements: bool = True,
     ) -> None:
+        """``listen_dsn``: where LISTEN lasts (PostgreSQL itself, not a transaction
+        pooler); None: the loop polls only."""
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._dsn = dsn
+        self._listen_dsn = listen_dsn
+        self._prepared_statements = prepared_statements
         self._settings = settings or DeliverySettings()
         self._clock = clock
         self._http: aiohttp.ClientSession | None = None
@@ -215,10 +224,19 @@ class EventDeliverer:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(self._listen(), name="h2s-events-listen"),
-            asyncio.create_task(self._loop(), name="h2s-events-deliver"),
-        ]
+        tasks = [asyncio.create_task(self._loop(), name="h2s-events-deliver")]
+        if self._listen_dsn is not None:
+            tasks.append(
+                asyncio.create_task(self._listen(self._listen_dsn), name="h2s-events-listen")
+            )
+        else:
+            log.warning(
+                "events.polling_only",
+                poll_s=self._settings.poll_interval.total_seconds(),
+                reason="DATABASE_URL leads to a transaction pooler (H2S_DB_POOLER), where "
+                "LISTEN is lost: set H2S_DATABASE_DIRECT_URL to the server itself to be "
+                "woken by NOTIFY; until then events leave on the poll",
+            )
         try:
             yield
         finally:
@@ -242,7 +260,12 @@ class EventDeliverer:
     async def _own_pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await create_pool(self._dsn, min_size=1, max_size=2)
+                self._pool = await create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=2,
+                    prepared_statements=self._prepared_statements,
+                )
             return self._pool
 
     async def _loop(self) -> None:
@@ -274,13 +297,13 @@ class EventDeliverer:
 
         task.add_done_callback(done)
 
-    async def _listen(self) -> None:
+    async def _listen(self, dsn: str) -> None:
         """LISTEN on a connection of its own (the pool keeps no session state); reconnect
         when it drops, and look for due work after each (re)connection."""
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
+                conn = await asyncpg.connect(dsn, timeout=10)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(outbox.NOTIFY_CHANNEL, lambda *_a: self._wake.set())

@@ -10,13 +10,14 @@ import re
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 
+from h2s_checkout.store.blocking import run_to_end
 from h2s_checkout.store.embedded import POSTGRES_BIN_PATH
 
 __all__ = [
@@ -125,17 +126,57 @@ def _run_dbmate(dsn: str, args: list[str]) -> str:
     return result.stdout
 
 
+# dbmate's own key (`--migration-lock` takes pg_advisory_lock(48372615)), so that the
+# guard below and a dbmate run with its own lock exclude each other.
+DBMATE_LOCK_KEY = 48372615
+# As long as dbmate waits for its lock by default (--migration-lock-timeout 5m).
+_LOCK_WAIT = "5min"
+
+
 def apply_migrations(
-    dsn: str, *, dump_schema: Path | None = None, migrations: Path | None = None
+    dsn: str,
+    *,
+    dump_schema: Path | None = None,
+    migrations: Path | None = None,
+    transaction_pooler: bool = False,
 ) -> None:
-    """Run `dbmate up`; with `dump_schema`, also write the resulting schema to that file."""
+    """Run `dbmate up` under a migration lock, so that processes starting together apply
+    each migration once; with `dump_schema`, also write the resulting schema to that file.
+
+    ``transaction_pooler``: ``dsn`` leads to one. dbmate's lock is a session advisory
+    lock, which there stays held on the pooled server connection after dbmate exits (and
+    the next migrate waits on it for 5 minutes). The lock is then taken by
+    pg_advisory_xact_lock in a transaction of our own, open while dbmate runs without
+    its lock: it ends with that transaction, or with our connection if we die.
+    """
     directory = migrations or migrations_dir()
-    args = ["--migrations-dir", str(directory), "--migration-lock"]
+    args = ["--migrations-dir", str(directory)]
     if dump_schema is None:
         args.append("--no-dump-schema")
     else:
         args += ["--schema-file", str(dump_schema)]
-    _run_dbmate(dsn, [*args, "up"])
+    if not transaction_pooler:
+        _run_dbmate(dsn, [*args, "--migration-lock", "up"])
+        return
+    run_to_end(lambda: _under_transaction_lock(dsn, lambda: _run_dbmate(dsn, [*args, "up"])))
+
+
+async def _under_transaction_lock(dsn: str, run: Callable[[], object]) -> None:
+    conn = await asyncpg.connect(dsn, statement_cache_size=0)
+    try:
+        async with conn.transaction():
+            try:
+                await conn.execute(
+                    f"set local lock_timeout = '{_LOCK_WAIT}'; "
+                    f"select pg_advisory_xact_lock({DBMATE_LOCK_KEY})"
+                )
+            except asyncpg.LockNotAvailableError as exc:
+                raise MigrationError(
+                    f"another migration held the migration lock for {_LOCK_WAIT}"
+                ) from exc
+            await asyncio.to_thread(run)
+    finally:
+        await conn.close()
 
 
 def dump_schema(dsn: str, path: Path) -> None:
@@ -149,7 +190,8 @@ async def pending_migrations_async(
     """Versions on disk not yet recorded in schema_migrations; `db` is a DSN or a connection."""
     on_disk = migration_versions(migrations)
     if isinstance(db, str):
-        conn = await asyncpg.connect(db)
+        # One statement: no cache, so it also works through a transaction pooler.
+        conn = await asyncpg.connect(db, statement_cache_size=0)
         try:
             applied = await _applied_versions(conn)
         finally:
@@ -168,10 +210,4 @@ async def _applied_versions(conn: _Queryable) -> set[str]:
 
 def pending_migrations(dsn: str, migrations: Path | None = None) -> list[str]:
     """Synchronous pending_migrations_async; safe to call from inside an event loop's thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(pending_migrations_async(dsn, migrations))
-    # asyncio.run refuses to nest, so use a private loop on a worker thread.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, pending_migrations_async(dsn, migrations)).result()
+    return run_to_end(lambda: pending_migrations_async(dsn, migrations))

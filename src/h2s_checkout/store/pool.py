@@ -86,8 +86,9 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool release without asyncpg's reset query (a round trip on every release).
 
-    Nothing here outlives a transaction: advisory locks are transaction-scoped, and there
-    is no LISTEN, SET or cursor; asyncpg still rolls back a transaction left open.
+    Nothing the service does outlives a transaction but asyncpg's own prepared statements:
+    advisory locks are transaction-scoped, and there is no LISTEN, SET or cursor; asyncpg
+    still rolls back a transaction left open.
     """
 
 
@@ -101,11 +102,28 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
         self.timeout_s = timeout_s
 
 
+# asyncpg's default. Each cached statement is a named prepared statement on the server:
+# parsed and planned once per connection, then a single Bind/Execute per call.
+STATEMENT_CACHE_SIZE = 100
+
+
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, timeout_s: float = DEFAULT_TIMEOUT_S
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    prepared_statements: bool = True,
 ) -> asyncpg.Pool:
     """``timeout_s`` bounds every wait: a request's database work (see `connection`), each
-    statement and COMMIT, and opening a connection."""
+    statement and COMMIT, and opening a connection.
+
+    ``prepared_statements`` False (H2S_DB_POOLER=transaction): no statement cache. A named
+    prepared statement lives on the server connection it was made on, and a transaction
+    pooler lends the next transaction another one ("prepared statement
+    __asyncpg_stmt_1__ does not exist"). Without the cache asyncpg prepares each
+    statement unnamed and parses it again in the same Sync as its Bind, which any server
+    connection accepts, at one more round trip per statement (docs/scaling.md)."""
     # asyncpg.create_pool cannot make a subclass; these are the arguments it passes.
     pool = BoundedPool(
         dsn,
@@ -124,6 +142,7 @@ async def create_pool(
         # each statement, and connection establishment.
         command_timeout=timeout_s,
         timeout=timeout_s,
+        statement_cache_size=STATEMENT_CACHE_SIZE if prepared_statements else 0,
     )
     await pool
     return pool
