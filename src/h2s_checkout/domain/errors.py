@@ -85,6 +85,12 @@ class Forbidden(CheckoutError):
     status = 403
 
 
+class CrossSiteRequest(Forbidden):
+    """A browser form posted from another site (sign-in CSRF): refused whatever it holds."""
+
+    code = "cross_site_request"
+
+
 class RateLimited(CheckoutError):
     """Over a limit; nothing was written. Retry after ``retry_after_s``."""
 
