@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from h2s_checkout.domain.errors import InvalidRequest
+from h2s_checkout.domain.errors import InvalidRequest, KeyNameReserved
 
 KEY_PREFIX = "h2s_key_"
 _KEY_BYTES = 32
@@ -36,11 +36,19 @@ class Scope(StrEnum):
 
 ALL_SCOPES = frozenset(Scope)
 
-# Actors that are not keys: the H2S_ADMIN_TOKEN, and the service's own background work.
+# Actors that are not keys: the H2S_ADMIN_TOKEN, the service's own background work, and a
+# shell's `h2s-checkout keys` (cli:<user>).
 BOOTSTRAP = "bootstrap"
 RECONCILER = "reconciler"
 WEBHOOK = "webhook"
+CLI_PREFIX = "cli:"
 RESERVED_NAMES = frozenset({BOOTSTRAP, RECONCILER, WEBHOOK})
+# A name is read in a trace beside "bootstrap" or "cli:ana": one that differs from a
+# built-in actor only in case or punctuation ("Bootstrap", "bootstrap.", "web-hook") or
+# starts as the shell's do ("cli", "cli.ana") would pass for it.
+_PUNCTUATION = re.compile(r"[^a-z0-9]")
+_RESERVED_SKELETONS = frozenset({*RESERVED_NAMES, "cli"})
+_LIKE_CLI = re.compile(r"^cli(?![a-z0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +97,19 @@ def key_name(raw: str) -> str:
         raise InvalidRequest(
             "name must be 1 to 64 letters, digits or . _ @ + -, starting with a letter or digit"
         )
-    if name.lower() in RESERVED_NAMES:
-        raise InvalidRequest(f"{name!r} is reserved for the service's own actors")
+    if reads_as_built_in_actor(name):
+        raise KeyNameReserved(
+            f"{name!r} would read as one of the service's own actors (bootstrap, reconciler, "
+            "webhook, cli:<user>) in traces; choose another name"
+        )
     return name
+
+
+def reads_as_built_in_actor(name: str) -> bool:
+    lowered = name.lower()
+    return (
+        _PUNCTUATION.sub("", lowered) in _RESERVED_SKELETONS or _LIKE_CLI.match(lowered) is not None
+    )
 
 
 def scopes_from(raw: list[str]) -> frozenset[Scope]:

@@ -109,6 +109,12 @@ class KeyNameTaken(CheckoutError):
     status = 409
 
 
+class KeyNameReserved(InvalidRequest):
+    """A key name that reads as one of the service's own actors in traces and logs."""
+
+    code = "key_name_reserved"
+
+
 class EndpointNotEnabled(CheckoutError):
     """A delivery to an endpoint that is disabled or deleted cannot be sent again."""
 
