@@ -24,6 +24,7 @@ import msgspec
 from litestar import Litestar
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from h2s_checkout.api.auth import checkout_caller
 from h2s_checkout.api.checkout import answer_headers, begin_counted, to_command
 from h2s_checkout.api.client_address import ClientAddresses
 from h2s_checkout.api.errors import checkout_error_answer, unexpected_error_body
@@ -98,24 +99,43 @@ class CheckoutFastPath:
             return None
         if body_refusal(body) is not None:
             return None  # the route's screen answers it (api/request_screen.py)
+        authorization = headers.get(b"authorization")
+        if authorization == b"":
+            return None  # empty, or sent twice: the route's rules
+        try:
+            # As the route's guard, before the body is decoded: a storefront's key, or
+            # nobody; a key found in this replica's cache costs no round trip.
+            caller = (
+                None
+                if authorization is None
+                else await checkout_caller(
+                    self._app.state.key_ring, authorization.decode("latin-1")
+                )
+            )
+        except CheckoutError as exc:
+            return _error_answer(exc)
         try:
             data = _decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
         addresses: ClientAddresses = self._app.state.client_addresses
         command = to_command(
-            data, None if key is None else key.decode("latin-1"), addresses.of(scope)
+            data, None if key is None else key.decode("latin-1"), addresses.of(scope), caller
         )
         try:
             result = await begin_counted(flow, command)
         except CheckoutError as exc:
-            # What the route's error handler answers for the same error.
-            status, error, error_headers = checkout_error_answer(exc)
-            return status, error_headers or {}, _encode(error)
+            return _error_answer(exc)
         except Exception as exc:
             # As the route's handler for the unexpected: logged, a 500 with the trace id.
             return 500, {}, _encode(unexpected_error_body(exc))
         return result.status, answer_headers(result), result.json()
+
+
+def _error_answer(exc: CheckoutError) -> tuple[int, dict[str, str], bytes]:
+    """What the route's error handler answers for the same error."""
+    status, error, error_headers = checkout_error_answer(exc)
+    return status, error_headers or {}, _encode(error)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -32,9 +32,13 @@ class Scope(StrEnum):
     READ = "read"  # timelines, checkout views, the portal, the debug page
     OPERATE = "operate"  # cancel and refund, event endpoints and redelivery, reconcile
     ADMIN = "admin"  # API keys themselves
+    # A storefront's own server calling POST /api/checkout for its customers: limited per
+    # key and per email instead of per client address (all its calls come from one).
+    CHECKOUT = "checkout"
 
 
 ALL_SCOPES = frozenset(Scope)
+_SCOPE_NAMES = ", ".join(Scope)
 
 # Actors that are not keys: the H2S_ADMIN_TOKEN, the service's own background work, and a
 # shell's `h2s-checkout keys` (cli:<user>).
@@ -114,8 +118,8 @@ def reads_as_built_in_actor(name: str) -> bool:
 
 def scopes_from(raw: list[str]) -> frozenset[Scope]:
     if not raw:
-        raise InvalidRequest("scopes must name at least one of read, operate, admin")
+        raise InvalidRequest(f"scopes must name at least one of {_SCOPE_NAMES}")
     try:
         return frozenset(Scope(s) for s in raw)
     except ValueError:
-        raise InvalidRequest("scopes must be among read, operate, admin") from None
+        raise InvalidRequest(f"scopes must be among {_SCOPE_NAMES}") from None

@@ -19,20 +19,34 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
-from h2s_checkout.domain.access import key_hint, looks_like_key
+from h2s_checkout.domain.access import Principal, key_hint, looks_like_key
 
 
 @dataclass(frozen=True, slots=True)
 class CheckoutLimits:
-    """New checkouts allowed per minute; 0 turns a limit off."""
+    """New checkouts allowed per minute; 0 turns a limit off.
+
+    A request that presents a key with the checkout scope (a storefront's own server, all
+    of whose customers arrive from its one address) counts against its key instead of its
+    address; every request counts against its customer's email.
+    """
 
     per_address: int = 0
     per_email: int = 0
+    per_key: int = 0
 
-    def buckets(self, client_address: str | None, email_normalized: str) -> list[tuple[str, int]]:
+    def buckets(
+        self,
+        client_address: str | None,
+        email_normalized: str,
+        caller: Principal | None = None,
+    ) -> list[tuple[str, int]]:
         """(bucket, limit) for each limit in force on one request."""
         found: list[tuple[str, int]] = []
-        if self.per_address and client_address:
+        if caller is not None:
+            if self.per_key:
+                found.append((key_bucket(caller), self.per_key))
+        elif self.per_address and client_address:
             found.append((address_bucket(client_address), self.per_address))
         if self.per_email:
             found.append((email_bucket(email_normalized), self.per_email))
@@ -49,6 +63,12 @@ def address_bucket(client_address: str) -> str:
             return f"address:{ip.ipv4_mapped}"
         return f"address:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
     return f"address:{ip}"
+
+
+def key_bucket(caller: Principal) -> str:
+    """A key's own counter, by its id: a key made later under the same name starts afresh.
+    The bootstrap token has no id; it counts under its name."""
+    return f"key:{caller.key_id or caller.name}"
 
 
 def email_bucket(email_normalized: str) -> str:
