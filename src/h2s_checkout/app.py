@@ -186,7 +186,9 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
     # Every body a route may read is screened (NUL, nesting) in front of the router; the
     # fast path screens the bodies it decodes itself with the same function.
     screened = BodyScreen(
-        app.asgi_handler, max_body_bytes=max(settings.max_body_bytes, WEBHOOK_MAX_BODY_BYTES)
+        app.asgi_handler,
+        max_body_bytes=max(settings.max_body_bytes, WEBHOOK_MAX_BODY_BYTES),
+        depth_body_bytes=settings.max_body_bytes,
     )
     app.asgi_handler = RequestContextMiddleware(
         CheckoutFastPath(screened, app, max_body_bytes=settings.max_body_bytes)

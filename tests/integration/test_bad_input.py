@@ -7,11 +7,12 @@ import json
 import re
 
 import pytest
+import stripe as stripe_sdk
 from litestar.routes import HTTPRoute
 
 from h2s_checkout.app import create_app
 from h2s_checkout.settings import Settings
-from support import checkout_body, in_chunks, signed, table_counts
+from support import WEBHOOK_SECRET, checkout_body, in_chunks, signed, table_counts
 
 
 def body_with(path: str, value: object) -> dict:
@@ -105,6 +106,7 @@ async def test_validation_errors_name_the_field(client):
 # Walked over the app's own route table, so a route added later is covered by its presence.
 
 _PARAM = re.compile(r"\{(\w+):\w+\}")
+WEBHOOK = "/api/stripe/webhook"
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -200,3 +202,31 @@ async def test_a_body_no_route_can_take_is_a_400_through_either_door(
         assert answer.json()["error"]["code"] == "invalid_request"
     assert await table_counts(db) == before
     assert stripe.requests == []
+
+
+async def test_a_webhook_body_larger_than_any_other_route_takes_is_screened_too(client, db):
+    """Only the webhook takes more than H2S_MAX_BODY_BYTES (up to 1 MiB): a NUL in such a
+    body is refused before it is read, and a deep one, signed or not, is a 400, never a
+    500 (its depth is counted once the signature says Stripe sent it)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    nul = '{"a": "\\u0000"}' + " " * 100_000
+
+    def as_stripe_signs(content: str) -> dict[str, str]:
+        header = stripe_sdk.WebhookSignature.generate_signature_header(content, WEBHOOK_SECRET)
+        return {"Stripe-Signature": header, "content-type": "application/json"}
+
+    answers = {
+        "a NUL": await client.post(WEBHOOK, content=nul, headers=as_stripe_signs(nul)),
+        "deep, unsigned": await client.post(
+            WEBHOOK, content=deep, headers=as_stripe_signs("something else")
+        ),
+        "deep, signed": await client.post(WEBHOOK, content=deep, headers=as_stripe_signs(deep)),
+    }
+
+    codes = {case: (a.status_code, a.json()["error"]["code"]) for case, a in answers.items()}
+    assert codes == {
+        "a NUL": (400, "invalid_request"),
+        "deep, unsigned": (400, "invalid_signature"),
+        "deep, signed": (400, "invalid_signature"),
+    }
+    assert await db.fetchval("select count(*) from h2s_webhook_events") == 0

@@ -89,3 +89,13 @@ def test_a_nul_in_the_path_query_or_a_header_is_refused():
     assert target_refusal(_scope(query=b"q=a%00@b.co")) == NUL_MESSAGE
     assert target_refusal(_scope(query=b"q=a\x00")) == NUL_MESSAGE
     assert target_refusal(_scope(**{"idempotency-key": b"k\x00"})) == NUL_MESSAGE
+
+
+def test_the_depth_count_can_stop_at_the_first_slice_too_deep():
+    body = nested(100_000)
+    assert json_depth(body, stop_above=MAX_JSON_DEPTH) > MAX_JSON_DEPTH
+    assert json_depth(body, stop_above=MAX_JSON_DEPTH) < 100_000  # stopped early
+    assert json_depth(body) == 100_000
+    # Without the count, a body's NULs are still found.
+    assert body_refusal(body, count_depth=False) is None
+    assert body_refusal(b'["\\u0000"]', count_depth=False) == NUL_MESSAGE

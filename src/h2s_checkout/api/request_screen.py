@@ -38,6 +38,7 @@ _BRACKETS = b"[]{}"
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKETS)
 # Openers to 1 and closers to 255, which a signed-byte view reads as -1.
 _SIGNED = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_SLICE = 4096
 # \u0000 as an escape: its backslash preceded by an even run of backslashes (an odd run
 # would make it a literal backslash followed by the text "u0000").
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -47,22 +48,39 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _encode = msgspec.json.Encoder().encode
 
 
-def json_depth(body: bytes) -> int:
-    """How deep ``body``'s arrays and objects nest (unbalanced brackets count as open)."""
-    brackets = _STRING.sub(b"", body).translate(_SIGNED, _NOT_BRACKETS)
-    return max(accumulate(memoryview(brackets).cast("b"), initial=0))
+def json_depth(body: bytes, stop_above: int | None = None) -> int:
+    """How deep ``body``'s arrays and objects nest (unbalanced brackets count as open).
+
+    With ``stop_above``, the count may stop at the first slice that goes deeper: a body of
+    a megabyte of "[" is refused after its first few thousand brackets, not its last.
+    """
+    brackets = memoryview(_STRING.sub(b"", body).translate(_SIGNED, _NOT_BRACKETS)).cast("b")
+    depth = deepest = 0
+    for start in range(0, len(brackets), _SLICE):
+        levels = list(accumulate(brackets[start : start + _SLICE], initial=depth))
+        deepest, depth = max(deepest, max(levels)), levels[-1]
+        if stop_above is not None and deepest > stop_above:
+            break
+    return deepest
 
 
-def body_refusal(body: bytes, content_type: bytes | None = None) -> str | None:
+def body_refusal(
+    body: bytes, content_type: bytes | None = None, *, count_depth: bool = True
+) -> str | None:
     """Why no route may read ``body``, or None. A form's NUL is ``%00``; any other body is
-    read as JSON (routes decode JSON whatever its content type says)."""
+    read as JSON (routes decode JSON whatever its content type says). ``count_depth``
+    False: the NUL checks only (see BodyScreen)."""
     if b"\x00" in body:
         return NUL_MESSAGE
     if content_type is not None and content_type.startswith(_FORM):
         return NUL_MESSAGE if b"%00" in body else None
     if b"\\u0000" in body and _NUL_ESCAPE.search(body):
         return NUL_MESSAGE
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and json_depth(body) > MAX_JSON_DEPTH:
+    if (
+        count_depth
+        and body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH
+        and json_depth(body, stop_above=MAX_JSON_DEPTH) > MAX_JSON_DEPTH
+    ):
         return DEPTH_MESSAGE
     return None
 
@@ -112,11 +130,18 @@ class BodyScreen:
     """ASGI in front of Litestar's router: every body a route may read is read here first
     (up to ``max_body_bytes``, the largest any route takes) and refused if ``body_refusal``
     says so; else handed on as it came. A larger body goes on unread: the route's own
-    limit answers it 413."""
+    limit answers it 413.
 
-    def __init__(self, inner: ASGIApp, *, max_body_bytes: int) -> None:
+    The depth is counted in bodies up to ``depth_body_bytes`` (H2S_MAX_BODY_BYTES, what
+    every route but Stripe's webhook takes), whose worst case costs about 2 ms. Only the
+    webhook takes more (1 MiB: the count's worst case would be some 30 ms for anyone to
+    make us spend), and it decodes a body only once Stripe's signature over it is verified,
+    which no one else can make; its NULs are still refused here."""
+
+    def __init__(self, inner: ASGIApp, *, max_body_bytes: int, depth_body_bytes: int) -> None:
         self._inner = inner
         self._max_body = max_body_bytes
+        self._depth_body = depth_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:  # type: ignore[typeddict-item]
@@ -124,7 +149,9 @@ class BodyScreen:
             return
         body, rest = await read_body(receive, self._max_body)
         if rest is None:
-            refusal = body_refusal(body, _content_type(scope))
+            refusal = body_refusal(
+                body, _content_type(scope), count_depth=len(body) <= self._depth_body
+            )
             if refusal is not None:
                 await send_refusal(send, refusal)
                 return

@@ -99,7 +99,9 @@ def verify(payload: bytes, signature: str | None, secret: str | None) -> dict[st
         )
     except stripe.SignatureVerificationError as exc:
         raise InvalidSignature(f"signature rejected: {exc.user_message or 'invalid'}") from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: nested past what the decoder can take, in a body larger than the
+        # request screen counts depth in (api/request_screen.py); signed, so Stripe's.
         raise InvalidSignature("the payload is not a Stripe event") from exc
     data: dict[str, Any] = event.to_dict()
     if not data.get("id") or not data.get("type"):
