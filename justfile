@@ -17,8 +17,9 @@ test *args: lint
     {{python}} -m pytest {{args}}
 
 # Make N checkouts and verify each end to end (no argument: starts the embedded stack)
+# (not echoed: its arguments may hold --token)
 smoke *args:
-    {{python}} -m h2s_checkout smoke {{args}}
+    @{{python}} -m h2s_checkout smoke {{args}}
 
 # Fuzz the API with schemathesis against a throwaway stack on a temporary data dir (extra args go to `st run`)
 fuzz *args:

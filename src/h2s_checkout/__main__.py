@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        choices=["read", "operate", "admin"],
+        choices=["read", "operate", "admin", "checkout"],
         help="repeat for each scope the key needs",
     )
     create.add_argument(

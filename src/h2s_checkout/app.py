@@ -30,9 +30,10 @@ from h2s_checkout.api.openapi import ClosedStructSchemaPlugin
 from h2s_checkout.api.orders import OrderController
 from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.reconcile import ReconcileController
+from h2s_checkout.api.request_screen import BodyScreen
 from h2s_checkout.api.return_pages import CustomerReturnController
 from h2s_checkout.api.sessions import STORE_NAME, PostgresSessionStore, session_config
-from h2s_checkout.api.webhooks import StripeWebhookController
+from h2s_checkout.api.webhooks import WEBHOOK_MAX_BODY_BYTES, StripeWebhookController
 from h2s_checkout.flows.event_endpoints import sync_environment_endpoint
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_events, reap_keys, reap_sessions_and_counters
@@ -183,8 +184,15 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
     allow_every_method(app)
     # Outside the router, so that 404, 405 and other answers made before any route runs
     # also get the request context, the no-store header and their log line.
+    # Every body a route may read is screened (NUL, nesting) in front of the router; the
+    # fast path screens the bodies it decodes itself with the same function.
+    screened = BodyScreen(
+        app.asgi_handler,
+        max_body_bytes=max(settings.max_body_bytes, WEBHOOK_MAX_BODY_BYTES),
+        depth_body_bytes=settings.max_body_bytes,
+    )
     app.asgi_handler = RequestContextMiddleware(
-        CheckoutFastPath(app.asgi_handler, app, max_body_bytes=settings.max_body_bytes)
+        CheckoutFastPath(screened, app, max_body_bytes=settings.max_body_bytes)
     )
     return app
 

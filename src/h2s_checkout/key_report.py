@@ -8,15 +8,16 @@ from datetime import datetime
 
 import msgspec
 
+from h2s_checkout.domain.access import CLI_PREFIX
 from h2s_checkout.flows.api_keys import KeyView, NewKey
 
 
 def shell_actor() -> str:
     """Who runs the command, as traces and logs name them."""
     try:
-        return f"cli:{getpass.getuser()}"
+        return f"{CLI_PREFIX}{getpass.getuser()}"
     except (KeyError, OSError):  # no user name for this uid (some containers)
-        return "cli"
+        return CLI_PREFIX.rstrip(":")
 
 
 def _when(value: datetime | None, empty: str = "-") -> str:

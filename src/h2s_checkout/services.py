@@ -107,6 +107,7 @@ def build_services(
             limits=CheckoutLimits(
                 per_address=settings.limit_checkouts_per_minute_ip,
                 per_email=settings.limit_checkouts_per_minute_email,
+                per_key=settings.limit_checkouts_per_minute_key,
             ),
             phase_slots=settings.checkout_phase_slots,
         ),

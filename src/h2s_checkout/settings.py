@@ -57,10 +57,12 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     refund_late_payments: bool = True
-    # New checkouts per minute per client address and per customer email, failed
-    # sign-ins per client address per 15 minutes; 0 turns a limit off.
+    # New checkouts per minute per client address, per customer email and per key with the
+    # checkout scope (instead of the address), failed sign-ins per client address and key
+    # per 15 minutes; 0 turns a limit off.
     limit_checkouts_per_minute_ip: int = 30
     limit_checkouts_per_minute_email: int = 10
+    limit_checkouts_per_minute_key: int = 600
     limit_login_failures: int = 10
     # Peers whose X-Forwarded-For is believed (addresses or CIDR blocks).
     trusted_proxies: tuple[str, ...] = ()
@@ -298,6 +300,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         limit_checkouts_per_minute_email=_int(
             env, "H2S_LIMIT_CHECKOUTS_PER_MINUTE_EMAIL", 10, 0, 100_000
+        ),
+        limit_checkouts_per_minute_key=_int(
+            env, "H2S_LIMIT_CHECKOUTS_PER_MINUTE_KEY", 600, 0, 1_000_000
         ),
         limit_login_failures=_int(env, "H2S_LIMIT_LOGIN_FAILURES", 10, 0, 10_000),
         trusted_proxies=_networks(env, "H2S_TRUSTED_PROXIES"),

@@ -18,6 +18,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from h2s_checkout.domain.access import key_hint, looks_like_key
+
 ORDERS_WITHOUT_JOBS = """
 select count(*)
 from h2s_orders o
@@ -148,17 +150,31 @@ def _orders_without_jobs(database_url: str) -> int:
     return asyncio.run(count())
 
 
+def token_hint(token: str | None) -> str:
+    """What the output says of the credential: a key's hint, as key lists show it, and of
+    any other token only its length. Never the token itself."""
+    if not token:
+        return "nobody"
+    if looks_like_key(token):
+        return f"key {key_hint(token)}…"
+    return f"a token of {len(token)} characters"
+
+
 def run_against(base_url: str, count: int, token: str | None, database_url: str | None) -> int:
     run = uuid.uuid4().hex[:8]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     passed = 0
     with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
-        catalog = client.get("/api/catalog")
+        try:
+            catalog = client.get("/api/catalog")
+        except httpx.HTTPError as exc:
+            print(f"cannot reach {base_url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
         if catalog.status_code != 200:
             print(f"catalog answered {catalog.status_code}; cannot run", file=sys.stderr)
             return 1
         skus = [item["sku"] for item in catalog.json()["items"]]
-        print(f"Running {count} checkout tests against {base_url}...")
+        print(f"Running {count} checkout tests against {base_url} as {token_hint(token)}...")
         for i in range(count):
             try:
                 check_one(client, i, run, skus)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
+from html import escape
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from h2s_checkout.api import customer_words
+from h2s_checkout.domain.machine import CheckoutMachine
 from support import DATA_TABLES, checkout_body, pay_form, signed, stripe_event
 
 SUCCESS, CANCEL = "/checkout/success", "/checkout/cancel"
@@ -40,7 +44,7 @@ async def settle(client, stripe, session_id: str, event_type: str) -> None:
 
 
 def status_of(page: httpx.Response) -> str:
-    found = re.search(r"data-status='([a-z]+)'", page.text)
+    found = re.search(r"data-status='([a-z_]+)'", page.text)
     assert found, page.text
     return found[1]
 
@@ -218,3 +222,78 @@ class TestAStorefrontsOwnPages:
         assert paid.headers["location"] == (
             f"https://shop.example/thanks/{order}?s={body['pay']['session_id']}"
         )
+
+
+# The machine's states, read from the class: a state added to it is walked here too.
+MACHINE_STATES = [state.id for state in CheckoutMachine.states]
+
+
+def test_every_state_of_the_machine_has_its_words_on_both_pages():
+    assert set(customer_words.SUCCESS) == set(MACHINE_STATES)
+    assert set(customer_words.CANCEL) == set(MACHINE_STATES)
+    for words in (customer_words.SUCCESS, customer_words.CANCEL):
+        for state, shown in words.items():
+            assert all((shown.title, shown.label, shown.message)), state
+            assert re.fullmatch("[a-z_]+", shown.key), state
+    # A state the words do not know yet reads as a neutral word, never as an error.
+    assert customer_words.on_success_page("a_state_added_later") is customer_words.UNKNOWN
+    assert customer_words.on_cancel_page("a_state_added_later") is customer_words.UNKNOWN
+
+
+@pytest.mark.parametrize("state", MACHINE_STATES)
+async def test_both_pages_answer_every_state_with_its_word(client, db, stripe, state):
+    body = await checkout(client)
+    order, session = body["order_id"], body["pay"]["session_id"]
+    await db.execute(
+        "update h2s_checkouts set state = $2 where checkout_id = $1",
+        uuid.UUID(body["checkout_trace_id"]),
+        state,
+    )
+
+    pages = {
+        "success, order and session": (
+            customer_words.SUCCESS,
+            await client.get(SUCCESS, params={"order_id": order, "session_id": session}),
+        ),
+        "success, session alone": (
+            customer_words.SUCCESS,
+            await client.get(SUCCESS, params={"session_id": session}),
+        ),
+        "success, order alone": (
+            customer_words.SUCCESS,
+            await client.get(SUCCESS, params={"order_id": order}),
+        ),
+        "cancel": (customer_words.CANCEL, await client.get(CANCEL, params={"order_id": order})),
+        "cancel, with a session id": (
+            customer_words.CANCEL,
+            await client.get(CANCEL, params={"order_id": order, "session_id": session}),
+        ),
+    }
+
+    for name, (words, page) in pages.items():
+        assert page.status_code == 200, (name, page.text)
+        assert page.headers["content-type"].startswith("text/html"), name
+        assert status_of(page) == words[state].key, name
+        assert f">{escape(words[state].label)}</span>" in page.text, name
+        assert escape(words[state].message) in page.text, name
+
+
+async def test_a_refunded_order_says_so_on_both_pages(client, db, stripe, admin):
+    body = await checkout(client)
+    landing = await press(body["pay"]["session_url"], "pay")
+    await settle(client, stripe, body["pay"]["session_id"], "checkout.session.completed")
+    cancelled = await client.post(
+        f"/api/orders/{body['order_id']}/cancel",
+        json={"reason": "requested_by_customer"},
+        headers=admin,
+    )
+    assert cancelled.json()["state"] == "refunded", cancelled.text
+
+    paid_page = await client.get(landing)
+    cancel_page = await client.get(CANCEL, params={"order_id": body["order_id"]})
+
+    for page in (paid_page, cancel_page):
+        assert page.status_code == 200, page.text
+        assert status_of(page) == "refunded"
+        assert "your payment was refunded" in page.text
+        assert refresh_of(page) is None

@@ -8,6 +8,7 @@ import hashlib
 import re
 
 import httpx
+import pytest
 
 from h2s_checkout.flows.reaper import reap_sessions_and_counters
 from support import ADMIN_TOKEN, app_client, checkout_body
@@ -150,19 +151,21 @@ async def test_a_second_replica_honours_a_session_made_by_the_first(client, admi
     assert body["order_id"] in page.text
 
 
-async def test_failed_sign_ins_are_limited_per_address_and_a_right_key_is_not_counted(
-    settings, db, clock
+async def test_failed_sign_ins_with_one_key_are_limited_and_a_right_one_is_not_counted(
+    settings, admin, db, clock
 ):
     async with app_client(settings.with_overrides(limit_login_failures=3), clock) as c:
-        wrong = "h2s_key_" + "C" * 43
+        key = await make_key(c, admin, "reader", "read")
+        # Wrong keys with the right key's hint: its bucket, as one person mistyping it.
+        wrong = key[:12] + "C" * 43
         assert (await sign_in(c, wrong)).status_code == 401
         assert (await sign_in(c, wrong)).status_code == 401
-        assert (await sign_in(c, ADMIN_TOKEN)).status_code == 303  # gives its attempt back
+        assert (await sign_in(c, key)).status_code == 303  # gives its attempt back
         assert (await sign_in(c, wrong)).status_code == 401
         before = await db.fetchval("select count(*) from h2s_admin_sessions")
 
         refused = await sign_in(c, wrong)
-        right_but_refused = await sign_in(c, ADMIN_TOKEN)
+        right_but_refused = await sign_in(c, key)
 
         for answer in (refused, right_but_refused):
             assert answer.status_code == 429
@@ -170,12 +173,91 @@ async def test_failed_sign_ins_are_limited_per_address_and_a_right_key_is_not_co
             assert "Too many attempts" in answer.text
         assert await db.fetchval("select count(*) from h2s_admin_sessions") == before
         clock.advance(minutes=15)
-        assert (await sign_in(c, ADMIN_TOKEN)).status_code == 303
+        assert (await sign_in(c, key)).status_code == 303
+
+
+async def test_other_peoples_failures_from_one_address_do_not_lock_a_right_key_out(
+    settings, admin, db, clock
+):
+    """Behind a proxy we do not trust, every person signs in from its address: someone
+    trying key after key there must not lock everyone else out."""
+    async with app_client(settings.with_overrides(limit_login_failures=3), clock) as c:
+        key = await make_key(c, admin, "reader", "read")
+        guesses = ["h2s_key_" + f"{n:04d}" + "G" * 39 for n in range(30)]
+        answers = [(await sign_in(c, guess)).status_code for guess in guesses]
+
+        mine = await sign_in(c, key)
+        page = await c.get("/debug")
+
+    assert answers == [401] * 30  # each guess another key: each its own bucket
+    assert mine.status_code == 303
+    assert "Signed in as reader" in page.text
+
+
+async def test_failures_with_no_key_lock_only_the_bootstrap_token(settings, admin, db, clock):
+    """Anything that is not an API key can only be a try at the bootstrap token, the one
+    secret a person may have made guessable: those share one bucket per address, and once
+    it is used up even the right token waits; named keys sign in meanwhile."""
+    async with app_client(settings.with_overrides(limit_login_failures=3), clock) as c:
+        key = await make_key(c, admin, "reader", "read")
+        tries = [(await sign_in(c, f"guess-{n}")).status_code for n in range(3)]
+
+        token = await sign_in(c, ADMIN_TOKEN)
+        named = await sign_in(c, key)
+
+    assert tries == [401] * 3
+    assert token.status_code == 429
+    assert named.status_code == 303
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain is another party's page
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},  # a sandboxed frame, a data: URL
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://testserver"},
+    ],
+    ids=["cross-site", "same-site", "another origin", "opaque origin", "fetch metadata first"],
+)
+async def test_a_sign_in_posted_from_another_site_is_refused(client, admin, db, headers):
+    """Sign-in CSRF: a page elsewhere auto-posts its own key, and the victim's next visit
+    would show "Signed in as attacker"."""
+    attacker = await make_key(client, admin, "attacker", "read")
+
+    answer = await sign_in(client, attacker, **headers)
+    out = await client.post("/debug/logout", headers=headers)
+
+    for refused in (answer, out):
+        assert refused.status_code == 403
+        assert "data-code='cross_site_request'" in refused.text
+        assert "set-cookie" not in refused.headers
+    assert await db.fetchval("select count(*) from h2s_admin_sessions") == 0
+    assert "Signed in as attacker" not in (await client.get("/debug")).text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"},
+        {"Sec-Fetch-Site": "none"},  # typed or bookmarked
+        {"Origin": "http://testserver"},  # the request's own host
+        {"Origin": "http://shop.test"},  # PUBLIC_BASE_URL's, behind a proxy
+        {},  # no browser: curl with the key
+    ],
+    ids=["same-origin", "none", "own host", "public base url", "no browser"],
+)
+async def test_a_sign_in_from_our_own_form_is_taken(client, db, headers):
+    answer = await sign_in(client, ADMIN_TOKEN, **headers)
+
+    assert answer.status_code == 303, answer.text
+    assert await db.fetchval("select count(*) from h2s_admin_sessions") == 1
 
 
 async def test_the_reaper_purges_ended_sessions_and_past_windows(client, db, clock):
     await sign_in(client, ADMIN_TOKEN)
-    await sign_in(client, "h2s_key_" + "E" * 43)  # a failure: one counter row
+    await sign_in(client, "not-the-token")  # a failure: the token's counter row
     pool = client.app.state.db_pool
     assert await reap_sessions_and_counters(pool, clock) == (0, 0)  # all still current
 

@@ -167,6 +167,17 @@ async def test_a_payment_for_a_cleaned_checkout_is_recorded_for_refund(client, d
     assert failure is not None
 
 
+async def test_a_clock_a_little_ahead_of_ours_is_within_the_tolerance(client, db, stripe):
+    body = await checkout(client)
+    session = stripe.complete_session(body["pay"]["session_id"])
+    payload, headers = signed(
+        stripe_event("checkout.session.completed", session), timestamp=int(time.time()) + 60
+    )
+    answer = await client.post(WEBHOOK, content=payload, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"] == "paid"
+
+
 async def test_unknown_event_types_are_acknowledged_and_ignored(client, db):
     event = stripe_event("customer.created", {"id": "cus_1", "object": "customer"})
     answer = await deliver(client, event)
@@ -174,7 +185,10 @@ async def test_unknown_event_types_are_acknowledged_and_ignored(client, db):
     assert answer.json()["result"] == "ignored"
 
 
-@pytest.mark.parametrize("attack", ["forged", "stale", "unsigned", "tampered", "not_json"])
+@pytest.mark.parametrize(
+    "attack",
+    ["forged", "stale", "from_the_future", "a_year_ahead", "unsigned", "tampered", "not_json"],
+)
 async def test_bad_signatures_are_refused_and_change_nothing(client, db, stripe, attack):
     body = await checkout(client)
     session = stripe.complete_session(body["pay"]["session_id"])
@@ -184,6 +198,11 @@ async def test_bad_signatures_are_refused_and_change_nothing(client, db, stripe,
         payload, headers = signed(event, secret="whsec_not_the_real_secret")
     elif attack == "stale":
         payload, headers = signed(event, timestamp=int(time.time()) - 301)
+    elif attack == "from_the_future":
+        # Signed with the real secret, so a replay of it would be accepted until then.
+        payload, headers = signed(event, timestamp=int(time.time()) + 301)
+    elif attack == "a_year_ahead":
+        payload, headers = signed(event, timestamp=int(time.time()) + 365 * 24 * 3600)
     elif attack == "unsigned":
         headers.pop("Stripe-Signature")
     elif attack == "tampered":

@@ -47,7 +47,10 @@ def test_an_ipv6_client_is_counted_by_its_64_block():
     assert address_bucket("2001:db8:1:3::1") != address_bucket("2001:db8:1:2::1")
     assert address_bucket("::ffff:198.51.100.1") == "address:198.51.100.1"
     assert address_bucket("198.51.100.1") == "address:198.51.100.1"
-    assert sign_in_bucket("198.51.100.1") == "sign-in:198.51.100.1"
+    assert sign_in_bucket("198.51.100.1", "h2s_key_AbCdEfGh") == "sign-in:198.51.100.1:h2s_key_AbCd"
+    assert sign_in_bucket("198.51.100.1", "h2s_key_AbCdXyZw") == "sign-in:198.51.100.1:h2s_key_AbCd"
+    assert sign_in_bucket("198.51.100.1", "the-bootstrap-token") == "sign-in:198.51.100.1:token"
+    assert sign_in_bucket("2001:db8::1", "junk") == "sign-in:2001:db8::/64:token"
 
 
 def test_an_email_is_counted_by_a_digest_only():

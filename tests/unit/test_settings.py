@@ -84,8 +84,9 @@ def test_limits_default_on_and_trusted_proxies_are_read_as_networks():
     assert (
         settings.limit_checkouts_per_minute_ip,
         settings.limit_checkouts_per_minute_email,
+        settings.limit_checkouts_per_minute_key,
         settings.limit_login_failures,
-    ) == (30, 10, 10)
+    ) == (30, 10, 600, 10)
     off = load_settings({"H2S_LIMIT_CHECKOUTS_PER_MINUTE_IP": "0"})
     assert off.limit_checkouts_per_minute_ip == 0
     assert load_settings({}).trusted_proxies == ()

@@ -10,6 +10,11 @@ row it writes has ``detail.actor`` (h2s_checkout.logging.bind_actor).
 A credential is a bearer header (a key or H2S_ADMIN_TOKEN); on the debug page, without a
 header, the sign-in session (api/sessions.py). No or a wrong credential is 401
 ``unauthorized``; a good one without the scope is 403 ``forbidden``.
+
+``POST /api/checkout`` is public, and a credential on it is optional: ``checkout_caller``
+(the route's ``CheckoutCallerGuard`` and the checkout fast path) finds the key a
+storefront's server presents, which must then be good and hold the ``checkout`` scope
+(401 / 403, never quietly anonymous); its limit replaces the client address's.
 """
 
 from __future__ import annotations
@@ -38,9 +43,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     principal: Principal | None = None
     header = connection.headers.get("authorization")
     if header is not None:
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() == "bearer" and presented.strip():
-            principal = await ring.from_key(presented.strip())
+        principal = await _from_bearer(ring, header)
     elif "session" in connection.scope:
         principal = await _from_session(ring, connection.scope["session"])
     if principal is None:
@@ -48,6 +51,54 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     connection.scope["user"] = principal
     bind_actor(principal.actor)
     return principal
+
+
+async def _from_bearer(ring: KeyRing, header: str) -> Principal | None:
+    """The principal of an ``Authorization: Bearer <key>`` header (cached per replica, see
+    flows/api_keys.py: no database round trip while cached), or None."""
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    return await ring.from_key(presented.strip())
+
+
+async def checkout_caller(ring: KeyRing, header: str | None) -> Principal | None:
+    """Who a POST /api/checkout comes from: None (anonymous, limited per address) without
+    an Authorization header; else a key holding the checkout scope, acting under its name
+    from here on, or Unauthorized (401) / Forbidden (403)."""
+    if header is None:
+        return None
+    principal = await _from_bearer(ring, header)
+    if principal is None:
+        raise Unauthorized(
+            "the key given is not valid; send a key with the checkout scope, or no "
+            "Authorization header at all"
+        )
+    if not principal.can(Scope.CHECKOUT):
+        raise Forbidden("this key does not have the checkout scope")
+    bind_actor(principal.actor)
+    return principal
+
+
+class CheckoutCallerGuard:
+    """The checkout route's guard: no credential passes (anonymous), a bad one does not."""
+
+    async def __call__(
+        self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        ring: KeyRing = connection.app.state.key_ring
+        principal = await checkout_caller(ring, connection.headers.get("authorization"))
+        if principal is not None:
+            connection.scope["user"] = principal
+
+    def __repr__(self) -> str:
+        return "checkout_caller"
+
+
+def caller_of(request: Request[Any, Any, Any]) -> Principal | None:
+    """The key CheckoutCallerGuard found on this request, if any."""
+    found = request.scope.get("user")
+    return found if isinstance(found, Principal) else None
 
 
 async def _from_session(ring: KeyRing, session: Any) -> Principal | None:

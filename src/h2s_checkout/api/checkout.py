@@ -11,6 +11,7 @@ from litestar.enums import RequestEncodingType
 from litestar.openapi.spec import Example
 from litestar.params import Body, HeaderParameter
 
+from h2s_checkout.api.auth import CheckoutCallerGuard, caller_of
 from h2s_checkout.api.client_address import client_address
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import (
@@ -19,6 +20,7 @@ from h2s_checkout.api.schemas import (
     CheckoutRequest,
     CheckoutResponse,
 )
+from h2s_checkout.domain.access import Principal
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.begin_checkout import (
     CheckoutCommand,
@@ -40,7 +42,7 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_ERRORS = error_responses(400, 409, 413, 422, 429, 502, 503)
+_ERRORS = error_responses(400, 401, 403, 409, 413, 422, 429, 502, 503)
 # The two answers of almost every request, their counters looked up once.
 _CREATED, _REPLAYED = CHECKOUT_REQUESTS.labels("created"), CHECKOUT_REQUESTS.labels("replayed")
 
@@ -94,7 +96,10 @@ async def begin_counted(flow: CheckoutFlow, command: CheckoutCommand) -> Checkou
 
 
 def to_command(
-    data: CheckoutRequest, idempotency_key: str | None, client_address: str | None = None
+    data: CheckoutRequest,
+    idempotency_key: str | None,
+    client_address: str | None = None,
+    caller: Principal | None = None,
 ) -> CheckoutCommand:
     c = data.customer
     body = msgspec.to_builtins(data)  # once: the address below is the body's own
@@ -109,6 +114,7 @@ def to_command(
         request_body=body,
         idempotency_key=idempotency_key,
         client_address=client_address,
+        caller=caller,
     )
 
 
@@ -142,6 +148,14 @@ class CheckoutController(Controller):
         summary="Create order, dispatch job and Stripe Checkout Session, all or nothing",
         status_code=201,
         responses=_ERRORS,
+        description=(
+            "Public. A storefront's own server may send `Authorization: Bearer <key>` with a "
+            "key holding the `checkout` scope: its new checkouts are then limited per key "
+            "and per email instead of per client address. A key that is not valid is 401, "
+            "one without the scope 403: never quietly anonymous."
+        ),
+        guards=[CheckoutCallerGuard()],
+        security=[{}, {"BearerToken": []}],
     )
     async def create_checkout(
         self,
@@ -150,7 +164,7 @@ class CheckoutController(Controller):
         checkout_flow: NamedDependency[CheckoutFlow],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CheckoutResponse]:
-        command = to_command(data, idempotency_key, client_address(request))
+        command = to_command(data, idempotency_key, client_address(request), caller_of(request))
         result = await begin_counted(checkout_flow, command)
         # The answer's JSON as the flow has it (a replay's as stored): encoded once. The
         # return annotation gives OpenAPI the body's shape.

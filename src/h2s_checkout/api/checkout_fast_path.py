@@ -20,15 +20,16 @@ layer gives the request its id, log line, metrics and database budget either way
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from litestar import Litestar
-from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
+from h2s_checkout.api.auth import checkout_caller
 from h2s_checkout.api.checkout import answer_headers, begin_counted, to_command
 from h2s_checkout.api.client_address import ClientAddresses
 from h2s_checkout.api.errors import checkout_error_answer, unexpected_error_body
+from h2s_checkout.api.request_body import read_body, replaying
+from h2s_checkout.api.request_screen import body_refusal
 from h2s_checkout.api.schemas import CheckoutRequest
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
@@ -65,13 +66,13 @@ class CheckoutFastPath:
         ):
             await self._inner(scope, receive, send)
             return
-        body, rest = await _read_body(receive, self._max_body)
+        body, rest = await read_body(receive, self._max_body)
         answer = None
         if rest is None:  # the whole body, within its bound
             answer = await self._answer(flow, scope, headers, body)
         if answer is None:
             _PASSED.inc()
-            await self._inner(scope, _replaying(body, rest, receive), send)
+            await self._inner(scope, replaying(body, rest, receive), send)
             return
         _ANSWERED.inc()
         status, reply_headers, payload = answer
@@ -96,24 +97,45 @@ class CheckoutFastPath:
         key = headers.get(b"idempotency-key")
         if key is not None and not 1 <= len(key) <= _KEY_MAX:
             return None
+        if body_refusal(body) is not None:
+            return None  # the route's screen answers it (api/request_screen.py)
+        authorization = headers.get(b"authorization")
+        if authorization == b"":
+            return None  # empty, or sent twice: the route's rules
+        try:
+            # As the route's guard, before the body is decoded: a storefront's key, or
+            # nobody; a key found in this replica's cache costs no round trip.
+            caller = (
+                None
+                if authorization is None
+                else await checkout_caller(
+                    self._app.state.key_ring, authorization.decode("latin-1")
+                )
+            )
+        except CheckoutError as exc:
+            return _error_answer(exc)
         try:
             data = _decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
         addresses: ClientAddresses = self._app.state.client_addresses
         command = to_command(
-            data, None if key is None else key.decode("latin-1"), addresses.of(scope)
+            data, None if key is None else key.decode("latin-1"), addresses.of(scope), caller
         )
         try:
             result = await begin_counted(flow, command)
         except CheckoutError as exc:
-            # What the route's error handler answers for the same error.
-            status, error, error_headers = checkout_error_answer(exc)
-            return status, error_headers or {}, _encode(error)
+            return _error_answer(exc)
         except Exception as exc:
             # As the route's handler for the unexpected: logged, a 500 with the trace id.
             return 500, {}, _encode(unexpected_error_body(exc))
         return result.status, answer_headers(result), result.json()
+
+
+def _error_answer(exc: CheckoutError) -> tuple[int, dict[str, str], bytes]:
+    """What the route's error handler answers for the same error."""
+    status, error, error_headers = checkout_error_answer(exc)
+    return status, error_headers or {}, _encode(error)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -131,37 +153,3 @@ def _content_length(headers: dict[bytes, bytes]) -> int | None:
     if not value or not value.isdigit():
         return None
     return int(value)
-
-
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, list[ReceiveMessage] | None]:
-    """The body, if it all arrives within ``limit`` bytes; else what was read so far and
-    the messages that carried it (``rest``), for the route to read again."""
-    chunks: list[bytes] = []
-    messages: list[ReceiveMessage] = []
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return b"", messages  # the client went away: the route sees the same
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return b"", messages
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), None
-
-
-def _replaying(body: bytes, rest: list[ReceiveMessage] | None, receive: Receive) -> Receive:
-    """A receive that gives back what was read (in one message, or as it came), then
-    the client's own."""
-    whole = {"type": "http.request", "body": body, "more_body": False}
-    pending: list[Any] = list(rest) if rest is not None else [whole]
-
-    async def replayed() -> ReceiveMessage:
-        if pending:
-            return pending.pop(0)  # type: ignore[no-any-return]
-        return await receive()
-
-    return replayed

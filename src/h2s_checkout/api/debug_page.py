@@ -23,7 +23,13 @@ from h2s_checkout.api.client_address import client_address
 from h2s_checkout.api.sessions import end_session, start_session
 from h2s_checkout.domain.access import Scope
 from h2s_checkout.domain.cart import normalize_email
-from h2s_checkout.domain.errors import Forbidden, NotFound, RateLimited, Unauthorized
+from h2s_checkout.domain.errors import (
+    CrossSiteRequest,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from h2s_checkout.flows import inspect_checkout
 from h2s_checkout.flows.sign_in import SignInGate
 from h2s_checkout.store import checkouts
@@ -119,9 +125,42 @@ def _unauthorized_page(_: Request[Any, Any, Any], exc: Unauthorized) -> Response
 def _forbidden_page(_: Request[Any, Any, Any], exc: Forbidden) -> Response[str]:
     return _page(
         "Not allowed",
-        f"<div class=card><h1>Not allowed</h1><p>{escape(exc.message)}</p></div>",
+        f"<div class=card><h1>Not allowed</h1><p data-code='{escape(exc.code)}'>"
+        f"{escape(exc.message)}</p></div>",
         status=403,
     )
+
+
+# What a browser says of where a request comes from (Fetch Metadata): only our own pages,
+# or a person typing the address, may sign in or out.
+_OWN_SITE = frozenset({"same-origin", "none"})
+
+
+def _origin_of(url: str) -> str:
+    parts = urlparse(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def refuse_cross_site(request: Request[Any, Any, Any]) -> None:
+    """Sign-in CSRF: a page elsewhere must not sign a visitor in with its own key (their
+    next visit would act as the attacker) or out. Every current browser sends
+    Sec-Fetch-Site or Origin with a form post; either one naming another site is refused
+    with 403 cross_site_request. A request with neither is no browser's cross-site post
+    (curl, a script with the key), and is let through."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        if site.lower() not in _OWN_SITE:
+            raise CrossSiteRequest("sign-in and sign-out are accepted from this site's own form")
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    own = {
+        _origin_of(request.app.state.settings.public_base_url),
+        _origin_of(str(request.base_url)),
+    }
+    if origin.lower() not in own:
+        raise CrossSiteRequest("sign-in and sign-out are accepted from this site's own form")
 
 
 def _rate_limited_page(_: Request[Any, Any, Any], exc: RateLimited) -> Response[str]:
@@ -327,6 +366,7 @@ class DebugPageController(Controller):
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
         sign_in_gate: NamedDependency[SignInGate],
     ) -> Response[str]:
+        refuse_cross_site(request)
         principal = await sign_in_gate.sign_in(data.get("token", ""), client_address(request))
         if principal is None:
             return _login("That key is not right.")
@@ -341,5 +381,6 @@ class DebugPageController(Controller):
 
     @post("/logout")
     async def logout(self, request: Request[Any, Any, Any]) -> Response[str]:
+        refuse_cross_site(request)
         end_session(request)
         return Response("", status_code=303, headers={"Location": "/debug"})

@@ -44,6 +44,11 @@ def _body(code: str, message: str, trace_id: str | None, **extra: Any) -> dict[s
     return body
 
 
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """A 4xx answer's JSON body (for layers below the router that answer by themselves)."""
+    return _body(code, message, None, **extra)
+
+
 def checkout_error(_: Request[Any, Any, Any], exc: CheckoutError) -> Response[Any]:
     status, body, headers = checkout_error_answer(exc)
     return Response(body, status_code=status, headers=headers)

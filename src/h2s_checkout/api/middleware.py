@@ -1,4 +1,5 @@
-"""Per request: a fresh log context, one canonical log line, HTTP metrics, no-store on /api."""
+"""Per request: a fresh log context, one canonical log line, HTTP metrics, no-store on /api,
+and a NUL in the path, query or headers refused (api/request_screen.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from h2s_checkout.api.request_screen import send_refusal, target_refusal
 from h2s_checkout.logging import bind_log_fields, clear_request_context, get_logger
 from h2s_checkout.metrics import HTTP_IN_PROGRESS, HTTP_REQUESTS, HTTP_SECONDS
 from h2s_checkout.store.pool import database_budget
@@ -82,7 +84,8 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        if path in _QUIET_PATHS:
+        refusal = target_refusal(scope)
+        if path in _QUIET_PATHS and refusal is None:
             # Probes and scrapes: neither logged nor counted, as before.
             try:
                 await self.app(scope, receive, send_with_headers)
@@ -94,8 +97,11 @@ class RequestContextMiddleware:
         try:
             # One bound (H2S_DB_TIMEOUT_S) for all of a request's database work, so a silent
             # database answers 503 well before storefronts and balancers give up (30 s).
-            with database_budget():
-                await self.app(scope, receive, send_with_headers)
+            if refusal is not None:
+                await send_refusal(send_with_headers, refusal)
+            else:
+                with database_budget():
+                    await self.app(scope, receive, send_with_headers)
         finally:
             in_progress.dec()
             elapsed = time.perf_counter() - started

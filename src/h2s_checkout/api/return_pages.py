@@ -4,7 +4,8 @@ Server-rendered, escaped everywhere, phone-width, no script. What a page shows d
 what its URL holds, since anyone may open it. With the session id Stripe put in the
 success URL (only the payer's browser has it): the order id, its services, its total and
 its status. With an order id alone (guessable, and shared in emails and tickets): the
-order id and its status word, nothing more. Nothing about the customer, and no trace
+order id and its status word, nothing more. Every state of the checkout's machine has its
+word (api/customer_words.py). Nothing about the customer, and no trace
 internals, is ever shown. While a payment awaits confirmation (Stripe's webhook may come
 after the redirect) the page refreshes itself until it comes.
 """
@@ -12,7 +13,6 @@ after the redirect) the page refreshes itself until it comes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from html import escape
 from typing import Annotated
 from urllib.parse import urlencode
@@ -23,6 +23,7 @@ from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from litestar.params import QueryParameter
 
+from h2s_checkout.api.customer_words import Shown, on_cancel_page, on_success_page
 from h2s_checkout.domain.errors import DatabaseUnavailable
 from h2s_checkout.domain.keys import ORDER_ID_PATTERN
 from h2s_checkout.store import order_status
@@ -54,52 +55,12 @@ ul { margin: 0; padding-left: 1.1rem; }
          background: #e4e7ec; margin-bottom: 8px; }
 .status-paid { background: #d7f5dd; color: #12602a; }
 .status-waiting { background: #fff3cd; color: #7a5200; }
-.status-expired, .status-cancelled { background: #fde2e1; color: #8a1c14; }
+.status-expired, .status-cancelled, .status-payment_failed, .status-not_completed
+  { background: #fde2e1; color: #8a1c14; }
+.status-refund_pending, .status-refunded, .status-refund_delayed
+  { background: #e1ecfd; color: #1c3f8a; }
 .note { color: #3b4252; }
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Shown:
-    """How an order's status reads to the customer."""
-
-    key: str  # data-status, for styling and tests
-    title: str
-    label: str
-    message: str
-    settling: bool = False  # still moving: the page refreshes
-
-
-_SUCCESS = {
-    "paid": Shown("paid", "Thank you", "Paid", "Your payment is confirmed and your booking is in."),
-    "pending_payment": Shown(
-        "waiting",
-        "Almost done",
-        "Waiting for confirmation",
-        "We are waiting for your payment's confirmation. This page updates by itself.",
-        settling=True,
-    ),
-    "expired": Shown(
-        "expired", "Payment not completed", "Expired", "This payment expired; nothing was charged."
-    ),
-    "cancelled": Shown(
-        "cancelled",
-        "Booking cancelled",
-        "Cancelled",
-        "This booking was cancelled; nothing was charged.",
-    ),
-}
-_CANCEL = {
-    **_SUCCESS,
-    "paid": Shown("paid", "Already paid", "Paid", "This order is paid; your booking is in."),
-    "pending_payment": Shown(
-        "waiting",
-        "Payment not completed",
-        "Not paid",
-        "You left the payment page, and nothing was charged. To book, return to the shop "
-        "and check out again.",
-    ),
-}
 
 
 def _money(cents: int, currency: str) -> str:
@@ -194,13 +155,13 @@ class CustomerReturnController(Controller):
                     # An order id beside it must be the session's own.
                     if row is None or (order is not None and row["order_id"] != order):
                         return _not_found()
-                    shown = _SUCCESS[row["status"]]
+                    shown = on_success_page(row["state"])
                     body = _order_card(row["order_id"], shown, _details(row))
                 elif order is not None:
                     row = await order_status.status_by_order(conn, order)
                     if row is None:
                         return _not_found()
-                    shown = _SUCCESS[row["status"]]
+                    shown = on_success_page(row["state"])
                     body = _order_card(row["order_id"], shown)
                 else:
                     return _not_found()
@@ -224,5 +185,5 @@ class CustomerReturnController(Controller):
             return _unavailable(f"/checkout/cancel?{urlencode({'order_id': order})}")
         if row is None:
             return _not_found()
-        shown = _CANCEL[row["status"]]
+        shown = on_cancel_page(row["state"])
         return _page(shown.title, _order_card(row["order_id"], shown))

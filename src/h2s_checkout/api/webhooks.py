@@ -22,6 +22,8 @@ from h2s_checkout.metrics import WEBHOOK_EVENTS
 # What Stripe sends: "t=<unix time>,v1=<HMAC-SHA256 hex>[,v0=...]". Any other value can
 # never verify, so the pattern says no more than the signature check does.
 SIGNATURE_PATTERN = r"^t=[0-9]+(,v[0-9]+=[0-9a-f]+)+$"
+# Event payloads carry the whole session; larger than a checkout request.
+WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 
 StripeSignature = Annotated[
     str | None,
@@ -87,8 +89,7 @@ class StripeWebhookController(Controller):
         status_code=200,
         responses=error_responses(400, 503),
         operation_class=StripeEventOperation,
-        # Event payloads carry the whole session; larger than a checkout request.
-        request_max_body_size=1024 * 1024,
+        request_max_body_size=WEBHOOK_MAX_BODY_BYTES,
     )
     async def receive(
         self,

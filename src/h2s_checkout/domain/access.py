@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from h2s_checkout.domain.errors import InvalidRequest
+from h2s_checkout.domain.errors import InvalidRequest, KeyNameReserved
 
 KEY_PREFIX = "h2s_key_"
 _KEY_BYTES = 32
@@ -32,15 +32,27 @@ class Scope(StrEnum):
     READ = "read"  # timelines, checkout views, the portal, the debug page
     OPERATE = "operate"  # cancel and refund, event endpoints and redelivery, reconcile
     ADMIN = "admin"  # API keys themselves
+    # A storefront's own server calling POST /api/checkout for its customers: limited per
+    # key and per email instead of per client address (all its calls come from one).
+    CHECKOUT = "checkout"
 
 
 ALL_SCOPES = frozenset(Scope)
+_SCOPE_NAMES = ", ".join(Scope)
 
-# Actors that are not keys: the H2S_ADMIN_TOKEN, and the service's own background work.
+# Actors that are not keys: the H2S_ADMIN_TOKEN, the service's own background work, and a
+# shell's `h2s-checkout keys` (cli:<user>).
 BOOTSTRAP = "bootstrap"
 RECONCILER = "reconciler"
 WEBHOOK = "webhook"
+CLI_PREFIX = "cli:"
 RESERVED_NAMES = frozenset({BOOTSTRAP, RECONCILER, WEBHOOK})
+# A name is read in a trace beside "bootstrap" or "cli:ana": one that differs from a
+# built-in actor only in case or punctuation ("Bootstrap", "bootstrap.", "web-hook") or
+# starts as the shell's do ("cli", "cli.ana") would pass for it.
+_PUNCTUATION = re.compile(r"[^a-z0-9]")
+_RESERVED_SKELETONS = frozenset({*RESERVED_NAMES, "cli"})
+_LIKE_CLI = re.compile(r"^cli(?![a-z0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +101,25 @@ def key_name(raw: str) -> str:
         raise InvalidRequest(
             "name must be 1 to 64 letters, digits or . _ @ + -, starting with a letter or digit"
         )
-    if name.lower() in RESERVED_NAMES:
-        raise InvalidRequest(f"{name!r} is reserved for the service's own actors")
+    if reads_as_built_in_actor(name):
+        raise KeyNameReserved(
+            f"{name!r} would read as one of the service's own actors (bootstrap, reconciler, "
+            "webhook, cli:<user>) in traces; choose another name"
+        )
     return name
+
+
+def reads_as_built_in_actor(name: str) -> bool:
+    lowered = name.lower()
+    return (
+        _PUNCTUATION.sub("", lowered) in _RESERVED_SKELETONS or _LIKE_CLI.match(lowered) is not None
+    )
 
 
 def scopes_from(raw: list[str]) -> frozenset[Scope]:
     if not raw:
-        raise InvalidRequest("scopes must name at least one of read, operate, admin")
+        raise InvalidRequest(f"scopes must name at least one of {_SCOPE_NAMES}")
     try:
         return frozenset(Scope(s) for s in raw)
     except ValueError:
-        raise InvalidRequest("scopes must be among read, operate, admin") from None
+        raise InvalidRequest(f"scopes must be among {_SCOPE_NAMES}") from None

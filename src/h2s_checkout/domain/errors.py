@@ -85,6 +85,12 @@ class Forbidden(CheckoutError):
     status = 403
 
 
+class CrossSiteRequest(Forbidden):
+    """A browser form posted from another site (sign-in CSRF): refused whatever it holds."""
+
+    code = "cross_site_request"
+
+
 class RateLimited(CheckoutError):
     """Over a limit; nothing was written. Retry after ``retry_after_s``."""
 
@@ -101,6 +107,12 @@ class KeyNameTaken(CheckoutError):
 
     code = "key_name_taken"
     status = 409
+
+
+class KeyNameReserved(InvalidRequest):
+    """A key name that reads as one of the service's own actors in traces and logs."""
+
+    code = "key_name_reserved"
 
 
 class EndpointNotEnabled(CheckoutError):

@@ -18,6 +18,7 @@ import asyncpg
 import msgspec
 
 from h2s_checkout.domain import keys, return_urls
+from h2s_checkout.domain.access import Principal
 from h2s_checkout.domain.cart import (
     PricedCart,
     cart_fingerprint,
@@ -85,6 +86,9 @@ class CheckoutCommand:
     idempotency_key: str | None = None
     # The client's address as the API resolved it (X-Forwarded-For from trusted proxies).
     client_address: str | None = None
+    # The key with the checkout scope a storefront's server presented, if any: its limit
+    # replaces the address's (domain/limits.py).
+    caller: Principal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +314,7 @@ class CheckoutFlow:
                 {"order_id": plan.order_id, "job_id": str(plan.job_id)},
             ),
             limits=self._settings.limits.buckets(
-                command.client_address, normalize_email(command.customer.email)
+                command.client_address, normalize_email(command.customer.email), command.caller
             ),
         )
 

@@ -32,9 +32,8 @@ from h2s_checkout.store.traces import Step, record_steps, utcnow, write_transiti
 log = get_logger(__name__)
 
 CANCEL_KEY_SCOPE = "cancel"
-# The states a cancel answers without doing anything, and with which status: done (200)
-# or still on its way (202).
-_SETTLED = {"cancelled": 200, "refunded": 200, "refund_pending": 202}
+# The states a cancel answers without doing anything: done, or a refund on its way.
+_SETTLED = frozenset({"cancelled", "refunded", "refund_pending"})
 
 
 class NotCancellable(CheckoutError):
@@ -56,7 +55,7 @@ class CancelCommand:
 
 @dataclass(frozen=True, slots=True)
 class CancelResult:
-    status: int  # 200 done, 202 a refund on its way
+    status: int  # 202 while a refund is on its way, else 200
     view: dict[str, Any]
     replayed: bool = False
 
@@ -100,9 +99,10 @@ class OrderCancellation:
             actor=command.actor,
             replayed=replayed,
         )
-        # The request that started a refund answers 202 (accepted) even if the provider
-        # settled it at once: the body says where it stands. Later ones answer by state.
-        status = 202 if decision.refund is not None else _SETTLED.get(view["state"], 200)
+        # The status says what the body says: 202 only while the refund is on its way. A
+        # refund the provider settled within this request is done (200, refunded), as is
+        # one it refused at once (200, refund_failed: a later cancel tries again).
+        status = 202 if view["state"] == "refund_pending" else 200
         return CancelResult(status, view, replayed)
 
     async def _decide(self, command: CancelCommand) -> tuple[_Decision, bool]:

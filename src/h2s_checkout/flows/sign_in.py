@@ -1,10 +1,11 @@
-"""Sign-in on the debug page: the key checked, failed attempts limited per client address.
+"""Sign-in on the debug page: the key checked, failed attempts limited per client address
+and per key hint tried (domain/limits.py sign_in_bucket says why).
 
 Failures are counted in PostgreSQL (h2s_rate_counters, 15-minute windows), so the limit
 holds across replicas. An attempt is counted before the key is checked and given back if
 the key was right: concurrent guesses on several replicas cannot get past the limit
-between a check and a count. Once an address has used up its window, even a right key is
-refused until the window ends: a guess made then is never tried.
+between a check and a count. Once a bucket has used up its window, even a right key in it
+is refused until the window ends: a guess made then is never tried.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class SignInGate:
 
     async def sign_in(self, presented: str, client_address: str | None) -> Principal | None:
         """The principal for the key typed in, or None if it is wrong; RateLimited (429)
-        when this address has failed too often in the current window."""
+        when this address has failed too often with this key (or token) in the window."""
         presented = presented.strip()
-        bucket = sign_in_bucket(client_address or "unknown")
+        bucket = sign_in_bucket(client_address or "unknown", presented)
         now = self._clock()
         start = window_start(now, SIGN_IN_WINDOW)
         if self._max_failures:
@@ -61,7 +62,8 @@ class SignInGate:
                 retry_after = max(1, math.ceil((start + SIGN_IN_WINDOW - now).total_seconds()))
                 log.warning("sign_in.rate_limited", bucket=bucket, retry_after_s=retry_after)
                 raise RateLimited(
-                    f"too many failed sign-ins from this address; retry after {retry_after} s",
+                    f"too many failed sign-ins with this key from this address; retry after "
+                    f"{retry_after} s",
                     retry_after_s=retry_after,
                 )
         principal = await self._ring.from_key(presented) if presented else None

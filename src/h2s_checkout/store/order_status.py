@@ -1,4 +1,7 @@
-"""SQL for the customer's return pages: an order's status, by its Stripe session or its id."""
+"""SQL for the customer's return pages: an order's state, by its Stripe session or its id.
+
+What a page says comes from the checkout's state: the machine's states are the ones that
+every page has words for (api/customer_words.py), where the order's status has fewer."""
 
 from __future__ import annotations
 
@@ -7,16 +10,18 @@ import asyncpg
 # By the session id Stripe put in the success URL: only the payer has it, so the order's
 # services and total may be shown. Nothing about the customer is read.
 _BY_SESSION = """
-select order_id, status, items, total_cents, currency
-from h2s_orders
-where session_id = $1
+select o.order_id, c.state, o.items, o.total_cents, o.currency
+from h2s_orders o
+join h2s_checkouts c on c.checkout_id = o.checkout_id
+where o.session_id = $1
 """
 
 # By an order id alone (guessable, shared in emails and tickets): its status and no more.
 _STATUS_BY_ORDER = """
-select order_id, status
-from h2s_orders
-where order_id = $1
+select o.order_id, c.state
+from h2s_orders o
+join h2s_checkouts c on c.checkout_id = o.checkout_id
+where o.order_id = $1
 """
 
 
