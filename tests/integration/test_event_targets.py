@@ -128,6 +128,7 @@ async def test_a_loose_literal_from_an_old_row_is_never_sent(client, db, setting
         deliverer = EventDeliverer(
             settings.database_url or "",
             DeliverySettings(allow_private=settings.events_allow_private),
+            listen_dsn=settings.database_url,
             clock=client.app.state.event_deliverer.clock,
         )
         try:
