@@ -31,7 +31,7 @@ from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pooler import PoolerMismatch, check_database
 
 if TYPE_CHECKING:
-    from h2s_checkout.payments.emulator.server import EmulatorServer
+    from stripe_checkout_emulator.server import EmulatorServer
 
 log = get_logger(__name__)
 
@@ -227,9 +227,9 @@ def start_embedded_emulator(settings: Settings) -> EmbeddedEmulator:
 
 
 def _run_emulator(settings: Settings, lock_fd: int) -> EmbeddedEmulator:
-    from h2s_checkout.payments.emulator.access import new_admin_token
-    from h2s_checkout.payments.emulator.server import EmulatorServer
-    from h2s_checkout.payments.emulator.statefile import StateFileError
+    from stripe_checkout_emulator.access import new_admin_token
+    from stripe_checkout_emulator.server import EmulatorServer
+    from stripe_checkout_emulator.statefile import StateFileError
 
     secret = _webhook_secret(settings)
     admin_token = _kept_secret(settings.data_dir / EMULATOR_ADMIN_TOKEN_FILE, new_admin_token)

@@ -9,8 +9,9 @@ import time
 import httpx
 import pytest
 
+from emulator_sdk import pay_form
 from h2s_checkout.smoke import embedded_stack
-from support import ADMIN_TOKEN, checkout_body, pay_form, signed, stripe_event
+from support import ADMIN_TOKEN, checkout_body, signed, stripe_event
 
 pytestmark = pytest.mark.slow
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

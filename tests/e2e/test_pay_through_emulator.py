@@ -8,8 +8,9 @@ import time
 import httpx
 import pytest
 
+from emulator_sdk import pay_form
 from h2s_checkout.smoke import embedded_stack
-from support import checkout_body, pay_form
+from support import checkout_body
 
 pytestmark = pytest.mark.slow
 

@@ -129,7 +129,7 @@ class Database:
 
 
 class EmulatorProcess:
-    """`python -m h2s_checkout.payments.emulator` on a free port, as a separate process,
+    """`python -m stripe_checkout_emulator` on a free port, as a separate process,
     driven through its admin API with the admin token made here."""
 
     def __init__(self, log_dir: Path, latency_ms: float = 0.0) -> None:
@@ -153,7 +153,7 @@ class EmulatorProcess:
                 [
                     sys.executable,
                     "-m",
-                    "h2s_checkout.payments.emulator",
+                    "stripe_checkout_emulator",
                     "--host",
                     "127.0.0.1",
                     "--port",

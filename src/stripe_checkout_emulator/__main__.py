@@ -1,8 +1,8 @@
 """Command line of the Stripe emulator.
 
-    python -m h2s_checkout.payments.emulator [serve] [--port 12111 ...]
-    python -m h2s_checkout.payments.emulator send-event --emulator URL --type TYPE --session ID
-    python -m h2s_checkout.payments.emulator redeliver --emulator URL EVENT_ID
+    python -m stripe_checkout_emulator [serve] [--port 12111 ...]
+    python -m stripe_checkout_emulator send-event --emulator URL --type TYPE --session ID
+    python -m stripe_checkout_emulator redeliver --emulator URL EVENT_ID
 
 `serve` (the default) runs the emulator in this process until interrupted; the
 other commands drive a running one through its admin API, which needs the admin token
@@ -28,7 +28,7 @@ from .events import ADMIN_TOKEN_ENV, SESSION_EVENT_TYPES, WEBHOOK_SECRET_ENV, WE
 # The serving modules (the SDK, aiohttp) load only for `serve`: the commands
 # that drive a running emulator start quickly.
 
-PROG = "python -m h2s_checkout.payments.emulator"
+PROG = "python -m stripe_checkout_emulator"
 DEFAULT_EMULATOR = "http://127.0.0.1:12111"
 COMMANDS = ("serve", "send-event", "redeliver")
 
@@ -101,9 +101,8 @@ def _serve_main(argv: list[str]) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from h2s_checkout.gc_pauses import freeze_survivors_of_full_collections
-
     from .app import EmulatorApp
+    from .gc_pauses import freeze_survivors_of_full_collections
     from .httpserver import HTTPServer
     from .state import EmulatorState
     from .webhooks import RetryPolicy
