@@ -57,5 +57,6 @@ docs:
     {{python}} -m h2s_checkout.diagram docs
 
 # Benchmark the service against its ceilings; writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N)
+# (the harness does not ship in the wheel: it runs from src/ here)
 bench *args:
-    {{python}} -m h2s_checkout.bench {{args}}
+    PYTHONPATH="{{justfile_directory()}}/src${PYTHONPATH:+:$PYTHONPATH}" {{python}} -m h2s_bench {{args}}

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from h2s_checkout.bench import prefill
+from h2s_bench import prefill
 from h2s_checkout.flows.doctor import run_checks
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import Settings

@@ -493,5 +493,5 @@ async def _run(conn: asyncpg.Connection, what: str, sql: str, *args: object) -> 
         first_line = (str(exc).splitlines() or [""])[0].rstrip(".")
         raise PrefillError(
             f"prefill of {what} failed ({type(exc).__name__}: {first_line}); if the schema "
-            "changed, adapt its statement in src/h2s_checkout/bench/prefill.py"
+            "changed, adapt its statement in src/h2s_bench/prefill.py"
         ) from exc

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from h2s_checkout.bench import load, prefill
-from h2s_checkout.bench.compare import Side
-from h2s_checkout.bench.load import Outcome, Req
-from h2s_checkout.bench.stack import BENCH_ADMIN_TOKEN, CpuSplit, ServerProcess
+from h2s_bench import load, prefill
+from h2s_bench.compare import Side
+from h2s_bench.load import Outcome, Req
+from h2s_bench.session import Session
+from h2s_bench.stack import BENCH_ADMIN_TOKEN, CpuSplit, ServerProcess
 from h2s_checkout.flows.doctor import DATABASE_CONCURRENCY, DoctorOptions, run_checks
 from h2s_checkout.services import open_services
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
@@ -37,8 +38,6 @@ from h2s_checkout.store.pool import create_pool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-
-    from h2s_checkout.bench.run import _Bench
 
 ADMIN = {"Authorization": f"Bearer {BENCH_ADMIN_TOKEN}"}
 REPEATS = 3
@@ -156,7 +155,7 @@ READS = (
 )
 
 
-def run_growth(bench: _Bench) -> Growth:
+def run_growth(bench: Session) -> Growth:
     growth = Growth(bench.config.prefill)
     growth.before = measure(bench, "before")
     bench.settle("the prefill")
@@ -174,7 +173,7 @@ def run_growth(bench: _Bench) -> Growth:
     return growth
 
 
-def run_paired(bench: _Bench) -> Paired:
+def run_paired(bench: Session) -> Paired:
     """New checkouts and replays on the prefilled database (``bench.servers[0]``) and on a
     new, unfilled one, served side by side and alternated (see `Paired`)."""
     config = bench.config
@@ -225,7 +224,7 @@ def run_paired(bench: _Bench) -> Paired:
     return paired
 
 
-def measure(bench: _Bench, side: str) -> Reads:
+def measure(bench: Session, side: str) -> Reads:
     config = bench.config
     reads = Reads()
     tag = f"grow-{side}"
@@ -349,7 +348,7 @@ async def _doctor(dsn: str) -> tuple[list[float], dict[str, int | None]]:
     return times, found
 
 
-def _doctor_command(bench: _Bench) -> tuple[float, int]:
+def _doctor_command(bench: Session) -> tuple[float, int]:
     """`h2s-checkout doctor` as an operator runs it (interpreter start-up included), with
     no payment provider configured."""
     env = {

@@ -1,4 +1,4 @@
-"""`python -m h2s_checkout.bench.events`: what outbound events cost a new checkout.
+"""`python -m h2s_bench.events`: what outbound events cost a new checkout.
 
 One server process (granian, one worker) on real PostgreSQL and the emulator, new
 checkouts from 16 clients, in three phases, twice each in turn:
@@ -35,8 +35,8 @@ import asyncpg
 import httpx
 from aiohttp import web
 
-from h2s_checkout.bench import dbstats, load
-from h2s_checkout.bench.stack import (
+from h2s_bench import dbstats, load
+from h2s_bench.stack import (
     BENCH_ADMIN_TOKEN,
     Database,
     EmulatorProcess,
@@ -312,7 +312,7 @@ def table(phases: list[Phase]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m h2s_checkout.bench.events")
+    parser = argparse.ArgumentParser(prog="python -m h2s_bench.events")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per phase")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)

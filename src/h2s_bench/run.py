@@ -1,4 +1,9 @@
-"""The benchmark run: start the stack, run each workload in turn, collect the figures."""
+"""The benchmark run: start the stack, run each workload in turn, collect the figures.
+
+The main run's workloads are methods of `MainRun`, a `Session` (session.py) with its
+results; `--against REV` and `--prefill N` are phases of their own (compare.py,
+growth.py) that it calls with itself as their session.
+"""
 
 from __future__ import annotations
 
@@ -11,92 +16,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
 
-from h2s_checkout.bench import against, ceiling, compare, dbstats, growth, load, profile
-from h2s_checkout.bench.stack import (
-    CpuMeter,
-    CpuSplit,
-    Database,
-    EmulatorProcess,
-    RssSampler,
-    ServerProcess,
-    pooled_cpu,
-)
+from h2s_bench import against, ceiling, compare, dbstats, growth, load, profile
+from h2s_bench.session import BenchConfig, Session, say
+from h2s_bench.stack import CpuSplit, pooled_cpu
 from h2s_checkout.logging import configure_logging
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.migrate import apply_migrations
-
-T = TypeVar("T")
-
-
-@dataclass
-class BenchConfig:
-    """How long and how hard; ``quick()`` is the few-seconds variant the test runs."""
-
-    out_dir: Path
-    database_url: str | None = None
-    durable: bool = True
-    quick: bool = False
-    duration_s: float = 6.0  # each throughput workload
-    slow_duration_s: float = 8.0  # the Stripe-latency workloads
-    # Their first second is a warm-up: its answers count in the rate, not in the latencies.
-    slow_warm_s: float = 1.0
-    ceiling_duration_s: float = 5.0
-    warmup_s: float = 2.0
-    clients_fast: tuple[int, ...] = (1, 16, 64)
-    clients_slow: tuple[int, ...] = (64, 256)
-    stripe_latency_ms: float = 300.0
-    replay_clients: int = 64
-    scaling_clients: int = 64
-    round_trip_checkouts: int = 400
-    issue3_carts: int = 100
-    issue3_copies: int = 10
-    issue3_servers: int = 3
-    issue3_in_flight: int = 100
-    profile_s: float = 6.0
-    run_profile: bool = True
-    # Before each workload, wait up to quiet_wait_s (and quiet_budget_s over the whole run)
-    # for other processes to use at most quiet_cores.
-    quiet_wait_s: float = 30.0
-    quiet_budget_s: float = 120.0
-    quiet_cores: float = 0.25
-    max_requests: int = 200_000  # per workload: every loop is bounded in count and in time
-    # --against REV: REV served beside this code, blocks alternated ABBA (2 rounds).
-    against: str | None = None
-    against_python: Path | None = None  # an interpreter with REV installed: no venv built
-    compare_rounds: int = 2  # pairs of blocks (each side once per pair)
-    # --prefill N: the figures before and after N finished checkouts are written.
-    prefill: int = 0
-    growth_clients: int = 4  # the portal and timeline reads
-    growth_samples: int = 2000  # rows those reads ask for
-
-    @classmethod
-    def quick_config(cls, out_dir: Path, database_url: str | None = None) -> BenchConfig:
-        return cls(
-            out_dir=out_dir,
-            database_url=database_url,
-            durable=False,
-            quick=True,
-            duration_s=0.6,
-            slow_duration_s=1.0,
-            slow_warm_s=0.2,
-            ceiling_duration_s=0.5,
-            warmup_s=0.3,
-            round_trip_checkouts=30,
-            issue3_carts=10,
-            issue3_copies=10,
-            profile_s=1.0,
-            max_requests=5_000,
-            quiet_wait_s=0.0,
-        )
 
 
 @dataclass
@@ -120,10 +52,6 @@ class Results:
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' if count != 1 else ''}"
-
-
-def _say(text: str) -> None:
-    print(f"[bench] {text}", flush=True)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -170,7 +98,10 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-class _Bench:
+class MainRun(Session):
+    """The session of the whole run, with the main run's own workloads and their results
+    (the phases it calls take it as their `Session`)."""
+
     def __init__(
         self,
         config: BenchConfig,
@@ -178,63 +109,10 @@ class _Bench:
         runner: asyncio.Runner,
         installed: against.Installed | None = None,
     ) -> None:
-        self.config = config
-        self.work = work
-        self.runner = runner
-        self.installed = installed
+        super().__init__(config, work, runner, installed)
         self.results = Results(config)
-        self.run_id = uuid.uuid4().hex[:8]
-        self.db = Database(config.database_url, work / "pg", durable=config.durable)
-        self.emulator = EmulatorProcess(work)
-        self.rss = RssSampler()
-        self.servers: list[ServerProcess] = []
-        self.skus: list[str] = []
-        self.quiet_budget_s = config.quiet_budget_s
-        self.waited_s = 0.0
         self.statements_counted = False
-        self.others: list[tuple[str, float]] = []  # (workload, cores other processes used)
         self.ceiling_settings: Settings | None = None  # set by record_ceiling
-
-    def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.runner.run(coro)
-
-    # -- processes ------------------------------------------------------------------------
-
-    def start_servers(self, count: int, workers: int, label: str) -> list[ServerProcess]:
-        started = []
-        for _ in range(count):  # one at a time: each applies the migrations on start
-            server = ServerProcess(self.db.dsn, self.emulator.url, self.work, workers=workers)
-            self.servers.append(server)
-            server.start()
-            self.rss.watch(server.worker_pids(), label)
-            started.append(server)
-        return started
-
-    def stop_servers(self) -> None:
-        for server in self.servers:
-            server.stop()
-        self.servers = []
-
-    def say(self, text: str) -> None:
-        _say(text)
-
-    def current_versions(self) -> dict[str, str]:
-        return against.package_versions(sys.executable)
-
-    def meter(
-        self, server: ServerProcess | None = None, idle: Sequence[ServerProcess] = ()
-    ) -> CpuMeter:
-        """CPU per process group; ``server`` alone as "server" when given (the others that
-        are up but get no load: ``idle``)."""
-        serving = [server] if server is not None else self.servers
-        groups: dict[str, list[int]] = {"server": [s.pid for s in serving]}
-        if idle:
-            groups["idle server"] = [s.pid for s in idle]
-        if self.db.postmaster_pid is not None:
-            groups["postgres"] = [self.db.postmaster_pid]
-        groups["emulator"] = [self.emulator.pid]
-        groups["generator"] = [os.getpid()]
-        return CpuMeter(groups, solo=("generator",), autovacuum_of=self.db.postmaster_pid)
 
     # -- workloads ------------------------------------------------------------------------
 
@@ -269,45 +147,6 @@ class _Bench:
         self.results.workloads[key] = outcome
         self.results.cpu[key] = cpu
         return outcome
-
-    def run_workload(
-        self,
-        name: str,
-        make: Callable[[int], load.Req],
-        *,
-        clients: int,
-        duration_s: float,
-        urls: Sequence[str] | None = None,
-        server: ServerProcess | None = None,
-        idle: Sequence[ServerProcess] = (),
-        expect: int = 201,
-        keep_bodies: int = 0,
-        max_requests: int | None = None,
-        settle: bool = True,
-        warm_s: float = 0.0,
-    ) -> tuple[load.Outcome, CpuSplit]:
-        """A closed loop against ``server`` (default: the first one up, or ``urls``),
-        metered; waits for a quiet machine first unless ``settle`` is False."""
-        urls = urls or [(server or self.servers[0]).url]
-        if settle:
-            self.settle(name)
-        with self.meter(server, idle) as meter:
-            outcome = self.run_async(
-                load.closed_loop(
-                    name,
-                    urls,
-                    make,
-                    clients=clients,
-                    duration_s=duration_s,
-                    max_requests=max_requests or self.config.max_requests,
-                    expect_status=expect,
-                    keep_bodies=keep_bodies,
-                    warm_s=warm_s,
-                )
-            )
-        _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
-        self.others.append((name, meter.result.cores.get("other", 0.0)))
-        return outcome, meter.result
 
     def ceiling_b_and_replays(self, dsn: str, stored: Sequence[bytes]) -> None:
         """Ceiling B and the replays in blocks B, R, R, B, each side pooled (answers over
@@ -349,7 +188,7 @@ class _Bench:
             after = self.run_async(dbstats.snapshot(dsn))
             answered = sum(outcome.ok for outcome, _ in replays)
             self.results.replay_round_trips = dbstats.delta(before, after, answered)
-            _say(f"per replay: {self.results.replay_round_trips.round_trips:.2f} round trips")
+            say(f"per replay: {self.results.replay_round_trips.round_trips:.2f} round trips")
         ceiling_b()
         self.keep_pooled("healthz@64", healthz_name, healthz)
         self.keep_pooled(f"replay@{config.replay_clients}", replay_name, replays)
@@ -378,7 +217,7 @@ class _Bench:
         recordings = self.run_async(ceiling.record_checkouts(self.ceiling_settings, bodies, emails))
         compiled = ceiling.compile_recordings(recordings[0], recordings[1])
         self.results.recorded = compiled
-        _say(
+        say(
             f"recorded one checkout: {compiled.statements} statements, "
             f"{compiled.transactions} transactions, {compiled.acquires} pool acquires, "
             f"{compiled.stripe_calls} Stripe call(s); db-made values {compiled.learned}; "
@@ -407,7 +246,7 @@ class _Bench:
             )
         )
         self.others.append((outcome.name, meter.result.cores.get("other", 0.0)))
-        _say(f"{outcome.summary()} | cores: {meter.result.describe()}")
+        say(f"{outcome.summary()} | cores: {meter.result.describe()}")
         return outcome, meter.result
 
     def new_checkouts_and_ceiling_a(self) -> list[bytes]:
@@ -467,7 +306,7 @@ class _Bench:
         after = self.run_async(dbstats.snapshot(self.db.dsn))
         trips = dbstats.delta(before, after, outcome.ok)
         self.results.round_trips = trips
-        _say(
+        say(
             f"per checkout: {trips.statements:.2f} top-level statements (BEGIN "
             f"{trips.begins:.2f}, COMMIT {trips.commits:.2f}, pool resets "
             f"{trips.pool_resets:.2f}) = {trips.round_trips:.2f} round trips; "
@@ -480,7 +319,7 @@ class _Bench:
             return
         if profile.py_spy() is None:
             self.results.notes.append("profile skipped: py-spy not installed (pip install py-spy)")
-            _say("py-spy not installed: no profile")
+            say("py-spy not installed: no profile")
             return
         worker = self.servers[0].worker_pids()[0]
         raw = self.work / "profile.raw"
@@ -505,10 +344,10 @@ class _Bench:
         if spy.returncode != 0 or not raw.exists():
             message = err.decode(errors="replace").strip()[-300:]
             self.results.notes.append(f"profile failed: {message}")
-            _say(f"py-spy failed: {message}")
+            say(f"py-spy failed: {message}")
             return
         self.results.profile = profile.summarize(raw)
-        _say(f"profile: {self.results.profile.samples} samples of worker {worker}")
+        say(f"profile: {self.results.profile.samples} samples of worker {worker}")
 
     def storm(self) -> None:
         config = self.config
@@ -532,36 +371,12 @@ class _Bench:
             dbstats.count_trace_steps(self.db.dsn, f"{tag}-%", "checkout.resumed")
         )
         self.results.storm = result
-        _say(
+        say(
             f"issue 3: {config.issue3_carts} carts x {config.issue3_copies} over "
             f"{len(urls)} servers: {orders} orders in the database, "
             f"{len(result.order_ids)} order ids answered, 409s {result.conflicts_409}, "
             f"statuses {dict(result.statuses)}"
         )
-
-    def settle(self, label: str) -> None:
-        """Other processes on a 2-core machine skew every figure: before each workload,
-        wait (bounded per workload and in total) until they use little CPU."""
-        config = self.config
-        limit = min(config.quiet_wait_s, self.quiet_budget_s)
-        if limit <= 0:
-            return
-        started: float | None = None  # when the first busy sample was seen
-        while True:
-            with self.meter() as meter:
-                time.sleep(0.5)
-            other = meter.result.cores.get("other", 0.0)
-            if other <= config.quiet_cores:
-                break
-            if started is None:
-                started = time.monotonic()
-                _say(f"other work on the machine uses {other:.2f} cores; waiting before {label}")
-            elif time.monotonic() - started >= limit:
-                break
-        if started is not None:
-            waited = time.monotonic() - started
-            self.quiet_budget_s -= waited
-            self.waited_s += waited
 
     def busy_note(self) -> None:
         if self.waited_s >= 1:
@@ -608,17 +423,17 @@ class _Bench:
 
     def go(self) -> Results:
         config = self.config
-        _say(f"run {self.run_id} in {self.work} ({'quick' if config.quick else 'full'})")
+        say(f"run {self.run_id} in {self.work} ({'quick' if config.quick else 'full'})")
         dsn = self.db.start()
         apply_migrations(dsn)
         problem = self.run_async(dbstats.ensure_extension(dsn))
         self.statements_counted = problem is None
         if problem:
             self.results.notes.append(f"round trips not counted: {problem}")
-            _say(f"round trips not counted: {problem}")
+            say(f"round trips not counted: {problem}")
         self.emulator.start()
         self.environment()
-        _say(f"postgres {self.results.env['postgres']}; emulator {self.emulator.url}")
+        say(f"postgres {self.results.env['postgres']}; emulator {self.emulator.url}")
         self.start_servers(1, 1, "1 worker")
         catalog = httpx.get(f"{self.servers[0].url}/api/catalog", timeout=10).json()
         self.skus = [item["sku"] for item in catalog["items"]]
@@ -652,7 +467,9 @@ class _Bench:
         self.emulator.set_latency(0)
         self.emulator.reset()
         if self.installed is not None:
-            self.results.comparison = compare.run_comparison(self, self.installed)
+            self.results.comparison = compare.run_comparison(
+                self, self.installed, self.results.env.get("revision", "this code")
+            )
         self.stop_servers()
 
         self.start_servers(1, 2, "2 workers")
@@ -712,7 +529,7 @@ def run_bench(config: BenchConfig, *, keep_workdir: Path | None = None) -> Resul
         if config.against:
             # Before anything is measured: a revision that cannot be installed stops the
             # run at once, and the install's CPU overlaps no workload.
-            _say(f"installing {config.against} beside this code …")
+            say(f"installing {config.against} beside this code …")
             installed = stack.enter_context(
                 against.installed(
                     config.against,
@@ -721,13 +538,13 @@ def run_bench(config: BenchConfig, *, keep_workdir: Path | None = None) -> Resul
                     keep=keep_workdir is not None,
                 )
             )
-            _say(
+            say(
                 f"{installed.short} ({installed.sha}) in {installed.worktree}, "
                 f"{'venv reused' if installed.reused_venv else 'venv built'} "
                 f"in {installed.install_s:.0f} s: {installed.python}"
             )
         runner = stack.enter_context(asyncio.Runner(loop_factory=_loop_factory()))
-        bench = _Bench(config, work, runner, installed)
+        bench = MainRun(config, work, runner, installed)
         try:
             with bench.rss:
                 return bench.go()

@@ -1,4 +1,4 @@
-"""`python -m h2s_checkout.bench [--quick] [--out DIR] [--against REV] [--prefill N]`:
+"""`python -m h2s_bench [--quick] [--out DIR] [--against REV] [--prefill N]`:
 run, print and write the figures."""
 
 from __future__ import annotations
@@ -8,13 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-from h2s_checkout.bench import figures, report
-from h2s_checkout.bench.run import BenchConfig, run_bench
+from h2s_bench import figures, report
+from h2s_bench.run import run_bench
+from h2s_bench.session import BenchConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m h2s_checkout.bench",
+        prog="python -m h2s_bench",
         description="Benchmark the service under load against its ceilings; writes "
         "benchmarks.md, benchmarks.json and benchmarks.png into --out.",
     )

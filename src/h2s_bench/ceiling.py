@@ -34,9 +34,9 @@ import asyncpg
 import msgspec
 import psutil
 
+from h2s_bench.load import Outcome
 from h2s_checkout.api.checkout import to_command
 from h2s_checkout.api.schemas import CheckoutRequest
-from h2s_checkout.bench.load import Outcome
 from h2s_checkout.domain import keys
 from h2s_checkout.domain.cart import cart_fingerprint, normalize_address, normalize_email
 from h2s_checkout.domain.limits import email_bucket

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from h2s_checkout.bench import dbstats, load
-from h2s_checkout.bench.against import Installed
-from h2s_checkout.bench.load import Outcome
-from h2s_checkout.bench.stack import CpuSplit, ServerProcess, pooled_cpu
-
-if TYPE_CHECKING:
-    from h2s_checkout.bench.run import _Bench
+from h2s_bench import dbstats, load
+from h2s_bench.against import Installed
+from h2s_bench.load import Outcome
+from h2s_bench.session import Session
+from h2s_bench.stack import CpuSplit, ServerProcess, pooled_cpu
 
 CURRENT = "current"
 AGAINST = "against"
@@ -122,8 +119,9 @@ def block_order(rounds: int) -> list[str]:
     return order
 
 
-def run_comparison(bench: _Bench, inst: Installed) -> Comparison:
-    """Serve REV beside the current server (``bench.servers[0]``) and run the blocks."""
+def run_comparison(bench: Session, inst: Installed, current_label: str) -> Comparison:
+    """Serve REV beside the current server (``bench.servers[0]``) and run the blocks; the
+    current side is labelled ``current_label`` (its revision)."""
     config = bench.config
     current = bench.servers[0]
     name = f"h2s_against_{inst.sha[:12]}"
@@ -136,7 +134,7 @@ def run_comparison(bench: _Bench, inst: Installed) -> Comparison:
         inst.install_s,
         {CURRENT: bench.current_versions(), AGAINST: inst.versions},
         workloads(config.stripe_latency_ms),
-        {CURRENT: Side(bench.results.env.get("revision", "this code")), AGAINST: Side(inst.short)},
+        {CURRENT: Side(current_label), AGAINST: Side(inst.short)},
     )
     problem = bench.run_async(dbstats.ensure_extension(dsn))
     if problem:
@@ -192,7 +190,7 @@ def run_comparison(bench: _Bench, inst: Installed) -> Comparison:
 
 
 def _block(
-    bench: _Bench,
+    bench: Session,
     comparison: Comparison,
     side_name: str,
     server: ServerProcess,

@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from h2s_checkout.bench import compare, profile
-from h2s_checkout.bench.growth import FILLED, UNFILLED, Growth, Paired, Reads
-from h2s_checkout.bench.run import Results
+from h2s_bench import compare, profile
+from h2s_bench.growth import FILLED, UNFILLED, Growth, Paired, Reads
+from h2s_bench.run import Results
 
 
 def _num(value: float | None, digits: int = 3) -> float | None:

@@ -107,6 +107,7 @@ def package_versions(python: Path | str) -> dict[str, str]:
             capture_output=True,
             text=True,
             timeout=60,
+            env=clean_env(),
             check=True,
         ).stdout
         return dict(json.loads(out))
@@ -128,7 +129,11 @@ def cached_venv(sha: str, source: Path, log: Path, cache: Path | None = None) ->
             [sys.executable, "-m", "venv", str(root / "venv")],
             [str(python), "-m", "pip", "install", "--quiet", "--no-input", str(source)],
         ):
-            done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+            # clean_env: a PYTHONPATH naming this tree's src/ (`just bench` runs from it)
+            # would make pip take this code for REV's, already installed.
+            done = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=clean_env(), check=False
+            )
             if done.returncode != 0:
                 raise AgainstError(
                     f"{' '.join(cmd[:4])}… failed (exit {done.returncode}); see {log}"
