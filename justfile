@@ -23,7 +23,7 @@ smoke *args:
 
 # Fuzz the API with schemathesis against a throwaway stack on a temporary data dir (extra args go to `st run`)
 fuzz *args:
-    {{python}} -m h2s_checkout.fuzz --config-file {{justfile_directory()}}/schemathesis.toml {{args}}
+    {{python}} -m h2s_checkout.cli.fuzz --config-file {{justfile_directory()}}/schemathesis.toml {{args}}
 
 # Apply db/migrations to DATABASE_URL (or the embedded database) and refresh db/schema.sql
 migrate:
@@ -54,7 +54,7 @@ typecheck:
 
 # Regenerate the state diagram in docs/ from the state machine class
 docs:
-    {{python}} -m h2s_checkout.diagram docs
+    {{python}} -m h2s_checkout.cli.diagram docs
 
 # Benchmark the service against its ceilings; writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N)
 # (the harness does not ship in the wheel: it runs from src/ here)

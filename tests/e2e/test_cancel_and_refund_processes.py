@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from emulator_sdk import pay_form
-from h2s_checkout.smoke import embedded_stack
+from h2s_checkout.cli.smoke import embedded_stack
 from support import ADMIN_TOKEN, checkout_body, signed, stripe_event
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from emulator_sdk import pay_form
-from h2s_checkout.smoke import embedded_stack
+from h2s_checkout.cli.smoke import embedded_stack
 from support import checkout_body
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from h2s_checkout.smoke import embedded_stack
+from h2s_checkout.cli.smoke import embedded_stack
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from h2s_checkout import trace_view
+from h2s_checkout.cli import trace as trace_view
 from h2s_checkout.domain.machine import CheckoutMachine
 from support import checkout_body
 

@@ -1,6 +1,6 @@
 """`just fuzz`: schemathesis against a throwaway embedded stack, never a live one.
 
-    python -m h2s_checkout.fuzz [--config-file schemathesis.toml] [st run options...]
+    python -m h2s_checkout.cli.fuzz [--config-file schemathesis.toml] [st run options...]
 
 The fuzzer does what the schema allows with the token it is given: with a live stack's
 bootstrap token it revoked every API key and subscribed endpoints by the dozen. So this
@@ -123,7 +123,7 @@ def run(config_file: Path, st_args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m h2s_checkout.fuzz",
+        prog="python -m h2s_checkout.cli.fuzz",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument(

@@ -1,7 +1,9 @@
-"""The state diagram, drawn by python-statemachine from CheckoutMachine itself.
+"""`just docs`: the state diagram, drawn by python-statemachine from CheckoutMachine itself.
 
-`just docs` writes docs/state-diagram.{md,dot,svg}; a test fails when they differ from
-what the class draws today, so the picture cannot drift from the code.
+`python -m h2s_checkout.cli.diagram [DIR]` writes docs/state-diagram.{md,dot,svg}; a test
+fails when they differ from what the class draws today, so the picture cannot drift from
+the code. A development command (it needs pydot, from the dev extra), not one of
+`h2s-checkout`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from statemachine.contrib.diagram import DotGraphMachine, MermaidGraphMachine
 
 from h2s_checkout.domain.machine import CheckoutMachine
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def mermaid_document() -> str:
