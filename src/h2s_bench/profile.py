@@ -64,6 +64,10 @@ def start(pid: int, duration_s: float, out: Path, rate: int = 200) -> subprocess
     )
 
 
+# The command that started the worker: at the bottom of every stack, never where time goes.
+_ENTRY = ("h2s_checkout.__main__", "h2s_checkout.cli")
+
+
 def _short_file(path: str) -> str:
     """py-spy prints paths relative to sys.path already; absolute ones are cut too."""
     path = _SITE.sub("", path)
@@ -95,7 +99,7 @@ def _category(packages: list[str]) -> str:
             return _CATEGORIES["stripe"]
         if pkg in _CATEGORIES:
             return _CATEGORIES[pkg]
-        if pkg.startswith("h2s_checkout") and pkg != "h2s_checkout.__main__":
+        if pkg.startswith("h2s_checkout") and pkg not in _ENTRY:
             return _SERVICE
     return _REST
 
@@ -137,9 +141,8 @@ def summarize(raw: Path, top: int = 15) -> Profile:
         self_t[leaf] += count
         pkg_self[leaf_pkg] += count
         cat_t[_category([p for _f, p in frames])] += count
-        for name in {f for f, p in frames if p.startswith("h2s_checkout.")}:
-            if not name.endswith("(h2s_checkout/__main__.py)"):
-                incl_t[name] += count
+        for name in {f for f, p in frames if p.startswith("h2s_checkout.") and p not in _ENTRY}:
+            incl_t[name] += count
         for pkg in {p for _f, p in frames}:
             pkg_incl[pkg] += count
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -16,7 +18,10 @@ from h2s_checkout.flows.doctor import (
     run_checks,
 )
 from h2s_checkout.payments.port import PaymentGateway
-from h2s_checkout.settings import Settings
+from h2s_checkout.runtime import check_pooler, provider_settings
+from h2s_checkout.services import build_gateway
+from h2s_checkout.settings import Settings, load_settings
+from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, create_pool
 
 # Exit codes: 0 nothing found, 1 something found (or a check could not run), 2 no database.
@@ -68,8 +73,6 @@ async def run_doctor(
     """Print the report; the exit code. ``provider`` None: the provider's checks fail with
     ``provider_unreachable``, the reason it cannot be checked (or are skipped without one);
     ``prepared_statements`` False when ``dsn`` leads to a transaction pooler."""
-    from h2s_checkout.services import build_gateway
-
     try:
         pool = await create_pool(
             dsn,
@@ -110,3 +113,50 @@ async def run_doctor(
             file=sys.stderr,
         )
     return FOUND if any_failing(results) else CLEAN
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    unreachable: str | None = None
+    try:
+        provider: Settings | None = provider_settings(settings)
+    except RuntimeError as exc:
+        # There is always a provider to check (the embedded stack's emulator when nothing
+        # is configured): not finding it fails its checks, never skips them.
+        provider, unreachable = None, str(exc)
+    options = DoctorOptions(since_hours=args.since_hours, stuck_minutes=args.stuck_minutes)
+
+    def doctor(dsn: str, *, prepared_statements: bool = True) -> int:
+        return asyncio.run(
+            run_doctor(
+                dsn,
+                provider,
+                options,
+                as_json=args.json,
+                provider_unreachable=unreachable,
+                prepared_statements=prepared_statements,
+            )
+        )
+
+    if settings.database_url is not None:
+        check_pooler(settings)
+        # The server itself when there is a direct URL: the checks are long reads that
+        # need not hold a pooled server connection.
+        direct = settings.database_direct_url
+        return doctor(
+            direct or settings.database_url,
+            prepared_statements=direct is not None or settings.prepared_statements,
+        )
+    if not (settings.data_dir / "postgres").exists():
+        print(
+            f"h2s-checkout doctor: no database: set DATABASE_URL or run `h2s-checkout "
+            f"serve` (embedded under {settings.data_dir})",
+            file=sys.stderr,
+        )
+        return UNUSABLE
+    pg = EmbeddedPostgres(settings.data_dir / "postgres")
+    try:
+        return doctor(pg.start())
+    finally:
+        if pg.launched:  # a database a running `serve` owns stays up
+            pg.stop()

@@ -1,7 +1,10 @@
-"""What `h2s-checkout keys` prints: a new key alone on stdout, the list as a table or JSON."""
+"""`h2s-checkout keys create | list | revoke`: API keys from a shell, straight on the
+database, recorded as `cli:<user>`; a new key alone on stdout, the list as a table or JSON."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import getpass
 import sys
 from datetime import datetime
@@ -9,7 +12,51 @@ from datetime import datetime
 import msgspec
 
 from h2s_checkout.domain.access import CLI_PREFIX
+from h2s_checkout.domain.errors import CheckoutError
+from h2s_checkout.flows import api_keys
 from h2s_checkout.flows.api_keys import KeyView, NewKey
+from h2s_checkout.runtime import embedded_runtime
+from h2s_checkout.settings import load_settings
+from h2s_checkout.store.pool import create_pool
+from h2s_checkout.store.traces import utcnow
+
+
+def run(args: argparse.Namespace) -> int:
+    """API keys from a shell, straight on the database; the actor is ``cli:<user>``."""
+    settings = load_settings()
+
+    async def on_database(dsn: str) -> int:
+        pool = await create_pool(
+            dsn, min_size=1, max_size=1, prepared_statements=settings.prepared_statements
+        )
+        try:
+            if args.keys_command == "create":
+                created = await api_keys.create_key(
+                    pool,
+                    name=args.name,
+                    scopes=args.scope,
+                    expires_at=args.expires_at,
+                    actor=shell_actor(),
+                    now=utcnow(),
+                )
+                print_created(created)
+            elif args.keys_command == "list":
+                print_keys(await api_keys.list_keys(pool), as_json=args.json)
+            else:
+                view = await api_keys.revoke_key(
+                    pool, None, args.key_id, actor=shell_actor(), now=utcnow()
+                )
+                print(f"revoked {view.name} ({view.key_id}) at {view.revoked_at:%Y-%m-%d %H:%M}")
+            return 0
+        finally:
+            await pool.close()
+
+    with embedded_runtime(settings, start_emulator=False) as runtime:
+        try:
+            return asyncio.run(on_database(runtime.settings.database_url or ""))
+        except CheckoutError as exc:
+            print(f"h2s-checkout keys: {exc.message}", file=sys.stderr)
+            return 1
 
 
 def shell_actor() -> str:

@@ -3,6 +3,7 @@ would, with the standardwebhooks package, and prints it on one line."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any, TextIO
@@ -50,7 +51,11 @@ def build_app(secrets: list[str], *, as_json: bool, out: TextIO = sys.stdout) ->
     return app
 
 
-def run(*, host: str, port: int, secrets: list[str], as_json: bool) -> int:
+def run(args: argparse.Namespace) -> int:
+    return listen(host=args.host, port=args.port, secrets=args.secret, as_json=args.json)
+
+
+def listen(*, host: str, port: int, secrets: list[str], as_json: bool) -> int:
     try:
         app = build_app(secrets, as_json=as_json)
     except Exception as exc:  # the package refuses a secret that is not whsec_ + base64

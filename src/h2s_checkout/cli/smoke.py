@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -44,7 +45,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def embedded_stack() -> Iterator[tuple[str, str]]:
+def throwaway_serve() -> Iterator[tuple[str, str]]:
     """Start `h2s-checkout serve` on a private data dir; yield (base url, admin token)."""
     with tempfile.TemporaryDirectory(prefix="h2s-smoke-") as data_dir:
         port = _free_port()
@@ -201,5 +202,14 @@ def run_smoke(
             print("smoke against a deployment needs --token or H2S_ADMIN_TOKEN", file=sys.stderr)
             return 2
         return run_against(base_url.rstrip("/"), count, admin_token, database_url)
-    with embedded_stack() as (url, token):
+    with throwaway_serve() as (url, token):
         return run_against(url, count, token, None)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_smoke(
+        base_url=args.base_url,
+        count=args.count,
+        admin_token=args.token or os.environ.get("H2S_ADMIN_TOKEN"),
+        database_url=os.environ.get("DATABASE_URL") if args.base_url else None,
+    )

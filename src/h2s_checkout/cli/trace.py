@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
 from typing import Any
+
+from h2s_checkout.domain.errors import NotFound
+from h2s_checkout.flows.inspect_checkout import timeline
+from h2s_checkout.runtime import embedded_runtime
+from h2s_checkout.settings import load_settings
+from h2s_checkout.store.pool import create_pool
 
 _MARKS = {
     "checkout.replayed": "↺ replay",
@@ -64,3 +73,25 @@ def render(timeline: dict[str, Any]) -> str:
         )
         lines.append(f"  {failure['message']}")
     return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+
+    async def read(dsn: str) -> dict:
+        pool = await create_pool(
+            dsn, min_size=1, max_size=1, prepared_statements=settings.prepared_statements
+        )
+        try:
+            return await timeline(pool, args.ref)
+        finally:
+            await pool.close()
+
+    with embedded_runtime(settings, migrate=False, start_emulator=False) as runtime:
+        try:
+            found = asyncio.run(read(runtime.settings.database_url or ""))
+        except NotFound:
+            print(f"no checkout {args.ref!r}", file=sys.stderr)
+            return 1
+    print(render(found))
+    return 0
