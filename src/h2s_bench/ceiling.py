@@ -37,11 +37,11 @@ import psutil
 from h2s_bench.load import Outcome
 from h2s_checkout.api.checkout import to_command
 from h2s_checkout.api.schemas import CheckoutRequest
+from h2s_checkout.bootstrap import build_gateway, build_services
 from h2s_checkout.domain import keys
 from h2s_checkout.domain.cart import cart_fingerprint, normalize_address, normalize_email
 from h2s_checkout.domain.limits import email_bucket
 from h2s_checkout.payments.port import PaymentGateway, ProviderSession, SessionRequest
-from h2s_checkout.services import build_gateway, build_services
 from h2s_checkout.settings import Settings
 from h2s_checkout.store.pool import create_pool
 from h2s_checkout.store.traces import utcnow

@@ -30,8 +30,8 @@ from h2s_bench.compare import Side
 from h2s_bench.load import Outcome, Req
 from h2s_bench.session import Session
 from h2s_bench.stack import BENCH_ADMIN_TOKEN, CpuSplit, ServerProcess
+from h2s_checkout.bootstrap import open_services
 from h2s_checkout.flows.doctor import DATABASE_CONCURRENCY, DoctorOptions, run_checks
-from h2s_checkout.services import open_services
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import create_pool

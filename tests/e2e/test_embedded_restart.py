@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from emulator_sdk import pay_form
-from h2s_checkout.runtime import (
+from h2s_checkout.embedded_stack import (
     EMULATOR_PORT_FILE,
     EMULATOR_STATE_FILE,
     StartupError,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from emulator_sdk import pay_form
-from h2s_checkout.runtime import (
+from h2s_checkout.embedded_stack import (
     EMULATOR_ADMIN_TOKEN_FILE,
     EMULATOR_URL_FILE,
     WEBHOOK_SECRET_FILE,

@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from h2s_checkout.bootstrap import build_gateway
+from h2s_checkout.embedded_stack import check_pooler, provider_settings
 from h2s_checkout.flows.doctor import (
     DATABASE_CONCURRENCY,
     CheckResult,
@@ -18,8 +20,6 @@ from h2s_checkout.flows.doctor import (
     run_checks,
 )
 from h2s_checkout.payments.port import PaymentGateway
-from h2s_checkout.runtime import check_pooler, provider_settings
-from h2s_checkout.services import build_gateway
 from h2s_checkout.settings import Settings, load_settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, create_pool

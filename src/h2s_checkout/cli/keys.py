@@ -13,9 +13,9 @@ import msgspec
 
 from h2s_checkout.domain.access import CLI_PREFIX
 from h2s_checkout.domain.errors import CheckoutError
+from h2s_checkout.embedded_stack import embedded_runtime
 from h2s_checkout.flows import api_keys
 from h2s_checkout.flows.api_keys import KeyView, NewKey
-from h2s_checkout.runtime import embedded_runtime
 from h2s_checkout.settings import load_settings
 from h2s_checkout.store.pool import create_pool
 from h2s_checkout.store.traces import utcnow

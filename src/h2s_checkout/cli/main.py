@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"h2s-checkout: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    from h2s_checkout.runtime import StartupError
+    from h2s_checkout.embedded_stack import StartupError
 
     try:
         result: int = args.func(args)

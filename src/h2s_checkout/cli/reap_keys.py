@@ -6,8 +6,8 @@ import argparse
 import asyncio
 from datetime import timedelta
 
+from h2s_checkout.embedded_stack import embedded_runtime
 from h2s_checkout.flows.reaper import reap_keys
-from h2s_checkout.runtime import embedded_runtime
 from h2s_checkout.settings import load_settings
 from h2s_checkout.store.pool import create_pool
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from h2s_checkout.runtime import embedded_runtime, provider_settings
-from h2s_checkout.services import open_services
+from h2s_checkout.bootstrap import open_services
+from h2s_checkout.embedded_stack import embedded_runtime, provider_settings
 from h2s_checkout.settings import Settings, load_settings
 
 

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from h2s_checkout.domain.errors import NotFound
+from h2s_checkout.embedded_stack import embedded_runtime
 from h2s_checkout.flows.inspect_checkout import timeline
-from h2s_checkout.runtime import embedded_runtime
 from h2s_checkout.settings import load_settings
 from h2s_checkout.store.pool import create_pool
 

@@ -1,4 +1,5 @@
-"""Wire the use cases from settings, a pool and a payment gateway: for the app and commands."""
+"""The composition root: wire the use cases from settings, a pool and a payment gateway, for
+the app and the commands."""
 
 from __future__ import annotations
 

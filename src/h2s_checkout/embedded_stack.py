@@ -1,4 +1,5 @@
-"""Resolve the embedded defaults: PostgreSQL under ./.data, migrations, the Stripe emulator.
+"""The embedded stack: PostgreSQL under ./.data, migrations, the Stripe emulator, started
+for what the settings leave unset (the service's one door to the emulator's package).
 
 The first `serve` of a data folder runs its emulator and holds `stripe-emulator.lock`
 for as long as it runs; another `serve` of the same folder (a second replica on another
