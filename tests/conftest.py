@@ -12,8 +12,8 @@ import asyncpg
 import httpx
 import pytest
 
-from h2s_checkout import log_lines
 from h2s_checkout.app import create_app
+from h2s_checkout.observability import log_lines
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations

@@ -26,7 +26,7 @@ import httpx
 from h2s_bench import against, ceiling, compare, dbstats, growth, load, profile
 from h2s_bench.session import BenchConfig, Session, say
 from h2s_bench.stack import CpuSplit, pooled_cpu
-from h2s_checkout.logging import configure_logging
+from h2s_checkout.observability.logging import configure_logging
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.migrate import apply_migrations
 

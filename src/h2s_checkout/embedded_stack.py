@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.blocking import run_to_end
 from h2s_checkout.store.embedded import EmbeddedPostgres

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from h2s_checkout.logging import configure_logging
+from h2s_checkout.observability.logging import configure_logging
 from h2s_checkout.settings import SettingsError, load_settings
 
 DESCRIPTION = "Command line: serve, migrate, smoke, keys and the operators' commands."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from h2s_checkout.embedded_stack import check_pooler, migrate_database
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.settings import load_settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations

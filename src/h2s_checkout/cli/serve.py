@@ -9,7 +9,7 @@ from granian import Granian
 from granian.constants import Interfaces
 
 from h2s_checkout.embedded_stack import embedded_runtime, export_environment
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.settings import load_settings
 
 log = get_logger("h2s_checkout.cli")

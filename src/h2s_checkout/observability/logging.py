@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from h2s_checkout.log_lines import StderrLogger
+from h2s_checkout.observability.log_lines import StderrLogger
 
 _SECRET_KEYS = frozenset(
     {
