@@ -37,11 +37,16 @@ doctor *args:
 schema:
     {{python}} -m h2s_checkout.store.schema_dump db/schema.sql
 
-# ruff (lint and format check) on the source and the tests, mypy on the source
+# ruff (lint and format check) on the source and the tests, mypy on the source, the import contracts
 lint:
     {{python}} -m ruff check src tests
     {{python}} -m ruff format --check src tests
     {{python}} -m mypy
+    @{{just_executable()}} imports
+
+# The layers and the three packages' independence (import-linter, contracts in pyproject.toml)
+imports:
+    PYTHONPATH="{{justfile_directory()}}/src" {{python}} -c 'from importlinter.cli import lint_imports_command as lint; lint()' --no-cache --no-logo
 
 # Format with ruff
 fmt:
@@ -56,7 +61,6 @@ typecheck:
 docs:
     {{python}} -m h2s_checkout.cli.diagram docs
 
-# Benchmark the service against its ceilings; writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N)
-# (the harness does not ship in the wheel: it runs from src/ here)
+# Benchmark the service against its ceilings from src/ (it does not ship); writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N)
 bench *args:
     PYTHONPATH="{{justfile_directory()}}/src${PYTHONPATH:+:$PYTHONPATH}" {{python}} -m h2s_bench {{args}}
