@@ -23,7 +23,7 @@ smoke *args:
 
 # Fuzz the API with schemathesis against a throwaway stack on a temporary data dir (extra args go to `st run`)
 fuzz *args:
-    {{python}} -m h2s_checkout.fuzz --config-file {{justfile_directory()}}/schemathesis.toml {{args}}
+    {{python}} -m h2s_checkout.cli.fuzz --config-file {{justfile_directory()}}/schemathesis.toml {{args}}
 
 # Apply db/migrations to DATABASE_URL (or the embedded database) and refresh db/schema.sql
 migrate:
@@ -37,11 +37,16 @@ doctor *args:
 schema:
     {{python}} -m h2s_checkout.store.schema_dump db/schema.sql
 
-# ruff (lint and format check) on the source and the tests, mypy on the source
+# ruff (lint and format check) on the source and the tests, mypy on the source, the import contracts
 lint:
     {{python}} -m ruff check src tests
     {{python}} -m ruff format --check src tests
     {{python}} -m mypy
+    @{{just_executable()}} imports
+
+# The layers and the three packages' independence (import-linter, contracts in pyproject.toml)
+imports:
+    PYTHONPATH="{{justfile_directory()}}/src" {{python}} -c 'from importlinter.cli import lint_imports_command as lint; lint()' --no-cache --no-logo
 
 # Format with ruff
 fmt:
@@ -54,8 +59,8 @@ typecheck:
 
 # Regenerate the state diagram in docs/ from the state machine class
 docs:
-    {{python}} -m h2s_checkout.diagram docs
+    {{python}} -m h2s_checkout.cli.diagram docs
 
-# Benchmark the service against its ceilings; writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N)
+# Benchmark the service against its ceilings from src/ (it does not ship); writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N)
 bench *args:
-    {{python}} -m h2s_checkout.bench {{args}}
+    PYTHONPATH="{{justfile_directory()}}/src${PYTHONPATH:+:$PYTHONPATH}" {{python}} -m h2s_bench {{args}}

@@ -12,14 +12,14 @@ import asyncpg
 import httpx
 import pytest
 
-from h2s_checkout import log_lines
 from h2s_checkout.app import create_app
-from h2s_checkout.payments.emulator.server import EmulatorServer
+from h2s_checkout.observability import log_lines
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
 from h2s_checkout.store.embedded import EmbeddedPostgres
 from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import init_connection
 from pgbouncer import INSTALL_LINE, PGBOUNCER, PgBouncer
+from stripe_checkout_emulator.server import EmulatorServer
 from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET, running
 
 

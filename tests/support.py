@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -34,15 +33,6 @@ DATA_TABLES = (
     "h2s_checkouts",
     "h2s_recipients",
 )
-
-
-def pay_form(session_url: str, **fields: str) -> dict[str, str]:
-    """What the emulator's hosted Pay form sends: the page's own pay_token, read from the
-    page as a browser would, and ``fields`` (email, method, outcome, delay)."""
-    page = httpx.get(session_url, timeout=10)
-    found = re.search(r'name="pay_token" value="(\w+)"', page.text)
-    assert found, f"no pay form at {session_url}: {page.status_code} {page.text[:300]}"
-    return {"pay_token": found[1], **fields}
 
 
 def checkout_body(

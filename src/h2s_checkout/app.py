@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusController
 
-from h2s_checkout import __version__, log_lines
+from h2s_checkout import __version__
 from h2s_checkout.api.admin import CheckoutAdminController
 from h2s_checkout.api.allow import allow_every_method
 from h2s_checkout.api.checkout import CheckoutController
@@ -34,12 +34,13 @@ from h2s_checkout.api.request_screen import BodyScreen
 from h2s_checkout.api.return_pages import CustomerReturnController
 from h2s_checkout.api.sessions import STORE_NAME, PostgresSessionStore, session_config
 from h2s_checkout.api.webhooks import WEBHOOK_MAX_BODY_BYTES, StripeWebhookController
+from h2s_checkout.bootstrap import open_services
 from h2s_checkout.flows.event_endpoints import sync_environment_endpoint
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_events, reap_keys, reap_sessions_and_counters
 from h2s_checkout.gc_pauses import freeze_startup_objects
-from h2s_checkout.logging import configure_logging, get_logger
-from h2s_checkout.services import open_services
+from h2s_checkout.observability import log_lines
+from h2s_checkout.observability.logging import configure_logging, get_logger
 from h2s_checkout.settings import Settings
 from h2s_checkout.store.traces import utcnow
 

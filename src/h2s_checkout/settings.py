@@ -18,6 +18,11 @@ class SettingsError(ValueError):
     """A bad environment value; the message names the variable."""
 
 
+# The key this service sends a Stripe emulator: the embedded stack's, or one at
+# STRIPE_API_BASE when no STRIPE_API_KEY is given. The emulator accepts any test-mode key
+# (sk_test_..., as Stripe's test mode accepts any valid one of the account), so which one
+# is ours to choose, and the settings need nothing of the emulator's package: only
+# embedded_stack.py imports it, to start it.
 EMULATOR_API_KEY = "sk_test_h2s_emulator"
 POOLER_VALUES = ("none", "transaction", "transaction-prepared")
 

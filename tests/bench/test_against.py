@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from h2s_checkout.bench import against, compare, load
-from h2s_checkout.bench.stack import CpuSplit, pooled_cpu
+from h2s_bench import against, compare, load
+from h2s_bench.stack import CpuSplit, pooled_cpu
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from h2s_checkout.bench.stack import Autovacuum, AutovacuumWatch, CpuSplit, pooled_cpu
+from h2s_bench.stack import Autovacuum, AutovacuumWatch, CpuSplit, pooled_cpu
 from h2s_checkout.store.embedded import EmbeddedPostgres
 
 

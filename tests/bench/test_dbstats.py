@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from h2s_checkout.bench import dbstats
+from h2s_bench import dbstats
 
 _BEGIN = "select * from h2s_begin_checkout($1, $2)"
 _LINK = "select * from h2s_link_session($1, $2)"

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from h2s_checkout.bench import load
+from h2s_bench import load
 
 
 async def test_the_warm_up_counts_in_the_rate_and_not_in_the_latencies() -> None:

@@ -15,9 +15,9 @@ import asyncpg
 import httpx
 import pytest
 
-from h2s_checkout.bench import prefill
+from h2s_bench import prefill
+from h2s_checkout.bootstrap import open_services
 from h2s_checkout.flows.doctor import run_checks
-from h2s_checkout.services import open_services
 from h2s_checkout.settings import Settings
 from h2s_checkout.store.migrate import apply_migrations
 

@@ -9,8 +9,9 @@ import time
 import httpx
 import pytest
 
-from h2s_checkout.smoke import embedded_stack
-from support import ADMIN_TOKEN, checkout_body, pay_form, signed, stripe_event
+from emulator_sdk import pay_form
+from h2s_checkout.cli.smoke import throwaway_serve
+from support import ADMIN_TOKEN, checkout_body, signed, stripe_event
 
 pytestmark = pytest.mark.slow
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -103,7 +104,7 @@ def wait_for(http: httpx.Client, trace_id: str, state: str, timeout_s: float = 2
 
 
 def test_pay_on_the_hosted_page_then_cancel_refunds_through_signed_events():
-    with embedded_stack() as (base_url, token):
+    with throwaway_serve() as (base_url, token):
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
             body = http.post("/api/checkout", json=checkout_body()).json()

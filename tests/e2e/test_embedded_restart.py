@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from h2s_checkout.runtime import (
+from emulator_sdk import pay_form
+from h2s_checkout.embedded_stack import (
     EMULATOR_PORT_FILE,
     EMULATOR_STATE_FILE,
     StartupError,
@@ -22,7 +23,7 @@ from h2s_checkout.runtime import (
 )
 from h2s_checkout.settings import Settings
 from servers import EmbeddedServe
-from support import checkout_body, pay_form
+from support import checkout_body
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ def test_the_fuzz_recipe_runs_on_a_throwaway_stack_and_removes_it(tmp_path):
         [
             sys.executable,
             "-m",
-            "h2s_checkout.fuzz",
+            "h2s_checkout.cli.fuzz",
             "--config-file",
             str(ROOT / "schemathesis.toml"),
             "--phases",

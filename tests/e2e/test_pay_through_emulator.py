@@ -8,8 +8,9 @@ import time
 import httpx
 import pytest
 
-from h2s_checkout.smoke import embedded_stack
-from support import checkout_body, pay_form
+from emulator_sdk import pay_form
+from h2s_checkout.cli.smoke import throwaway_serve
+from support import checkout_body
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ def wait_for_state(http: httpx.Client, trace_id: str, state: str, timeout_s: flo
 
 
 def test_paying_on_the_hosted_page_makes_the_job_dispatchable():
-    with embedded_stack() as (base_url, token):
+    with throwaway_serve() as (base_url, token):
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
             body = http.post("/api/checkout", json=checkout_body()).json()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from h2s_checkout.smoke import embedded_stack
+from h2s_checkout.cli.smoke import throwaway_serve
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_smoke_starts_the_embedded_stack_and_passes():
 
 
 def test_smoke_against_a_live_base_url_needs_the_token_and_passes_with_it():
-    with embedded_stack() as (base_url, token):
+    with throwaway_serve() as (base_url, token):
         env = {k: v for k, v in os.environ.items() if k != "H2S_ADMIN_TOKEN"}
         refused = run_smoke(base_url, "-n", "1", env=env)
         assert refused.returncode == 2

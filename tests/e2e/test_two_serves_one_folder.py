@@ -14,13 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from h2s_checkout.runtime import (
+from emulator_sdk import pay_form
+from h2s_checkout.embedded_stack import (
     EMULATOR_ADMIN_TOKEN_FILE,
     EMULATOR_URL_FILE,
     WEBHOOK_SECRET_FILE,
 )
 from servers import EmbeddedServe
-from support import checkout_body, pay_form
+from support import checkout_body
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from h2s_checkout.payments.emulator.webhooks import WebhookRule
+from stripe_checkout_emulator.webhooks import WebhookRule
 from support import WEBHOOK_SECRET, checkout_body
 
 pytestmark = pytest.mark.slow

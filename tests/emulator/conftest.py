@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 import stripe
-from emulator_sdk import API_KEY
 
-from h2s_checkout.payments.emulator import EmulatorServer
+from emulator_sdk import API_KEY
+from stripe_checkout_emulator import EmulatorServer
 
 
 @pytest.fixture(scope="module")

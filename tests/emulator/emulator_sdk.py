@@ -1,9 +1,12 @@
-"""Helpers for the emulator tests: SDK clients pointed at an emulator, sample params."""
+"""Helpers for the emulator tests: SDK clients pointed at an emulator, sample params, its
+hosted Pay form as a browser fills it in (the service's tests use that one too)."""
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import stripe
 
 # Stripe's own fixture objects, trimmed to the resources the project uses (see its README).
@@ -65,3 +68,12 @@ def session_params(**overrides: Any) -> dict[str, Any]:
     }
     params.update(overrides)
     return params
+
+
+def pay_form(session_url: str, **fields: str) -> dict[str, str]:
+    """What the emulator's hosted Pay form sends: the page's own pay_token, read from the
+    page as a browser would, and ``fields`` (email, method, outcome, delay)."""
+    page = httpx.get(session_url, timeout=10)
+    found = re.search(r'name="pay_token" value="(\w+)"', page.text)
+    assert found, f"no pay form at {session_url}: {page.status_code} {page.text[:300]}"
+    return {"pay_token": found[1], **fields}

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import stripe
-from emulator_sdk import session_params
 
-from h2s_checkout.payments.emulator import EmulatorServer
+from emulator_sdk import session_params
+from stripe_checkout_emulator import EmulatorServer
 
 SECRET = "whsec_admin_access_test"
 

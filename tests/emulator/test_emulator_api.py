@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import stripe
+
 from emulator_sdk import (
     API_KEY,
     fixture_session_keys,
@@ -14,10 +15,9 @@ from emulator_sdk import (
     make_http_client,
     session_params,
 )
-
-from h2s_checkout.payments.emulator import EmulatorServer
-from h2s_checkout.payments.emulator.forms import decode_form
-from h2s_checkout.payments.emulator.objects import SESSION_KEYS
+from stripe_checkout_emulator import EmulatorServer
+from stripe_checkout_emulator.forms import decode_form
+from stripe_checkout_emulator.objects import SESSION_KEYS
 
 
 @pytest.fixture(scope="module")

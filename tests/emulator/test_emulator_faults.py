@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import stripe
-from emulator_sdk import make_client, make_http_client, session_params
 
-from h2s_checkout.payments.emulator import EmulatorServer, FaultRule
-from h2s_checkout.payments.emulator.state import LATENCY_ENV
+from emulator_sdk import make_client, make_http_client, session_params
+from stripe_checkout_emulator import EmulatorServer, FaultRule
+from stripe_checkout_emulator.state import LATENCY_ENV
 
 CREATE = "POST /v1/checkout/sessions"
 

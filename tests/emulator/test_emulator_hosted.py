@@ -7,11 +7,11 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from emulator_sdk import session_params
 
-from h2s_checkout.payments.emulator import EmulatorServer
-from h2s_checkout.payments.emulator.access import pay_token
-from h2s_checkout.payments.emulator.hosted import format_amount
+from emulator_sdk import session_params
+from stripe_checkout_emulator import EmulatorServer
+from stripe_checkout_emulator.access import pay_token
+from stripe_checkout_emulator.hosted import format_amount
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 import stripe
-from emulator_sdk import API_KEY, session_params
-from webhook_receiver import Receiver
 
-from h2s_checkout.payments.emulator import EmulatorServer, EmulatorState
-from h2s_checkout.payments.emulator.objects import LineItemSpec, SessionSpec
-from h2s_checkout.payments.emulator.statefile import DeliveryRow, StateFile, StateFileError
-from h2s_checkout.payments.emulator.webhooks import RetryPolicy
-from support import pay_form
+from emulator_sdk import API_KEY, pay_form, session_params
+from stripe_checkout_emulator import EmulatorServer, EmulatorState
+from stripe_checkout_emulator.objects import LineItemSpec, SessionSpec
+from stripe_checkout_emulator.statefile import DeliveryRow, StateFile, StateFileError
+from stripe_checkout_emulator.webhooks import RetryPolicy
+from webhook_receiver import Receiver
 
 SECRET = "whsec_persistence_test"
 FAST = RetryPolicy(base_s=0.05, max_attempts=3, timeout_s=2)
@@ -281,7 +280,7 @@ def _start_process(path: Path) -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "h2s_checkout.payments.emulator",
+            "stripe_checkout_emulator",
             "--port",
             "0",
             "--state",

@@ -1,4 +1,4 @@
-"""The emulator as a separate process (`python -m h2s_checkout.payments.emulator`)."""
+"""The emulator as a separate process (`python -m stripe_checkout_emulator`)."""
 
 import json
 import os
@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 import stripe
-from emulator_sdk import API_KEY, session_params
 
-from support import pay_form
+from emulator_sdk import API_KEY, pay_form, session_params
 
 SRC = Path(__file__).parents[2] / "src"
 
@@ -28,7 +27,7 @@ def process_url() -> Iterator[tuple[str, str]]:
         [
             sys.executable,
             "-m",
-            "h2s_checkout.payments.emulator",
+            "stripe_checkout_emulator",
             "--port",
             "0",
             "--latency-ms",
@@ -90,7 +89,7 @@ def test_separate_process_sends_webhooks_configured_by_environment() -> None:
             "H2S_EMULATOR_ADMIN_TOKEN": "emu_admin_from_env",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "h2s_checkout.payments.emulator", "serve", "--port", "0"],
+            [sys.executable, "-m", "stripe_checkout_emulator", "serve", "--port", "0"],
             stdout=subprocess.PIPE,
             text=True,
             env=env,

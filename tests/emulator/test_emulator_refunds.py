@@ -9,12 +9,11 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from emulator_sdk import FIXTURES, make_client, make_http_client, session_params
-from webhook_receiver import Receiver
 
-from h2s_checkout.payments.emulator import EmulatorServer, RefundRule
-from h2s_checkout.payments.emulator.webhooks import RetryPolicy
-from support import pay_form
+from emulator_sdk import FIXTURES, make_client, make_http_client, pay_form, session_params
+from stripe_checkout_emulator import EmulatorServer, RefundRule
+from stripe_checkout_emulator.webhooks import RetryPolicy
+from webhook_receiver import Receiver
 
 SECRET = "whsec_refund_tests"
 REFUNDS = "POST /v1/refunds"

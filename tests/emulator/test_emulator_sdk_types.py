@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import stripe
-from emulator_sdk import make_client, make_http_client, session_params
 from stripe._request_options import RequestOptions
 from stripe.params.checkout._session_create_params import SessionCreateParams
 
-from h2s_checkout.payments.emulator import EmulatorServer
-from h2s_checkout.payments.emulator.validate import CREATE_PARAMS, HOSTED_PAGE, UI_MODES
+from emulator_sdk import make_client, make_http_client, session_params
+from stripe_checkout_emulator import EmulatorServer
+from stripe_checkout_emulator.validate import CREATE_PARAMS, HOSTED_PAGE, UI_MODES
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from emulator_sdk import FIXTURES, session_params
-from webhook_receiver import Receiver
 
-from h2s_checkout.payments.emulator import EmulatorServer, EmulatorState
-from h2s_checkout.payments.emulator.objects import LineItemSpec, SessionSpec
-from h2s_checkout.payments.emulator.webhooks import RetryPolicy, build_event, sign_payload
-from support import pay_form
+from emulator_sdk import FIXTURES, pay_form, session_params
+from stripe_checkout_emulator import EmulatorServer, EmulatorState
+from stripe_checkout_emulator.objects import LineItemSpec, SessionSpec
+from stripe_checkout_emulator.webhooks import RetryPolicy, build_event, sign_payload
+from webhook_receiver import Receiver
 
 SECRET = "whsec_emulator_test_secret"
 FAST = RetryPolicy(base_s=0.1, max_attempts=4, timeout_s=2)
@@ -458,7 +457,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.run(
-        [sys.executable, "-m", "h2s_checkout.payments.emulator", *args],
+        [sys.executable, "-m", "stripe_checkout_emulator", *args],
         capture_output=True,
         text=True,
         env=env,

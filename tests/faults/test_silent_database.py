@@ -22,10 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from h2s_checkout.bootstrap import open_services
 from h2s_checkout.domain.errors import DatabaseUnavailable
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_keys
-from h2s_checkout.services import open_services
 from h2s_checkout.settings import Settings
 from h2s_checkout.store.pool import connection, create_pool, database_budget
 from servers import ServerProcess

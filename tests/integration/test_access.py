@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from litestar.routes import HTTPRoute
 
-from h2s_checkout import log_lines
 from h2s_checkout.api.auth import ScopeGuard
 from h2s_checkout.app import create_app
 from h2s_checkout.domain.access import Scope
 from h2s_checkout.flows.api_keys import CACHE_TTL
+from h2s_checkout.observability import log_lines
 from support import checkout_body, running, signed, stripe_event
 
 # Every route with the scope it needs. A route added to the app fails

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from h2s_checkout.payments.emulator.ledger import RefundRule
+from stripe_checkout_emulator.ledger import RefundRule
 from support import checkout_body, signed, stripe_event, table_counts
 
 REFUNDS = "POST /v1/refunds"

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from events_receiver import EventReceiver
+from h2s_checkout.bootstrap import reserved_targets
 from h2s_checkout.domain.events import new_secret
 from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer, GuardedResolver
-from h2s_checkout.services import reserved_targets
 from h2s_checkout.store import outbox
 from support import checkout_body
 

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from h2s_checkout import trace_view
+from h2s_checkout.cli import trace
 from h2s_checkout.domain.machine import CheckoutMachine
 from support import checkout_body
 
@@ -44,4 +44,4 @@ async def test_every_view_answers_a_checkout_in_each_state(client, db, stripe, a
     assert jobs.status_code == 200, jobs.text
     assert [job["order_id"] for job in jobs.json()["jobs"]] == [order]
 
-    assert f"state: {state}" in trace_view.render(timeline.json())
+    assert f"state: {state}" in trace.render(timeline.json())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from h2s_checkout import log_lines
+from h2s_checkout.observability import log_lines
 from support import ADMIN_TOKEN, checkout_body, table_counts
 
 INJECTION = "Robert'); DROP TABLE h2s_orders;-- <script>alert(1)</script> {{7*7}} ${jndi:x}"

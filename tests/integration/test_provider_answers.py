@@ -3,8 +3,8 @@ no parameter the current API lacks, and a refund's status read as optional."""
 
 from __future__ import annotations
 
-from h2s_checkout.payments.emulator.ledger import RefundRule
-from h2s_checkout.payments.emulator.validate import CREATE_PARAMS
+from stripe_checkout_emulator.ledger import RefundRule
+from stripe_checkout_emulator.validate import CREATE_PARAMS
 from support import checkout_body, signed, stripe_event
 
 

@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from emulator_sdk import pay_form
 from h2s_checkout.api import customer_words
 from h2s_checkout.domain.machine import CheckoutMachine
-from support import DATA_TABLES, checkout_body, pay_form, signed, stripe_event
+from support import DATA_TABLES, checkout_body, signed, stripe_event
 
 SUCCESS, CANCEL = "/checkout/success", "/checkout/cancel"
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from h2s_checkout.bootstrap import build_gateway, build_services
 from h2s_checkout.domain.events import new_secret
-from h2s_checkout.services import build_gateway, build_services
 from h2s_checkout.store import outbox
 from h2s_checkout.store.pool import _keep_session, init_connection
 from support import checkout_body, command_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from h2s_checkout.runtime import _admin_token
+from h2s_checkout.embedded_stack import _admin_token
 from h2s_checkout.settings import Settings
 
 

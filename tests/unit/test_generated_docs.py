@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from h2s_checkout.diagram import dot_source, mermaid_document, render_svg
+from h2s_checkout.cli.diagram import dot_source, mermaid_document, render_svg
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

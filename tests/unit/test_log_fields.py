@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from h2s_checkout import log_lines
-from h2s_checkout.logging import (
+from h2s_checkout.observability import log_lines
+from h2s_checkout.observability.logging import (
     acting_as,
     bind_actor,
     bind_log_fields,

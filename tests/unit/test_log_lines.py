@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from h2s_checkout import log_lines
+from h2s_checkout.observability import log_lines
 
 MonkeyPatch = pytest.MonkeyPatch
 

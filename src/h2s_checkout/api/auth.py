@@ -5,7 +5,7 @@ a route with no scope is public, and tests/integration/test_access.py fails unti
 route is listed there with its scope (or as public). In a handler, ``actor_of(request)``
 is the name to hand a flow as its ``actor: str`` (``principal_of`` has the scopes too).
 Once the guard has run, every log line of the request carries ``actor`` and every trace
-row it writes has ``detail.actor`` (h2s_checkout.logging.bind_actor).
+row it writes has ``detail.actor`` (h2s_checkout.observability.logging.bind_actor).
 
 A credential is a bearer header (a key or H2S_ADMIN_TOKEN); on the debug page, without a
 header, the sign-in session (api/sessions.py). No or a wrong credential is 401
@@ -28,7 +28,7 @@ from litestar.handlers.base import BaseRouteHandler
 from h2s_checkout.domain.access import Principal, Scope
 from h2s_checkout.domain.errors import Forbidden, Unauthorized
 from h2s_checkout.flows.api_keys import KeyRing
-from h2s_checkout.logging import bind_actor
+from h2s_checkout.observability.logging import bind_actor
 
 # Where a sign-in session keeps the hash of the key that opened it (never the key).
 SESSION_KEY_HASH = "key_hash"

@@ -29,7 +29,7 @@ from h2s_checkout.flows.begin_checkout import (
     Customer,
 )
 from h2s_checkout.flows.catalog_cache import CatalogCache
-from h2s_checkout.metrics import CHECKOUT_REQUESTS
+from h2s_checkout.observability.metrics import CHECKOUT_REQUESTS
 
 IdempotencyKey = Annotated[
     str | None,

@@ -33,7 +33,7 @@ from h2s_checkout.api.request_screen import body_refusal
 from h2s_checkout.api.schemas import CheckoutRequest
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
-from h2s_checkout.metrics import CHECKOUT_FAST_PATH
+from h2s_checkout.observability.metrics import CHECKOUT_FAST_PATH
 
 PATH = "/api/checkout"
 _JSON = (b"application/json", b"application/json; charset=utf-8")

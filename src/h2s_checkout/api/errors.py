@@ -13,7 +13,7 @@ from h2s_checkout.domain.errors import (
     DatabaseUnavailable,
     RateLimited,
 )
-from h2s_checkout.logging import get_logger, log_fields
+from h2s_checkout.observability.logging import get_logger, log_fields
 
 log = get_logger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from h2s_checkout.api.request_screen import send_refusal, target_refusal
-from h2s_checkout.logging import bind_log_fields, clear_request_context, get_logger
-from h2s_checkout.metrics import HTTP_IN_PROGRESS, HTTP_REQUESTS, HTTP_SECONDS
+from h2s_checkout.observability.logging import bind_log_fields, clear_request_context, get_logger
+from h2s_checkout.observability.metrics import HTTP_IN_PROGRESS, HTTP_REQUESTS, HTTP_SECONDS
 from h2s_checkout.store.pool import database_budget
 
 log = get_logger("h2s_checkout.request")

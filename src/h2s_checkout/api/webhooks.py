@@ -16,8 +16,8 @@ from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.domain.access import WEBHOOK
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.webhooks import apply_event, verify
-from h2s_checkout.logging import bind_actor
-from h2s_checkout.metrics import WEBHOOK_EVENTS
+from h2s_checkout.observability.logging import bind_actor
+from h2s_checkout.observability.metrics import WEBHOOK_EVENTS
 
 # What Stripe sends: "t=<unix time>,v1=<HMAC-SHA256 hex>[,v0=...]". Any other value can
 # never verify, so the pattern says no more than the signature check does.

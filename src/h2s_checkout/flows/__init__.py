@@ -1,1 +1,2 @@
-"""Use cases: begin a checkout, clean one up, read its timeline."""
+"""Use cases: begin, settle, cancel, refund, clean up and reconcile checkouts, deliver order
+events, manage API keys and sign-in, and read a checkout for people on call."""

@@ -33,7 +33,7 @@ from h2s_checkout.domain.access import (
     scopes_from,
 )
 from h2s_checkout.domain.errors import InvalidRequest, KeyNameTaken, NotFound
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.store import api_keys as sql
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import utcnow

@@ -40,8 +40,8 @@ from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
 from h2s_checkout.flows.recent_keys import RecentKeys
 from h2s_checkout.flows.replay_batch import ReplayBatcher
-from h2s_checkout.logging import bind_log_fields, get_logger, unbind_log_fields
-from h2s_checkout.metrics import PHASE_SECONDS
+from h2s_checkout.observability.logging import bind_log_fields, get_logger, unbind_log_fields
+from h2s_checkout.observability.metrics import PHASE_SECONDS
 from h2s_checkout.payments.port import (
     PaymentGateway,
     PaymentProviderFailure,

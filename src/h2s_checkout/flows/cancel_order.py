@@ -22,7 +22,7 @@ from h2s_checkout.domain.events import ORDER_CANCELLED, ORDER_REFUND_PENDING
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.settle import PAID, settle
-from h2s_checkout.logging import bind_log_fields, get_logger
+from h2s_checkout.observability.logging import bind_log_fields, get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure
 from h2s_checkout.store import checkouts, outbox, payments
 from h2s_checkout.store import refunds as refunds_store

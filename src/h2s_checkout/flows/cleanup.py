@@ -9,7 +9,7 @@ import asyncpg
 
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.domain.machine import CLEANABLE_STATES, TRANSITIONS
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection

@@ -41,8 +41,8 @@ from h2s_checkout.domain.events import (
     retry_delay,
     signature_header,
 )
-from h2s_checkout.logging import get_logger
-from h2s_checkout.metrics import EVENT_DELIVERIES, EVENT_DELIVERY_LAG
+from h2s_checkout.observability.logging import get_logger
+from h2s_checkout.observability.metrics import EVENT_DELIVERIES, EVENT_DELIVERY_LAG
 from h2s_checkout.store import outbox
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, connection, create_pool
 from h2s_checkout.store.traces import utcnow

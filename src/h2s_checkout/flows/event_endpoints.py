@@ -20,7 +20,7 @@ from h2s_checkout.domain.events import (
     check_url,
     new_secret,
 )
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.store import outbox
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import utcnow

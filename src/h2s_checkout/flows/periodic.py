@@ -10,7 +10,7 @@ from datetime import timedelta
 import asyncpg
 
 from h2s_checkout.domain.errors import CheckoutError
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.store.pool import UNAVAILABLE_ERRORS, database_budget
 
 log = get_logger(__name__)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.store import admin_sessions, checkouts, outbox, rate_counters, refunds
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import utcnow

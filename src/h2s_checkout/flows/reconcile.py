@@ -17,8 +17,8 @@ from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
 from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
 from h2s_checkout.flows.settle import EXPIRED, PAID, settle
-from h2s_checkout.logging import acting_as, bind_log_fields, get_logger
-from h2s_checkout.metrics import RECONCILER_ACTIONS
+from h2s_checkout.observability.logging import acting_as, bind_log_fields, get_logger
+from h2s_checkout.observability.metrics import RECONCILER_ACTIONS
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
 from h2s_checkout.store import checkouts
 from h2s_checkout.store import reconcile as sql

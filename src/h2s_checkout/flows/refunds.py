@@ -17,8 +17,8 @@ import asyncpg
 
 from h2s_checkout.domain.events import ORDER_REFUND_FAILED, ORDER_REFUNDED
 from h2s_checkout.domain.machine import TRANSITIONS
-from h2s_checkout.logging import bind_log_fields, get_logger
-from h2s_checkout.metrics import REFUNDS
+from h2s_checkout.observability.logging import bind_log_fields, get_logger
+from h2s_checkout.observability.metrics import REFUNDS
 from h2s_checkout.payments.port import (
     STRIPE_REFUND_REASONS,
     PaymentGateway,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from h2s_checkout.domain.errors import DatabaseUnavailable
-from h2s_checkout.metrics import REPLAY_BATCH_SIZE
+from h2s_checkout.observability.metrics import REPLAY_BATCH_SIZE
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import bound_s, connection
 

@@ -12,7 +12,7 @@ from h2s_checkout.domain.events import ORDER_CANCELLED, ORDER_EXPIRED, ORDER_PAI
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CREATE_SESSION, success_body
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.payments.port import ProviderSession
 from h2s_checkout.store import checkouts, outbox, payments
 from h2s_checkout.store import refunds as refunds_store

@@ -20,7 +20,7 @@ from h2s_checkout.domain.access import Principal
 from h2s_checkout.domain.errors import RateLimited
 from h2s_checkout.domain.limits import sign_in_bucket
 from h2s_checkout.flows.api_keys import KeyRing
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.store import rate_counters
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import utcnow

@@ -15,7 +15,7 @@ import stripe
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.settle import EXPIRED, PAID, PAYMENT_FAILED, settle
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.payments.stripe_gateway import refund_from_dict, session_from_dict
 from h2s_checkout.store import payments
 from h2s_checkout.store import refunds as refunds_store

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import msgspec
 import stripe
 
-from h2s_checkout.logging import get_logger
-from h2s_checkout.metrics import STRIPE_CALL_SECONDS
+from h2s_checkout.observability.logging import get_logger
+from h2s_checkout.observability.metrics import STRIPE_CALL_SECONDS
 from h2s_checkout.payments import sdk_logging
 from h2s_checkout.payments.port import (
     PaymentProviderFailure,

@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 
 from h2s_checkout.domain.errors import DatabaseUnavailable
-from h2s_checkout.logging import get_logger
+from h2s_checkout.observability.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -5,8 +5,8 @@ why: one INSERT in array order gives seq in that order), alone or inside the sta
 that changes the checkout's state.
 
 Every row made here while someone is acting (a key's request, a reconciler pass, a
-webhook event: ``h2s_checkout.logging.bind_actor``/``acting_as``) carries ``detail.actor``,
-unless its detail names an actor itself.
+webhook event: ``h2s_checkout.observability.logging.bind_actor``/``acting_as``) carries
+``detail.actor``, unless its detail names an actor itself.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 
 from h2s_checkout.domain.errors import IllegalTransition
-from h2s_checkout.logging import current_actor
-from h2s_checkout.metrics import TRANSITIONS
+from h2s_checkout.observability.logging import current_actor
+from h2s_checkout.observability.metrics import TRANSITIONS
 
 
 def utcnow() -> datetime:
