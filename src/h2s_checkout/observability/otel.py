@@ -65,14 +65,13 @@ def shutdown() -> None:
 
 
 def _context_of(parent: Any) -> otel_context.Context | None:
-    if parent is None:
-        return None
+    if parent is None or isinstance(parent, otel_context.Context):  # a Context is a Mapping
+        return parent
     if isinstance(parent, str):
         return _propagator.extract({"traceparent": parent})
     if isinstance(parent, Mapping):
         return _propagator.extract(parent)
-    context: otel_context.Context = parent
-    return context
+    raise TypeError(f"not a parent of a span: {type(parent).__name__}")
 
 
 def _link(target: Any) -> Link | None:
