@@ -28,7 +28,7 @@ def summary(query: str) -> dict[str, str]:
     if found is not None:
         return found
     words = query.split(None, 1)
-    operation = words[0].upper() if words else ""
+    operation = words[0].rstrip(";").upper() if words else ""
     attributes = {"db.system.name": "postgresql", "db.operation.name": operation}
     function = next(
         (name for name in _FUNCTION.findall(query) if name.lower() != "h2s_in_trace"), None
