@@ -255,7 +255,8 @@ class CheckoutFlow:
                     bind_log_fields(checkout_trace_id=str(plan.checkout_id))
                     creation = self._creation(command, cart, plan, claim, fingerprint, now)
                     row = await self._phase_one(claim, now, creation)
-            span.set(_phase_attributes(row, plan))
+            if span.recording:  # with tracing off, not even the attributes are built
+                span.set(_phase_attributes(row, plan))
         outcome = row["outcome"]
         if outcome == "created" and plan is not None:
             count_transition(row["state"])
@@ -383,13 +384,17 @@ class CheckoutFlow:
 
     async def _finish(self, plan: Plan) -> CheckoutResult:
         with _SESSION_SECONDS.time(), tracing.span("checkout create_session") as span:
-            span.set(_plan_attributes(plan, "job_queued"))
+            if span.recording:
+                span.set(_plan_attributes(plan, "job_queued"))
             session, session_ms = await self._create_session(plan)
-            span.set({"h2s.stripe.session_id": session.id})
+            if span.recording:
+                span.set({"h2s.stripe.session_id": session.id})
         with _LINK_SECONDS.time(), tracing.span("checkout link_session") as span:
-            span.set(_plan_attributes(plan, "job_queued"))
+            if span.recording:
+                span.set(_plan_attributes(plan, "job_queued"))
             result = await self._link_session(plan, session, session_ms)
-            span.set({"h2s.checkout.state": result.state})
+            if span.recording:
+                span.set({"h2s.checkout.state": result.state})
             return result
 
     # -- phase 1's inputs -----------------------------------------------------------------
