@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from events_receiver import EventReceiver
+from h2s_checkout.cli import trace
 from h2s_checkout.observability import log_lines, tracing
 from support import app_client, checkout_body, in_chunks, signed, stripe_event
 
@@ -275,7 +276,11 @@ async def test_the_timeline_links_each_trace_to_the_viewer(
             "/api/checkout", json=checkout_body(), headers={"traceparent": TRACEPARENT}
         )
         ref = made.json()["checkout_trace_id"]
-        steps = (await timeline(client, ref, admin))["steps"]
+        made_timeline = await timeline(client, ref, admin)
+        steps = made_timeline["steps"]
         page = await client.get(f"/debug/checkouts/{ref}", headers=admin)
     assert {s["trace_url"] for s in steps} == {f"http://jaeger.test:16686/trace/{STOREFRONT_TRACE}"}
+    assert f"OpenTelemetry traces: {STOREFRONT_TRACE}" in trace.render(
+        {**made_timeline, "steps": steps}
+    )
     assert f'href="http://jaeger.test:16686/trace/{STOREFRONT_TRACE}"' in page.text
