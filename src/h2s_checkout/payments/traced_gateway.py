@@ -1,6 +1,6 @@
 """With tracing on, the payment gateway behind a client span per call.
 
-Each span names the operation, the row of ours its idempotency key comes from (the
+Each span names the operation (``rpc.method``), the row of ours its idempotency key comes from (the
 checkout's or the refund's: ``h2s.stripe.idempotency_key_row``), the answer's HTTP status
 and Stripe's request id. The gateway's own retries of one call are inside its span (their
 ``stripe.retry`` log lines carry its ids). Wrapped only when tracing is on (bootstrap.py).
@@ -42,7 +42,6 @@ class TracedGateway:
                 "rpc.system.name": "stripe",
                 "rpc.method": operation,
                 "server.address": self._server,
-                "h2s.stripe.operation": operation,
                 **attributes,
             },
         ) as span:

@@ -18,12 +18,13 @@ from h2s_checkout.observability import tracing
 # column list (`into h2s_table (`). h2s_in_trace only carries the trace: not the call.
 _FUNCTION = re.compile(r"(?:\bselect\s+(?:\*\s+from\s+)?|\bfrom\s+)(h2s_\w+)\s*\(", re.I)
 _TABLE = re.compile(r"\b(?:from|into|update|join)\s+(\w+)", re.I)
-_summaries: dict[str, dict[str, str]] = {}
+_summaries: dict[str, tuple[str, dict[str, str]]] = {}
 
 
-def summary(query: str) -> dict[str, str]:
-    """The span's name and attributes for a statement (kept per statement text: the
-    service's statements are constants)."""
+def summary(query: str) -> tuple[str, dict[str, str]]:
+    """The span's name (the semantic conventions' query summary) and attributes for a
+    statement, kept per statement text: the service's statements are constants. As few
+    attributes as say it: each costs the SDK a few microseconds per span."""
     found = _summaries.get(query)
     if found is not None:
         return found
@@ -41,15 +42,15 @@ def summary(query: str) -> dict[str, str]:
         if table is not None:
             attributes["db.collection.name"] = table.group(1)
         name = f"{operation} {table.group(1)}" if table is not None else operation
-    attributes["db.query.summary"] = name
+    found = (name, attributes)
     if len(_summaries) < 10_000:  # a bound, should anything build statements at run time
-        _summaries[query] = attributes
-    return attributes
+        _summaries[query] = found
+    return found
 
 
 def _span(query: str) -> tracing.SpanHandle:
-    attributes = summary(query)
-    return tracing.span(attributes["db.query.summary"], kind="client", attributes=attributes)
+    name, attributes = summary(query)
+    return tracing.span(name, kind="client", attributes=attributes)
 
 
 class TracedConnection(asyncpg.Connection):  # type: ignore[misc]
