@@ -140,20 +140,44 @@ async def test_a_new_checkout_continues_the_storefronts_trace(traced, spans, adm
 
 
 async def test_the_route_makes_the_same_spans_as_the_fast_path(traced, spans):
-    fast = await traced.post("/api/checkout", json=checkout_body(email="fast@example.com"))
-    fast_tree = trace_of(fast, spans.get_finished_spans())
+    fast = await traced.post(
+        "/api/checkout",
+        json=checkout_body(email="fast@example.com"),
+        headers={"traceparent": TRACEPARENT},
+    )
+    fast_tree = Tree(spans.get_finished_spans(), STOREFRONT_TRACE)
     spans.clear()
     # Streamed, without a Content-Length: the fast path never reads it, the route does.
     routed = await traced.post(
         "/api/checkout",
         content=in_chunks(json.dumps(checkout_body(email="route@example.com")).encode()),
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", "traceparent": TRACEPARENT},
     )
     assert (fast.status_code, routed.status_code) == (201, 201)
-    routed_tree = trace_of(routed, spans.get_finished_spans())
+    routed_tree = Tree(spans.get_finished_spans(), STOREFRONT_TRACE)
 
     assert fast_tree.edges() >= NEW_CHECKOUT_EDGES
     assert routed_tree.edges() == fast_tree.edges()
+    for tree in (fast_tree, routed_tree):
+        assert hex_id(tree.one("POST /api/checkout").parent.span_id, 16) == STOREFRONT_SPAN
+
+
+async def test_a_storefront_that_did_not_sample_gets_no_spans_and_no_trace_ids(
+    traced, spans, admin
+):
+    spans.clear()
+    unsampled = f"00-{STOREFRONT_TRACE}-{STOREFRONT_SPAN}-00"
+    answer = await traced.post(
+        "/api/checkout", json=checkout_body(), headers={"traceparent": unsampled}
+    )
+    assert answer.status_code == 201
+    # The storefront's decision is kept: nothing of the request is recorded (what is
+    # recorded is the app's start: its own statements, traces of their own).
+    finished = spans.get_finished_spans()
+    assert not Tree(finished, STOREFRONT_TRACE).spans
+    assert not [s for s in finished if s.kind == SpanKind.SERVER or s.parent is not None]
+    steps = (await timeline(traced, answer.json()["checkout_trace_id"], admin))["steps"]
+    assert {s["otel_trace_id"] for s in steps} == {None}
 
 
 async def test_a_replay_is_a_claim_span_and_its_trace_row_names_its_own_trace(traced, spans, admin):
