@@ -324,6 +324,20 @@ $$;
 
 
 --
+-- Name: h2s_in_trace(text, anyelement); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_in_trace(p_traceparent text, p_value anyelement) RETURNS anyelement
+    LANGUAGE plpgsql
+    AS $$
+begin
+    perform set_config('h2s.traceparent', p_traceparent, true);
+    return p_value;
+end
+$$;
+
+
+--
 -- Name: h2s_link_session(uuid, text, text, timestamp with time zone, text, uuid, jsonb, jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -530,6 +544,7 @@ CREATE TABLE public.h2s_checkout_traces (
     at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     duration_ms double precision,
     detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    otel_trace_id text DEFAULT NULLIF(split_part(current_setting('h2s.traceparent'::text, true), '-'::text, 2), ''::text),
     CONSTRAINT h2s_checkout_traces_kind_check CHECK ((kind = ANY (ARRAY['transition'::text, 'step'::text])))
 );
 
@@ -685,6 +700,7 @@ CREATE TABLE public.h2s_events (
     sequence integer NOT NULL,
     body jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    traceparent text DEFAULT NULLIF(current_setting('h2s.traceparent'::text, true), ''::text),
     CONSTRAINT h2s_events_type_check CHECK ((type = ANY (ARRAY['order.created'::text, 'order.paid'::text, 'order.expired'::text, 'order.cancelled'::text, 'order.refund_pending'::text, 'order.refunded'::text, 'order.refund_failed'::text])))
 );
 
@@ -1508,4 +1524,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261203000001'),
     ('20261204000001'),
     ('20261205000001'),
-    ('20261206000200');
+    ('20261206000200'),
+    ('20261207000400');

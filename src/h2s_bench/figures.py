@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from h2s_bench import compare, profile
+from h2s_bench import compare, profile, tracing_cost
 from h2s_bench.growth import FILLED, UNFILLED, Growth, Paired, Reads
 from h2s_bench.run import Results
 
@@ -239,6 +239,11 @@ def headline(results: Results) -> dict[str, Any]:
                 str(n): _num(rate(results, f"ceilA@{n}"), 1) for n in c.clients_fast
             },
         },
+        "tracing_worker_cpu_ms_per_checkout": (
+            {mode: _num(results.tracing.worker_ms(mode)) for mode in tracing_cost.MODES}
+            if results.tracing
+            else None
+        ),
         "cpu_ms_per_answer": {
             "worker_new_64": _num(cpu_ms(results, "new0@64")),
             "worker_replay_64": _num(cpu_ms(results, f"replay@{c.replay_clients}")),

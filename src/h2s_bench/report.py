@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from h2s_bench import compare, figures
+from h2s_bench import compare, figures, tracing_cost
 from h2s_bench.growth import FILLED, READS, UNFILLED, UNFILLED_DATABASE, Growth, Paired
 from h2s_bench.load import Outcome, StormResult
 from h2s_bench.run import Results
@@ -572,6 +572,36 @@ def _cores(cores: dict[str, float], name: str) -> str:
     return f"{cores[name]:.2f}" if name in cores else "-"
 
 
+def tracing_lines(results: Results) -> list[str]:
+    """Worker CPU per new checkout with tracing off, on at 100% and at 10% sampling."""
+    t = results.tracing
+    if t is None:
+        return []
+    lines = [
+        f"New checkouts at {t.clients} clients, Stripe 0 ms, one worker per server; the "
+        "servers side by side, blocks off, 100%, 10%, 10%, 100%, off. Tracing exports "
+        "OTLP/HTTP through the SDK's batch processor to a local receiver "
+        f"({t.exported_requests:,} exports, {t.exported_bytes / 1e6:.1f} MB). "
+        "Target: at 100%, at most 25% more worker CPU per checkout than off.",
+        "",
+        "| tracing | rate | p99 | worker CPU per checkout | over off |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for mode in tracing_cost.MODES:
+        o, ms, more = t.outcome(mode), t.worker_ms(mode), t.overhead(mode)
+        lines.append(
+            f"| {mode} | {_rate(o.rate) if o else '-'} | {_ms(o.pct(99)) if o else '-'} | "
+            f"{_opt(ms, '{:.3f} ms')} | "
+            f"{'-' if mode == tracing_cost.OFF or more is None else f'{more:+.1%}'} |"
+        )
+    verdict = t.overhead(tracing_cost.ON_100)
+    lines += [
+        "",
+        f"100% sampled within 25%: {_verdict(None if verdict is None else verdict <= 0.25)}",
+    ]
+    return lines
+
+
 def scaling_table(results: Results) -> list[str]:
     v = _View(results)
     c = v.c
@@ -766,6 +796,8 @@ def generated_block(results: Results, plot_name: str | None) -> str:
             *growth_lines(results),
             "",
         ]
+    if results.tracing:
+        lines += ["## What tracing costs", "", *tracing_lines(results), ""]
     lines += ["## Workers and replicas", "", *scaling_table(results), ""]
     if results.storm:
         lines += [

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from h2s_bench import against, ceiling, compare, dbstats, growth, load, profile
+from h2s_bench import against, ceiling, compare, dbstats, growth, load, profile, tracing_cost
 from h2s_bench.session import BenchConfig, Session, say
 from h2s_bench.stack import CpuSplit, pooled_cpu
 from h2s_checkout.observability.logging import configure_logging
@@ -45,6 +45,7 @@ class Results:
     profile: profile.Profile | None = None
     comparison: compare.Comparison | None = None
     growth: growth.Growth | None = None
+    tracing: tracing_cost.TracingCost | None = None
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     wall_s: float = 0.0
@@ -471,6 +472,9 @@ class MainRun(Session):
                 self, self.installed, self.results.env.get("revision", "this code")
             )
         self.stop_servers()
+
+        # Tracing off, on at 100% and at 10%, side by side (tracing_cost.py).
+        self.results.tracing = tracing_cost.run_tracing(self)
 
         self.start_servers(1, 2, "2 workers")
         self.measure(

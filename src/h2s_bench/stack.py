@@ -225,7 +225,10 @@ class ServerProcess:
         self.python = str(python or sys.executable)
         self.cwd = cwd
         other_install = python is not None and Path(self.python) != Path(sys.executable)
-        dropped = ("H2S_", "STRIPE_") + (("PYTHON", "VIRTUAL_ENV") if other_install else ())
+        # OTEL_ too: a server traces only when its workload says so (tracing_cost.py).
+        dropped = ("H2S_", "STRIPE_", "OTEL_") + (
+            ("PYTHON", "VIRTUAL_ENV") if other_install else ()
+        )
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(dropped)},
             "DATABASE_URL": database_url,

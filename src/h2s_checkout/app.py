@@ -39,7 +39,7 @@ from h2s_checkout.flows.event_endpoints import sync_environment_endpoint
 from h2s_checkout.flows.periodic import every
 from h2s_checkout.flows.reaper import reap_events, reap_keys, reap_sessions_and_counters
 from h2s_checkout.gc_pauses import freeze_startup_objects
-from h2s_checkout.observability import log_lines
+from h2s_checkout.observability import log_lines, tracing
 from h2s_checkout.observability.logging import configure_logging, get_logger
 from h2s_checkout.settings import Settings
 from h2s_checkout.store.traces import utcnow
@@ -70,6 +70,12 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             # First in, so last out: the log lines still held, the closing services' too,
             # are written before a granian worker process leaves (without running atexit).
             stack.callback(log_lines.flush)
+            if settings.tracing and not tracing.enabled():
+                # In the worker process (the batch processor's thread does not survive a
+                # fork), before the pool and the gateway, which are traced when it is on;
+                # what it holds is exported when the worker stops.
+                tracing.start(version=__version__)
+                stack.callback(tracing.shutdown)
             services = await stack.enter_async_context(
                 open_services(settings, **{k: v for k, v in overrides.items() if v})
             )
@@ -195,6 +201,11 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
     app.asgi_handler = RequestContextMiddleware(
         CheckoutFastPath(screened, app, max_body_bytes=settings.max_body_bytes)
     )
+    if settings.tracing or tracing.enabled():
+        # The server span around all of it; with tracing off nothing is wrapped.
+        from h2s_checkout.api.server_spans import ServerSpans
+
+        app.asgi_handler = ServerSpans(app.asgi_handler)
     return app
 
 

@@ -20,6 +20,7 @@ from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer
 from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
 from h2s_checkout.flows.sign_in import SignInGate
+from h2s_checkout.observability import tracing
 from h2s_checkout.payments.port import PaymentGateway
 from h2s_checkout.payments.stripe_gateway import StripeGateway
 from h2s_checkout.settings import EMULATOR_API_KEY, Settings
@@ -176,7 +177,13 @@ async def open_services(
         prepared_statements=settings.prepared_statements,
     )
     owned_gateway = gateway or build_gateway(settings)
-    services = build_services(settings, pool, owned_gateway, clock)
+    used_gateway = owned_gateway
+    if tracing.enabled():
+        # A span per provider call; with tracing off the flows call the gateway itself.
+        from h2s_checkout.payments.traced_gateway import TracedGateway
+
+        used_gateway = TracedGateway(owned_gateway, api_base=settings.stripe_api_base)
+    services = build_services(settings, pool, used_gateway, clock)
     try:
         yield services
     finally:

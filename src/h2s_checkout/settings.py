@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -78,6 +79,15 @@ class Settings:
     events_allow_private: bool = False
     event_endpoint_url: str | None = None
     event_endpoint_secret: str | None = None
+    # OpenTelemetry traces, exported over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT or its
+    # _TRACES_ variant; the SDK reads the OTEL_* variables itself). None: tracing off.
+    otel_endpoint: str | None = None
+    # A trace viewer's URL with {trace_id}: the timeline links each step's trace to it.
+    trace_url_template: str | None = None
+
+    @property
+    def tracing(self) -> bool:
+        return self.otel_endpoint is not None
 
     @property
     def embedded_database(self) -> bool:
@@ -232,6 +242,58 @@ def _event_endpoint(
     return url, secret
 
 
+_SAMPLERS = frozenset(
+    {
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    }
+)
+
+
+def _otel(env: Mapping[str, str]) -> str | None:
+    """The OTLP endpoint when tracing is on: an endpoint is set and OTEL_SDK_DISABLED is
+    not true. The sampler variables are checked here, since the SDK falls back to its
+    default with only a warning, and an installed SDK too."""
+    endpoint = _optional(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _optional(
+        env, "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if endpoint is None or _bool(env, "OTEL_SDK_DISABLED", False):
+        return None
+    if urlparse(endpoint).scheme not in ("http", "https"):
+        raise SettingsError("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL")
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler and sampler not in _SAMPLERS:
+        raise SettingsError(f"OTEL_TRACES_SAMPLER must be one of {', '.join(sorted(_SAMPLERS))}")
+    if sampler.endswith("traceidratio"):
+        _float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0)
+    try:
+        found = all(
+            importlib.util.find_spec(name) is not None
+            for name in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+        )
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise SettingsError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed: "
+            "pip install 'h2s-checkout[otel]'"
+        )
+    return endpoint
+
+
+def _trace_url_template(env: Mapping[str, str]) -> str | None:
+    raw = _optional(env, "H2S_TRACE_URL_TEMPLATE")
+    if raw is None:
+        return None
+    if "{trace_id}" not in raw or urlparse(raw).scheme not in ("http", "https"):
+        raise SettingsError("H2S_TRACE_URL_TEMPLATE must be an http(s) URL with {trace_id}")
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every variable; a bad value names itself in the error."""
     env = os.environ if env is None else env
@@ -318,6 +380,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         events_allow_private=allow_private,
         event_endpoint_url=event_url,
         event_endpoint_secret=event_secret,
+        otel_endpoint=_otel(env),
+        trace_url_template=_trace_url_template(env),
     )
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError("H2S_DB_POOL_MIN must not exceed H2S_DB_POOL_MAX")

@@ -111,6 +111,11 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
         "a checkout's timeline p99, prefilled",
         "one reconciler pass, prefilled",
         "the doctor's database checks, prefilled",
+        # tracing off, on at 100% and at 10% (issue 27)
+        "## What tracing costs",
+        "| on, 100% sampled |",
+        "| on, 10% sampled |",
+        "100% sampled within 25%",
         # side by side with HEAD
         "## Side by side with",
         "this code / ",
@@ -134,6 +139,20 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
         if line.startswith(("[bench] ceiling B: GET /healthz", "[bench] replays of stored"))
     ]
     assert blocks == ["B", "R", "R", "B"]
+    # Tracing's three servers take the load mirrored: off, 100%, 10%, 10%, 100%, off.
+    modes = [
+        line.split("tracing ", 1)[1].split(", 64 clients")[0]
+        for line in run.stdout.splitlines()
+        if line.startswith("[bench] new checkouts, tracing ")
+    ]
+    assert modes == [
+        "off",
+        "on, 100% sampled",
+        "on, 10% sampled",
+        "on, 10% sampled",
+        "on, 100% sampled",
+        "off",
+    ]
     # So do new checkouts and ceiling A at each concurrency: N A A N.
     for clients, tasks in (("1 client", "1 task"), ("64 clients", "64 tasks")):
         pairs = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 from litestar import Controller, get
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
@@ -30,9 +31,10 @@ class CheckoutAdminController(Controller):
         responses=_ERRORS,
     )
     async def timeline(
-        self, ref: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]
+        self, state: State, ref: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]
     ) -> Timeline:
-        return msgspec.convert(await inspect_checkout.timeline(db_pool, ref), Timeline)
+        found = await inspect_checkout.timeline(db_pool, ref, state.settings.trace_url_template)
+        return msgspec.convert(found, Timeline)
 
     @get(
         "/orders/{order_id:str}/timeline",
@@ -40,9 +42,12 @@ class CheckoutAdminController(Controller):
         responses=_ERRORS,
     )
     async def order_timeline(
-        self, order_id: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]
+        self, state: State, order_id: FromPath[str], db_pool: NamedDependency[asyncpg.Pool]
     ) -> Timeline:
-        return msgspec.convert(await inspect_checkout.timeline(db_pool, order_id), Timeline)
+        found = await inspect_checkout.timeline(
+            db_pool, order_id, state.settings.trace_url_template
+        )
+        return msgspec.convert(found, Timeline)
 
     @get(
         "/checkouts/{ref:str}",

@@ -213,8 +213,24 @@ def _step_html(step: dict[str, Any]) -> str:
         f'<li class="{css}">{mark}<div class=when>{timing}</div>'
         f"<div class=what>{what}</div>"
         + (f"<div class=detail>{detail}</div>" if detail else "")
+        + _trace_html(step)
         + "</li>"
     )
+
+
+def _trace_html(step: dict[str, Any]) -> str:
+    """The OpenTelemetry trace of the request that made the step: a link to the trace
+    viewer when H2S_TRACE_URL_TEMPLATE is set, its id otherwise."""
+    trace_id = step.get("otel_trace_id")
+    if not trace_id:
+        return ""
+    url = step.get("trace_url")
+    shown = (
+        f'<a class=trace href="{escape(url)}">trace {escape(trace_id)}</a>'
+        if url
+        else f"trace {escape(trace_id)}"
+    )
+    return f"<div class='detail trace'>{shown}</div>"
 
 
 def _failure_html(failure: dict[str, Any]) -> str:
@@ -313,7 +329,9 @@ class DebugPageController(Controller):
     ) -> Response[str]:
         actor = principal_of(request).actor
         try:
-            timeline = await inspect_checkout.timeline(db_pool, ref)
+            timeline = await inspect_checkout.timeline(
+                db_pool, ref, request.app.state.settings.trace_url_template
+            )
         except NotFound:
             return _page(
                 "Not found", f"<div class=card>No checkout {escape(ref)}.</div>", 404, actor=actor

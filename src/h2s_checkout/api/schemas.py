@@ -107,6 +107,10 @@ class TimelineStep(msgspec.Struct):
     duration_ms: float | None
     since_previous_ms: float | None
     detail: dict[str, Any]
+    # The OpenTelemetry trace of the request or pass that made the step (None: untraced),
+    # and its page in a trace viewer when H2S_TRACE_URL_TEMPLATE is set.
+    otel_trace_id: str | None = None
+    trace_url: str | None = None
 
 
 class EventAttempt(msgspec.Struct):

@@ -8,6 +8,7 @@ import asyncio
 
 from h2s_checkout.bootstrap import open_services
 from h2s_checkout.embedded_stack import embedded_runtime, provider_settings
+from h2s_checkout.observability import tracing
 from h2s_checkout.settings import Settings, load_settings
 
 
@@ -15,8 +16,13 @@ def run(_: argparse.Namespace) -> int:
     settings = load_settings()
 
     async def once(resolved: Settings) -> str:
-        async with open_services(resolved) as services:
-            return str(await services.reconciler.run_once())
+        if resolved.tracing:
+            tracing.start()  # the pass is a trace, as the in-service reconciler's are
+        try:
+            async with open_services(resolved) as services:
+                return str(await services.reconciler.run_once())
+        finally:
+            tracing.shutdown()  # exports what the batch processor holds
 
     with embedded_runtime(settings, start_emulator=False) as runtime:
         report = asyncio.run(once(provider_settings(runtime.settings)))

@@ -51,6 +51,13 @@ def render(timeline: dict[str, Any]) -> str:
             f"{'' if took is None else f'{took:.1f}':>9}  {what}"
             + (f"  [{detail}]" if detail else "")
         )
+    # The OpenTelemetry traces of the requests and passes that made the steps, in order.
+    traces = list(
+        dict.fromkeys(s["otel_trace_id"] for s in timeline["steps"] if s.get("otel_trace_id"))
+    )
+    if traces:
+        lines.append("")
+        lines.append(f"OpenTelemetry traces: {', '.join(traces)}")
     for event in timeline.get("events", []):
         lines.append("")
         lines.append(

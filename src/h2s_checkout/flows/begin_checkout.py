@@ -1,7 +1,9 @@
 """Begin a checkout: claim its key, order and job (phase 1), session (2), link (3).
 
 Phase 1 is one call of ``h2s_begin_checkout`` and phase 3 one of ``h2s_link_session``
-(store/checkouts.py): a new checkout costs two round trips, a replay one.
+(store/checkouts.py): a new checkout costs two round trips, a replay one. With tracing on
+each phase is a span (``checkout claim_and_queue``, ``checkout create_session``,
+``checkout link_session``) with the checkout's trace id, order id and resulting state.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.cleanup import fail_and_clean
 from h2s_checkout.flows.recent_keys import RecentKeys
 from h2s_checkout.flows.replay_batch import ReplayBatcher
+from h2s_checkout.observability import tracing
 from h2s_checkout.observability.logging import bind_log_fields, get_logger, unbind_log_fields
 from h2s_checkout.observability.metrics import PHASE_SECONDS
 from h2s_checkout.payments.port import (
@@ -100,6 +103,8 @@ class CheckoutResult:
     body: dict[str, Any] | None = None
     stored_json: str | None = None
     replayed: bool = False
+    # The checkout's state after phase 3 (for its span); None where it was not read.
+    state: str | None = None
 
     def json(self) -> bytes:
         """The answer's JSON; a stored answer is sent as stored, without a decode."""
@@ -169,6 +174,25 @@ class _Creation:
     limits: list[tuple[str, int]]
 
 
+def _phase_attributes(row: asyncpg.Record, plan: Plan | None) -> dict[str, Any]:
+    """A phase span's attributes from phase 1's answer (no checkout: rate limited)."""
+    checkout_id = row["checkout_id"]
+    return {
+        "h2s.checkout_trace_id": None if checkout_id is None else str(checkout_id),
+        "h2s.order_id": row["order_id"] or (plan.order_id if plan is not None else None),
+        "h2s.checkout.state": row["state"],
+        "h2s.checkout.outcome": row["outcome"],
+    }
+
+
+def _plan_attributes(plan: Plan, state: str) -> dict[str, Any]:
+    return {
+        "h2s.checkout_trace_id": str(plan.checkout_id),
+        "h2s.order_id": plan.order_id,
+        "h2s.checkout.state": state,
+    }
+
+
 def _key_reused() -> IdempotencyKeyReused:
     return IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
 
@@ -217,18 +241,22 @@ class CheckoutFlow:
         claim = _claim_keys(command, fingerprint)
         now = self._settings.clock()
         row = None
-        if self._recent.expects_replay(claim.lookup_key, now):
-            # Most likely a retry of an answer this worker gave: asked without a slot (a
-            # replay writes no checkout), in one call with the other replays in flight.
-            row = await self._ask_replay(claim, now)
         plan = None
-        if row is None:
-            async with self._slots:
-                now = self._settings.clock()
-                plan = self._new_plan(command, cart, now)
-                bind_log_fields(checkout_trace_id=str(plan.checkout_id))
-                creation = self._creation(command, cart, plan, claim, fingerprint, now)
-                row = await self._phase_one(claim, now, creation)
+        with tracing.span("checkout claim_and_queue") as span:
+            if self._recent.expects_replay(claim.lookup_key, now):
+                # Most likely a retry of an answer this worker gave: asked without a slot
+                # (a replay writes no checkout), in one call with the other replays in
+                # flight.
+                row = await self._ask_replay(claim, now)
+            if row is None:
+                async with self._slots:
+                    now = self._settings.clock()
+                    plan = self._new_plan(command, cart, now)
+                    bind_log_fields(checkout_trace_id=str(plan.checkout_id))
+                    creation = self._creation(command, cart, plan, claim, fingerprint, now)
+                    row = await self._phase_one(claim, now, creation)
+            if span.recording:  # with tracing off, not even the attributes are built
+                span.set(_phase_attributes(row, plan))
         outcome = row["outcome"]
         if outcome == "created" and plan is not None:
             count_transition(row["state"])
@@ -355,10 +383,19 @@ class CheckoutFlow:
         return await self._finish(_plan_from_row(checkout))
 
     async def _finish(self, plan: Plan) -> CheckoutResult:
-        with _SESSION_SECONDS.time():
+        with _SESSION_SECONDS.time(), tracing.span("checkout create_session") as span:
+            if span.recording:
+                span.set(_plan_attributes(plan, "job_queued"))
             session, session_ms = await self._create_session(plan)
-        with _LINK_SECONDS.time():
-            return await self._link_session(plan, session, session_ms)
+            if span.recording:
+                span.set({"h2s.stripe.session_id": session.id})
+        with _LINK_SECONDS.time(), tracing.span("checkout link_session") as span:
+            if span.recording:
+                span.set(_plan_attributes(plan, "job_queued"))
+            result = await self._link_session(plan, session, session_ms)
+            if span.recording:
+                span.set({"h2s.checkout.state": result.state})
+            return result
 
     # -- phase 1's inputs -----------------------------------------------------------------
 
@@ -367,6 +404,15 @@ class CheckoutFlow:
         order_id = keys.order_id_for(checkout_id)
         job_id = keys.job_id_for(checkout_id)
         base = self._settings.public_base_url
+        metadata = {
+            "order_id": order_id,
+            "job_id": str(job_id),
+            "checkout_trace_id": str(checkout_id),
+        }
+        traceparent = tracing.traceparent()
+        if traceparent is not None:
+            # The session's events come back with it: their receipt links to this trace.
+            metadata["h2s_traceparent"] = traceparent
         return Plan(
             checkout_id=checkout_id,
             order_id=order_id,
@@ -382,11 +428,7 @@ class CheckoutFlow:
                 success_url=return_urls.success_url(order_id, base, self._settings.success_url),
                 cancel_url=return_urls.cancel_url(order_id, base, self._settings.cancel_url),
                 expires_at=now + self._settings.session_ttl,
-                metadata={
-                    "order_id": order_id,
-                    "job_id": str(job_id),
-                    "checkout_trace_id": str(checkout_id),
-                },
+                metadata=metadata,
             ),
         )
 
@@ -504,6 +546,7 @@ class CheckoutFlow:
                     status=row["response_status"],
                     checkout_id=plan.checkout_id,
                     stored_json=row["response_json"],
+                    state=row["state"],
                 )
         except UNAVAILABLE_OR_DOWN as exc:
             # The session exists and the checkout is resumable from job_queued: a retry
@@ -524,4 +567,4 @@ class CheckoutFlow:
             )
             raise
         count_transition(target)
-        return CheckoutResult(status=201, checkout_id=plan.checkout_id, body=body)
+        return CheckoutResult(status=201, checkout_id=plan.checkout_id, body=body, state=target)

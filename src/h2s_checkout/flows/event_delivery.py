@@ -8,6 +8,10 @@ is session state: behind a transaction pooler it needs a direct connection
 (H2S_DATABASE_DIRECT_URL), and without one the loop only polls. Its statements go
 through a pool of its own (two connections), so deliveries never wait for, nor hold, a
 connection a checkout needs.
+
+With tracing on each attempt is a client span (``events.deliver <type>``), a child of the
+span that wrote the event (``h2s_events.traceparent``), and the POST carries its
+``traceparent``: the subscriber's handling joins the trace of the change it is told of.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from h2s_checkout.domain.events import (
     retry_delay,
     signature_header,
 )
+from h2s_checkout.observability import tracing
 from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.observability.metrics import EVENT_DELIVERIES, EVENT_DELIVERY_LAG
 from h2s_checkout.store import outbox
@@ -358,6 +363,9 @@ class EventDeliverer:
                 signing_secrets(delivery, self._clock()), delivery["event_id"], timestamp, body
             ),
         }
+        traceparent = tracing.traceparent()
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         started = time.perf_counter()
         status_code: int | None = None
         error: str | None = None
@@ -385,6 +393,24 @@ class EventDeliverer:
         )
 
     async def _deliver(self, delivery: asyncpg.Record) -> str:
+        with tracing.span(
+            f"events.deliver {delivery['type']}",
+            kind="client",
+            parent=delivery.get("traceparent"),
+            attributes={
+                "h2s.event_id": delivery["event_id"],
+                "h2s.event.type": delivery["type"],
+                "h2s.event.endpoint_id": delivery["endpoint_id"],
+                "h2s.event.delivery_id": delivery["delivery_id"],
+                "h2s.event.attempt": delivery["attempts"],
+            },
+        ) as span:
+            outcome, status_code = await self._attempt(delivery)
+            span.set({"h2s.event.outcome": outcome, "http.response.status_code": status_code})
+            return outcome
+
+    async def _attempt(self, delivery: asyncpg.Record) -> tuple[str, int | None]:
+        """One attempt sent and recorded: its outcome and the answer's status."""
         started_at = self._clock()
         result = await self.send(delivery)
         next_at: datetime | None = None
@@ -432,7 +458,7 @@ class EventDeliverer:
                 delivery_id=delivery["delivery_id"],
                 error=type(exc).__name__,
             )
-            return "unrecorded"
+            return "unrecorded", result.status_code
         EVENT_DELIVERIES.labels(outcome).inc()
         if result.delivered:
             lag = (self._clock() - delivery["event_created_at"]).total_seconds()
@@ -448,4 +474,4 @@ class EventDeliverer:
             error=result.error,
             duration_ms=result.duration_ms,
         )
-        return outcome
+        return outcome, result.status_code

@@ -38,7 +38,18 @@ async def _find(conn: asyncpg.Connection, ref: str) -> asyncpg.Record:
     return row
 
 
-async def timeline(pool: asyncpg.Pool, ref: str) -> dict[str, Any]:
+def trace_url(template: str | None, trace_id: str | None) -> str | None:
+    """A trace viewer's page for an OpenTelemetry trace (H2S_TRACE_URL_TEMPLATE)."""
+    if template is None or trace_id is None:
+        return None
+    return template.replace("{trace_id}", trace_id)
+
+
+async def timeline(
+    pool: asyncpg.Pool, ref: str, trace_url_template: str | None = None
+) -> dict[str, Any]:
+    """The checkout's steps in order; each with the OpenTelemetry trace id of the request
+    or pass that made it (when that was traced), and its viewer's URL when there is one."""
     async with connection(pool) as conn:
         checkout = await _find(conn, ref)
         rows = await traces.timeline(conn, checkout["checkout_id"])
@@ -70,6 +81,8 @@ async def timeline(pool: asyncpg.Pool, ref: str) -> dict[str, Any]:
                     else None
                 ),
                 "detail": row["detail"],
+                "otel_trace_id": row["otel_trace_id"],
+                "trace_url": trace_url(trace_url_template, row["otel_trace_id"]),
             }
             for row in rows
         ],

@@ -17,6 +17,7 @@ from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
 from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
 from h2s_checkout.flows.settle import EXPIRED, PAID, settle
+from h2s_checkout.observability import tracing
 from h2s_checkout.observability.logging import acting_as, bind_log_fields, get_logger
 from h2s_checkout.observability.metrics import RECONCILER_ACTIONS
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
@@ -82,8 +83,10 @@ class Reconciler:
     async def run_once(self, actor: str = RECONCILER) -> ReconcileReport:
         """One pass. Its log lines and every trace row it writes name ``actor``: the
         reconciler itself, or the key that asked for the pass (POST /api/reconcile)."""
-        with acting_as(actor):
-            return await self._pass()
+        with acting_as(actor), tracing.span("reconcile pass") as span:
+            report = await self._pass()
+            span.set({f"h2s.reconcile.{action}": n for action, n in report.actions.items()})
+            return report
 
     async def _pass(self) -> ReconcileReport:
         report = ReconcileReport()

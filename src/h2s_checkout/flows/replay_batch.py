@@ -13,6 +13,11 @@ request is answered only after the call with its trace row has committed. A call
 fails fails every request in it, each with its own DatabaseUnavailable (503) when the
 database could not be reached. A request waits for its answer, the call ahead of its own
 included, no longer than the pool's bound on any database wait (H2S_DB_TIMEOUT_S).
+
+With tracing on a call is a span (``checkout replay_batch``) linked to each request's
+span; a call for one request (or for requests of one trace) is a child of its span, and
+its trace rows take that trace's id. The trace rows of a call for requests of several
+traces carry none: one statement has one setting (*_otel_trace_context.sql).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from h2s_checkout.domain.errors import DatabaseUnavailable
+from h2s_checkout.observability import tracing
 from h2s_checkout.observability.metrics import REPLAY_BATCH_SIZE
 from h2s_checkout.store import checkouts
 from h2s_checkout.store.pool import bound_s, connection
@@ -36,6 +42,9 @@ DEFAULT_MAX_IN_FLIGHT = 1
 class _Waiting:
     call: checkouts.ReplayCall
     answer: asyncio.Future[asyncpg.Record]
+    # The request's OpenTelemetry context (None with tracing off) and its traceparent.
+    context: object = None
+    traceparent: str | None = None
 
 
 class ReplayBatcher:
@@ -58,7 +67,9 @@ class ReplayBatcher:
     async def replay(self, call: checkouts.ReplayCall) -> asyncpg.Record:
         """The row ``begin_checkout`` expecting a replay would answer for ``call``."""
         answer: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(call, answer))
+        self._waiting.append(
+            _Waiting(call, answer, tracing.current_context(), tracing.traceparent())
+        )
         if len(self._in_flight) < self._max_in_flight:
             self._start_pump()
         # Waiting for a call ahead counts against the same bound as a call of one's own.
@@ -95,9 +106,21 @@ class ReplayBatcher:
             self._in_flight.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _send(self, batch: list[_Waiting]) -> None:
+        traces = {w.traceparent.split("-")[1] if w.traceparent else None for w in batch}
+        one_trace = batch[0] if len(traces) == 1 else None
         try:
-            async with connection(self._pool) as conn:
-                rows = await checkouts.replay_checkouts(conn, [w.call for w in batch])
+            with tracing.span(
+                "checkout replay_batch",
+                parent=None if one_trace is None else one_trace.context,
+                links=[w.context for w in batch if w.context is not None],
+                attributes={"h2s.replay_batch.size": len(batch)},
+            ):
+                async with connection(self._pool) as conn:
+                    rows = await checkouts.replay_checkouts(
+                        conn,
+                        [w.call for w in batch],
+                        traceparent=None if one_trace is None else one_trace.traceparent,
+                    )
         except DatabaseUnavailable as exc:
             for w in batch:
                 if not w.answer.done():

@@ -1,4 +1,9 @@
-"""Stripe webhook events: verified with the SDK, each event id applied exactly once."""
+"""Stripe webhook events: verified with the SDK, each event id applied exactly once.
+
+With tracing on an event's receipt is a span (``stripe.webhook <type>``) linked to the span
+that created its session (the session's ``h2s_traceparent`` metadata), so the trace of a
+payment leads back to the checkout's.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import stripe
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.settle import EXPIRED, PAID, PAYMENT_FAILED, settle
+from h2s_checkout.observability import tracing
 from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.payments.stripe_gateway import refund_from_dict, session_from_dict
 from h2s_checkout.store import payments
@@ -113,6 +119,28 @@ async def apply_event(
     pool: asyncpg.Pool, event: dict[str, Any], clock: Callable[[], datetime] = utcnow
 ) -> EventResult:
     """Record the event id and apply it, in one transaction; a redelivery changes nothing."""
+    obj = (event.get("data") or {}).get("object") or {}
+    metadata = obj.get("metadata") or {}
+    origin = metadata.get("h2s_traceparent")
+    with tracing.span(
+        f"stripe.webhook {event['type']}",
+        kind="consumer",
+        attributes={
+            "h2s.stripe.event_id": event["id"],
+            "h2s.stripe.event_type": event["type"],
+            "h2s.checkout_trace_id": metadata.get("checkout_trace_id"),
+            "h2s.order_id": obj.get("client_reference_id") or metadata.get("order_id"),
+        },
+        links=[origin] if isinstance(origin, str) else (),
+    ) as span:
+        result = await _apply_event(pool, event, clock)
+        span.set({"h2s.webhook.result": result.result})
+        return result
+
+
+async def _apply_event(
+    pool: asyncpg.Pool, event: dict[str, Any], clock: Callable[[], datetime]
+) -> EventResult:
     event_id, event_type = event["id"], event["type"]
     obj = (event.get("data") or {}).get("object") or {}
     is_session = obj.get("object") == "checkout.session"

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from h2s_checkout.observability import tracing
 from h2s_checkout.observability.log_lines import StderrLogger
 
 _SECRET_KEYS = frozenset(
@@ -112,6 +113,16 @@ def merge_log_fields(
     return event_dict
 
 
+def add_trace_ids(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: with tracing on, the current span's trace_id and span_id.
+    Asked on each line rather than chosen at configuration, since a logger keeps the
+    processors of its first use (cache_logger_on_first_use) and tracing may start after."""
+    trace_ids = tracing.log_processor()
+    return event_dict if trace_ids is None else trace_ids(logger, method, event_dict)
+
+
 def _stderr_logger(*_: Any) -> StderrLogger:
     return StderrLogger()
 
@@ -135,6 +146,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=[
             merge_log_fields,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -4,6 +4,10 @@ Phase 1 and phase 3 are the server-side functions ``h2s_begin_checkout`` and
 ``h2s_link_session`` (db/migrations/*_h2s_begin_checkout*.sql, *_h2s_link_session.sql):
 one round trip each. Phase 1 also checks and counts the limits on new checkouts
 (*_h2s_begin_checkout_limits.sql).
+
+In a sampled span each statement writing trace rows is sent in its ``_TRACED`` form, which
+sets the span's traceparent in the function's first argument (``h2s_in_trace``,
+*_otel_trace_context.sql): the rows take its trace id, in the same statement.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
+
+from h2s_checkout.observability import tracing
 
 JOB_DUE_AFTER = timedelta(hours=24)
 
@@ -164,6 +170,10 @@ _json = msgspec.json.Encoder()
 _BEGIN_CHECKOUT = (
     "select * from h2s_begin_checkout($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 )
+_BEGIN_CHECKOUT_TRACED = (
+    "select * from h2s_begin_checkout("
+    "h2s_in_trace($13, $1::text), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +212,9 @@ async def begin_checkout(
     With ``new``, ``steps`` and ``transition`` None (a call expecting a replay), the
     outcome is replayed, key_reused, or absent: no answered checkout has this key, nothing
     was written, and the whole call must follow."""
+    traceparent = tracing.traceparent()
     row: asyncpg.Record = await conn.fetchrow(
-        _BEGIN_CHECKOUT,
+        _BEGIN_CHECKOUT if traceparent is None else _BEGIN_CHECKOUT_TRACED,
         keys.key_source,
         keys.idempotency_key,
         keys.derived_key,
@@ -217,11 +228,15 @@ async def begin_checkout(
         transition,
         [bucket for bucket, _ in limits],
         [limit for _, limit in limits],
+        *(() if traceparent is None else (traceparent,)),
     )
     return row
 
 
 _REPLAY_CHECKOUTS = "select * from h2s_replay_checkouts($1, $2, $3, $4, $5, $6)"
+_REPLAY_CHECKOUTS_TRACED = (
+    "select * from h2s_replay_checkouts(h2s_in_trace($7, $1::text[]), $2, $3, $4, $5, $6)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,19 +250,22 @@ class ReplayCall:
 
 
 async def replay_checkouts(
-    conn: asyncpg.Connection, calls: Sequence[ReplayCall]
+    conn: asyncpg.Connection, calls: Sequence[ReplayCall], *, traceparent: str | None = None
 ) -> list[asyncpg.Record]:
     """Several calls of ``begin_checkout`` expecting a replay, in one round trip and one
     transaction; a row per call, in order, each with the outcome that call alone would
-    have had (replayed, key_reused or absent)."""
+    have had (replayed, key_reused or absent). ``traceparent``: the one trace all the
+    calls' trace rows belong to, if they share one (the calls are made by one task for
+    many requests, so it is given rather than read from the current span)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        _REPLAY_CHECKOUTS,
+        _REPLAY_CHECKOUTS if traceparent is None else _REPLAY_CHECKOUTS_TRACED,
         [c.keys.key_source for c in calls],
         [c.keys.idempotency_key for c in calls],
         [c.keys.derived_key for c in calls],
         [c.keys.request_fingerprint for c in calls],
         [c.window_start for c in calls],
         [c.now for c in calls],
+        *(() if traceparent is None else (traceparent,)),
     )
     if len(rows) != len(calls):
         raise RuntimeError(f"h2s_replay_checkouts answered {len(rows)} rows for {len(calls)}")
@@ -255,6 +273,9 @@ async def replay_checkouts(
 
 
 _LINK_SESSION = "select * from h2s_link_session($1, $2, $3, $4, $5, $6, $7, $8)"
+_LINK_SESSION_TRACED = (
+    "select * from h2s_link_session(h2s_in_trace($9, $1::uuid), $2, $3, $4, $5, $6, $7, $8)"
+)
 
 
 async def link_session(
@@ -271,8 +292,9 @@ async def link_session(
 ) -> asyncpg.Record:
     """Phase 3 in one round trip; ``linked`` is false when the checkout had left
     ``source`` (then the row carries its state and stored answer)."""
+    traceparent = tracing.traceparent()
     row: asyncpg.Record = await conn.fetchrow(
-        _LINK_SESSION,
+        _LINK_SESSION if traceparent is None else _LINK_SESSION_TRACED,
         checkout_id,
         source,
         target,
@@ -281,5 +303,6 @@ async def link_session(
         job_id,
         response_body,
         trace,
+        *(() if traceparent is None else (traceparent,)),
     )
     return row

@@ -2,7 +2,9 @@
 
 An event is written by the server-side function ``h2s_enqueue_order_event``
 (db/migrations/*_event_outbox.sql) inside the statement or transaction that changes the
-order; ``h2s_link_session`` calls it for order.created.
+order; ``h2s_link_session`` calls it for order.created. An event keeps the traceparent
+of the sampled span that wrote it (``h2s_events.traceparent``, *_otel_trace_context.sql),
+and is delivered in that trace.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any
 
 import asyncpg
 
+from h2s_checkout.observability import tracing
+
 NOTIFY_CHANNEL = "h2s_events"
 
 _ENQUEUE = "select h2s_enqueue_order_event($1, $2)"
+_ENQUEUE_TRACED = "select h2s_enqueue_order_event(h2s_in_trace($3, $1::text), $2)"
 
 
 async def enqueue_order_event(
@@ -26,7 +31,12 @@ async def enqueue_order_event(
     Call it after the change it reports, in the same transaction: the event snapshots the
     order and its job as they are then, and rolls back with the change.
     """
-    event_id: str | None = await conn.fetchval(_ENQUEUE, order_id, event_type)
+    traceparent = tracing.traceparent()
+    event_id: str | None = (
+        await conn.fetchval(_ENQUEUE, order_id, event_type)
+        if traceparent is None
+        else await conn.fetchval(_ENQUEUE_TRACED, order_id, event_type, traceparent)
+    )
     return event_id
 
 
@@ -151,7 +161,7 @@ from due, h2s_events e, h2s_event_endpoints p
 where d.delivery_id = due.delivery_id and e.event_id = d.event_id
   and p.endpoint_id = d.endpoint_id
 returning d.delivery_id, d.attempts, d.tries, e.event_id, e.type, e.body,
-          e.created_at as event_created_at, p.endpoint_id, p.url, p.secret,
+          e.created_at as event_created_at, e.traceparent, p.endpoint_id, p.url, p.secret,
           p.previous_secret, p.previous_secret_until
 """
 

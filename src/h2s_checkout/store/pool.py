@@ -13,6 +13,7 @@ import asyncpg
 import msgspec
 
 from h2s_checkout.domain.errors import DatabaseUnavailable
+from h2s_checkout.observability import tracing
 from h2s_checkout.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -124,6 +125,12 @@ async def create_pool(
     __asyncpg_stmt_1__ does not exist"). Without the cache asyncpg prepares each
     statement unnamed and parses it again in the same Sync as its Bind, which any server
     connection accepts, at one more round trip per statement (docs/scaling.md)."""
+    connection_class: type[asyncpg.Connection] = asyncpg.Connection
+    if tracing.enabled():
+        # A span per database call; with tracing off the connections are asyncpg's own.
+        from h2s_checkout.store.traced_connection import TracedConnection
+
+        connection_class = TracedConnection
     # asyncpg.create_pool cannot make a subclass; these are the arguments it passes.
     pool = BoundedPool(
         dsn,
@@ -136,7 +143,7 @@ async def create_pool(
         init=init_connection,
         reset=_keep_session,
         loop=None,
-        connection_class=asyncpg.Connection,
+        connection_class=connection_class,
         record_class=asyncpg.Record,
         # Backstops for work outside `connection` (its own deadline comes first inside it):
         # each statement, and connection establishment.

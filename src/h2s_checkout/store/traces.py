@@ -2,7 +2,9 @@
 
 Rows go through the server-side function ``h2s_write_trace_rows`` (its migration says
 why: one INSERT in array order gives seq in that order), alone or inside the statement
-that changes the checkout's state.
+that changes the checkout's state. In a sampled span the statement also sets the span's
+traceparent (``h2s_in_trace``, *_otel_trace_context.sql), and each row takes its trace id
+in ``otel_trace_id``: the timeline's link to the OpenTelemetry trace.
 
 Every row made here while someone is acting (a key's request, a reconciler pass, a
 webhook event: ``h2s_checkout.observability.logging.bind_actor``/``acting_as``) carries
@@ -19,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from h2s_checkout.domain.errors import IllegalTransition
+from h2s_checkout.observability import tracing
 from h2s_checkout.observability.logging import current_actor
 from h2s_checkout.observability.metrics import TRANSITIONS
 
@@ -81,8 +84,17 @@ with moved as (
 )
 select h2s_write_trace_rows(checkout_id, $5::jsonb) from moved
 """
+_MOVE_TRACED = """
+with moved as (
+    update h2s_checkouts set state = $3, updated_at = $4
+    where checkout_id = $1 and state = $2
+    returning checkout_id
+)
+select h2s_write_trace_rows(checkout_id, h2s_in_trace($6, $5::jsonb)) from moved
+"""
 
 _WRITE_ROWS = "select h2s_write_trace_rows($1, $2::jsonb)"
+_WRITE_ROWS_TRACED = "select h2s_write_trace_rows($1, h2s_in_trace($3, $2::jsonb))"
 
 
 async def write_transition(
@@ -104,7 +116,13 @@ async def write_transition(
     at = utcnow()
     rows = [s.row() for s in steps or ()]
     rows.append(transition_row(event, source, target, at, detail))
-    written = await conn.fetchval(_MOVE, checkout_id, source, target, at, rows)
+    traceparent = tracing.traceparent()
+    if traceparent is None:
+        written = await conn.fetchval(_MOVE, checkout_id, source, target, at, rows)
+    else:
+        written = await conn.fetchval(
+            _MOVE_TRACED, checkout_id, source, target, at, rows, traceparent
+        )
     if written is None:
         raise IllegalTransition(
             f"checkout {checkout_id} is no longer in state {source}",
@@ -115,14 +133,20 @@ async def write_transition(
 
 async def record_steps(conn: asyncpg.Connection, checkout_id: uuid.UUID, steps: list[Step]) -> None:
     """Write steps outside a transition (a settlement attempt, an ignored outcome)."""
-    if steps:
-        await conn.execute(_WRITE_ROWS, checkout_id, [s.row() for s in steps])
+    if not steps:
+        return
+    rows = [s.row() for s in steps]
+    traceparent = tracing.traceparent()
+    if traceparent is None:
+        await conn.execute(_WRITE_ROWS, checkout_id, rows)
+    else:
+        await conn.execute(_WRITE_ROWS_TRACED, checkout_id, rows, traceparent)
 
 
 # seq is the order in which the steps happened (h2s_write_trace_rows); the time since the
 # previous row follows it.
 _TIMELINE = """
-select seq, kind, event, from_state, to_state, at, duration_ms, detail,
+select seq, kind, event, from_state, to_state, at, duration_ms, detail, otel_trace_id,
        extract(epoch from at - lag(at) over (order by seq)) * 1000 as since_previous_ms
 from h2s_checkout_traces
 where checkout_id = $1
