@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Callable
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook
@@ -43,49 +41,30 @@ class Delivery:
 
 
 class EventReceiver:
-    def __init__(
-        self,
-        script: list[Any] | None = None,
-        path: str = "/h2s",
-        on_request: Callable[[Delivery], None] | None = None,
-    ) -> None:
-        """``on_request``: called with each request as it arrives, before it is answered
-        (one at a time, in the order they are recorded)."""
+    def __init__(self, script: list[Any] | None = None, path: str = "/h2s") -> None:
         self.script = list(script or [])
         self.received: list[Delivery] = []
         self._cond = threading.Condition()
-        self._answering = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                # With a hook, a request is looked at and answered before the next one is
-                # looked at: what the hook sees precedes every answer sent after it.
-                with receiver._answering if on_request is not None else nullcontext():
-                    with receiver._cond:
-                        step = receiver.script.pop(0) if receiver.script else 200
-                        held = isinstance(step, tuple)
-                        arrived = Delivery(headers, body, None if held else step)
-                        if on_request is not None:
-                            on_request(arrived)
-                        receiver.received.append(arrived)
-                        receiver._cond.notify_all()
-                    if not held:
-                        self._answer(step)
+                with receiver._cond:
+                    step = receiver.script.pop(0) if receiver.script else 200
+                    held = isinstance(step, tuple)
+                    receiver.received.append(Delivery(headers, body, None if held else step))
+                    receiver._cond.notify_all()
                 if held:
                     time.sleep(step[1])
-                    self._answer(200)
-
-            def _answer(self, status: int) -> None:
+                    step = 200
                 answer = b'{"received": true}'
                 try:
-                    self.send_response(status)
+                    self.send_response(step)
                     self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
                     self.wfile.write(answer)
-                    self.wfile.flush()
                 except OSError:
                     pass  # the sender gave up waiting
 

@@ -7,8 +7,7 @@ delivery is left pending for the disabled endpoint."""
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -16,54 +15,14 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from events_receiver import Delivery, EventReceiver
+from events_receiver import EventReceiver
 from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer
+from h2s_checkout.store import outbox
 from support import checkout_body
 
 ENDPOINTS = "/api/event-endpoints"
 ROUNDS = 8
 AT_ONCE = 8
-
-
-class EndpointStatus:
-    """The endpoint's status in the database, read from the receiver's thread as each
-    request arrives, on a connection and event loop of its own (not the test's, which
-    runs the deliverers: a lookup queued behind them would see their later commits)."""
-
-    def __init__(self, dsn: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._conn: asyncpg.Connection = self._run(asyncpg.connect(dsn))
-        self.endpoint_id = ""
-        self.seen_gone: list[str] = []  # webhook-ids that arrived after the 410 was recorded
-
-    def _run(self, coro):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
-
-    def on_request(self, request: Delivery) -> None:
-        status = self._run(
-            self._conn.fetchval(
-                "select status from h2s_event_endpoints where endpoint_id = $1", self.endpoint_id
-            )
-        )
-        if status != "enabled":
-            self.seen_gone.append(request.webhook_id)
-
-    def close(self) -> None:
-        self._run(self._conn.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-
-
-@pytest.fixture
-def endpoint_status(database_url: str) -> Iterator[EndpointStatus]:
-    watch = EndpointStatus(database_url)
-    try:
-        yield watch
-    finally:
-        watch.close()
 
 
 @pytest.fixture
@@ -111,14 +70,13 @@ async def settled(db: asyncpg.Connection, endpoint_id: str, receiver: EventRecei
 
 
 async def test_eight_deliveries_racing_a_410_lose_nothing_and_stop_at_once(
-    client, admin, db, two_loops, endpoint_status
+    client, admin, db, two_loops
 ):
     with capture_logs() as logs:
         for round_ in range(ROUNDS):
-            with EventReceiver([410] * 64, on_request=endpoint_status.on_request) as gone:
+            with EventReceiver([410] * 64) as gone:
                 made = await client.post(ENDPOINTS, json={"url": gone.url}, headers=admin)
                 endpoint_id = made.json()["id"]
-                endpoint_status.endpoint_id = endpoint_id
                 answers = await asyncio.gather(
                     *(
                         client.post(
@@ -150,10 +108,122 @@ async def test_eight_deliveries_racing_a_410_lose_nothing_and_stop_at_once(
                 r.webhook_id for r in requests
             ), f"requests sent without their attempt record, {where}"
             assert {r["status_code"] for r in recorded} == {410}, where
-            assert endpoint_status.seen_gone == [], (
-                f"requests arrived after the 410 was recorded, {where}"
-            )
 
     failed = [e for e in logs if e["event"] in ("events.record_failed", "events.lease_failed")]
     assert failed == []
     assert not [e for e in logs if "Deadlock" in str(e)]
+
+
+# -- each race, one at a time ---------------------------------------------------------
+
+
+async def pending_for(db: asyncpg.Connection, endpoint_id: str) -> int:
+    return await db.fetchval(
+        "select count(*) from h2s_event_deliveries where endpoint_id = $1 and status = 'pending'",
+        endpoint_id,
+    )
+
+
+async def waits_for_a_lock_or_ends(db: asyncpg.Connection, pid: int, task: asyncio.Task) -> None:
+    """Until the backend ``pid`` waits for a row lock, or ``task`` has ended without."""
+    for _ in range(400):
+        if task.done():
+            return
+        waiting = await db.fetchval(
+            "select wait_event_type = 'Lock' from pg_stat_activity where pid = $1", pid
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("neither waiting for a lock nor done")
+
+
+async def test_a_delivery_leased_before_its_endpoint_answered_410_is_not_sent(
+    client, admin, db, database_url
+):
+    settings = DeliverySettings(timeout=timedelta(seconds=2), allow_private=True)
+    first = EventDeliverer(database_url, settings, listen_dsn=None)
+    second = EventDeliverer(database_url, settings, listen_dsn=None)
+    try:
+        with EventReceiver([410] * 8) as gone:
+            made = await client.post(ENDPOINTS, json={"url": gone.url}, headers=admin)
+            endpoint_id = made.json()["id"]
+            for n in range(3):
+                answer = await client.post(
+                    "/api/checkout", json=checkout_body(email=f"leased-{n}@example.com")
+                )
+                assert answer.status_code == 201
+            # Two workers lease before either has sent: what a 410 finds already leased.
+            leased = await first._lease(2) + await second._lease(2)
+            assert len(leased) == 3
+
+            outcomes = [await first._deliver(leased[0])]
+            outcomes += [await second._deliver(d) for d in leased[1:]]
+            requests = gone.snapshot()
+    finally:
+        await first.close()
+        await second.close()
+
+    assert outcomes == ["endpoint_gone", "not_sent", "not_sent"]
+    assert [r.webhook_id for r in requests] == [leased[0]["event_id"]]
+    ended = await db.fetch(
+        """
+        select d.status, d.last_status_code, count(a.attempt) as attempts
+        from h2s_event_deliveries d left join h2s_event_attempts a using (delivery_id)
+        where d.endpoint_id = $1 group by d.delivery_id order by d.status
+        """,
+        endpoint_id,
+    )
+    assert [tuple(r) for r in ended] == [("cancelled", None, 0)] * 2 + [("failed", 410, 1)]
+
+
+async def order_id_of_a_checkout(client) -> str:
+    answer = await client.post("/api/checkout", json=checkout_body(email="late@example.com"))
+    assert answer.status_code == 201
+    return answer.json()["order_id"]
+
+
+async def test_a_disable_waits_for_an_event_being_written_and_cancels_its_delivery(
+    client, admin, db, database_url
+):
+    order_id = await order_id_of_a_checkout(client)
+    made = await client.post(ENDPOINTS, json={"url": "http://127.0.0.1:9/x"}, headers=admin)
+    endpoint_id = made.json()["id"]
+    writer = await asyncpg.connect(database_url)
+    disabler = await asyncpg.connect(database_url)
+    try:
+        async with writer.transaction():
+            assert await outbox.enqueue_order_event(writer, order_id, "order.paid")
+            ending = asyncio.create_task(
+                outbox.end_endpoint(disabler, endpoint_id, status="disabled", reason="test")
+            )
+            await waits_for_a_lock_or_ends(db, disabler.get_server_pid(), ending)
+        assert await ending
+    finally:
+        await writer.close()
+        await disabler.close()
+
+    assert await pending_for(db, endpoint_id) == 0
+
+
+async def test_an_event_written_while_a_disable_is_in_progress_gets_no_delivery(
+    client, admin, db, database_url
+):
+    order_id = await order_id_of_a_checkout(client)
+    made = await client.post(ENDPOINTS, json={"url": "http://127.0.0.1:9/x"}, headers=admin)
+    endpoint_id = made.json()["id"]
+    writer = await asyncpg.connect(database_url)
+    disabler = await asyncpg.connect(database_url)
+    try:
+        async with disabler.transaction():
+            await outbox.end_endpoint(disabler, endpoint_id, status="disabled", reason="test")
+            writing = asyncio.create_task(
+                outbox.enqueue_order_event(writer, order_id, "order.paid")
+            )
+            await waits_for_a_lock_or_ends(db, writer.get_server_pid(), writing)
+        await writing
+    finally:
+        await writer.close()
+        await disabler.close()
+
+    assert await pending_for(db, endpoint_id) == 0
