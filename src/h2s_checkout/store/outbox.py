@@ -58,8 +58,9 @@ where endpoint_id = $1 and status <> 'deleted'
 """
 
 # Ending an endpoint takes its row first and its deliveries' rows after, as everything
-# that holds both does (a 410's record, the lease, the check before sending, a retry): one
-# lock order, so no deadlock can roll back an attempt's record (issue 29). The update
+# that may wait for both does (a 410's record, a retry; the lease waits for neither, SKIP
+# LOCKED, and the check before sending locks the endpoint's row only): one lock order, so
+# no deadlock can roll back an attempt's record (issue 29). The update
 # waits for event transactions still writing deliveries for it (they hold the row FOR
 # SHARE, db/migrations/*_event_deliveries_only_to_enabled_endpoints.sql), and the
 # cancelling is a statement of its own so that its snapshot sees what they committed.
