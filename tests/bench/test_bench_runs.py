@@ -154,7 +154,7 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
     if find_pgbouncer() is not None:
         assert "## Behind PgBouncer in transaction mode" in printed
         sides = [
-            line.rsplit(", ", 1)[1].split(":")[0]
+            line.split(":", 1)[0].rsplit(", ", 1)[1]
             for line in (run.stdout + run.stderr).splitlines()
             if line.startswith("[bench] new checkouts, 64 clients, ")
         ]
