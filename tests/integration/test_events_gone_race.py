@@ -4,7 +4,8 @@ worth) send them. Over rounds, each with a new endpoint: no deadlock, every requ
 has its attempt record (once), and no delivery is left pending for the disabled
 endpoint. Then each race on its own, in an order the test sets: a delivery leased before
 the 410 is not sent; an event written while a disable waits, or while it is in progress,
-leaves nothing pending.
+leaves nothing pending; an attempt answered after its endpoint was deleted keeps its
+record.
 
 That no request leaves once the 410 is recorded is held by the ordered test, not by the
 rounds: a receiver on this process sees a request some milliseconds after it left (its
@@ -15,6 +16,7 @@ not say it was sent after the disable.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -236,3 +238,38 @@ async def test_an_event_written_while_a_disable_is_in_progress_gets_no_delivery(
         await disabler.close()
 
     assert await pending_for(db, endpoint_id) == 0
+
+
+async def test_an_attempt_answered_after_its_endpoint_was_deleted_keeps_its_record(
+    client, admin, db, database_url
+):
+    answer_now = threading.Event()
+    deliverer = EventDeliverer(
+        database_url,
+        DeliverySettings(timeout=timedelta(seconds=20), allow_private=True),
+        listen_dsn=None,
+    )
+    try:
+        with EventReceiver([answer_now]) as receiver:
+            made = await client.post(ENDPOINTS, json={"url": receiver.url}, headers=admin)
+            endpoint_id = made.json()["id"]
+            answer = await client.post("/api/checkout", json=checkout_body(email="kept@e.com"))
+            assert answer.status_code == 201
+            sending = asyncio.create_task(deliverer.run_once())
+            await receiver.until(1)  # the request is out, its answer held
+            deleted = await client.delete(f"{ENDPOINTS}/{endpoint_id}", headers=admin)
+            assert deleted.status_code == 204
+            answer_now.set()
+            assert await sending == {"delivered": 1}
+    finally:
+        await deliverer.close()
+
+    [row] = await db.fetch(
+        """
+        select d.status, a.attempt, a.status_code
+        from h2s_event_deliveries d join h2s_event_attempts a using (delivery_id)
+        where d.endpoint_id = $1
+        """,
+        endpoint_id,
+    )
+    assert tuple(row) == ("cancelled", 1, 200)
