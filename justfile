@@ -61,6 +61,6 @@ typecheck:
 docs:
     {{python}} -m h2s_checkout.cli.diagram docs
 
-# Benchmark the service against its ceilings from src/ (it does not ship); writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N)
+# Benchmark the service against its ceilings from src/ (it does not ship); writes docs/benchmarks.{md,json,png} (--quick, --against REV, --prefill N, --pooler)
 bench *args:
     PYTHONPATH="{{justfile_directory()}}/src${PYTHONPATH:+:$PYTHONPATH}" {{python}} -m h2s_bench {{args}}

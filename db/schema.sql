@@ -266,6 +266,25 @@ end
 $$;
 
 
+--
+-- Name: h2s_event_delivery_to_enabled_endpoint(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_event_delivery_to_enabled_endpoint() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+    perform 1 from h2s_event_endpoints p
+    where p.endpoint_id = new.endpoint_id and p.status = 'enabled'
+    for share;
+    if not found then
+        return null;  -- disabled or deleted meanwhile: nothing to deliver
+    end if;
+    return new;
+end
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -1331,6 +1350,13 @@ CREATE INDEX h2s_webhook_events_received ON public.h2s_webhook_events USING btre
 
 
 --
+-- Name: h2s_event_deliveries h2s_event_deliveries_to_enabled_endpoint; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER h2s_event_deliveries_to_enabled_endpoint BEFORE INSERT ON public.h2s_event_deliveries FOR EACH ROW EXECUTE FUNCTION public.h2s_event_delivery_to_enabled_endpoint();
+
+
+--
 -- Name: h2s_checkout_failures h2s_checkout_failures_checkout_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1525,4 +1551,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261204000001'),
     ('20261205000001'),
     ('20261206000200'),
+    ('20261207000300'),
     ('20261207000400');

@@ -1,7 +1,8 @@
 """A subscriber on 127.0.0.1 for the outbound-event tests, served from a thread.
 
-It answers a script: each entry is an HTTP status, or ("sleep", seconds) to hold the
-request past the sender's timeout; after the script, 200. It verifies nothing itself:
+It answers a script: each entry is an HTTP status, ("sleep", seconds) to hold the
+request past the sender's timeout, or a threading.Event to hold it until the test sets
+it (then 200); after the script, 200. It verifies nothing itself:
 tests verify what it recorded with the standardwebhooks package, as a receiver would.
 """
 
@@ -53,10 +54,13 @@ class EventReceiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with receiver._cond:
                     step = receiver.script.pop(0) if receiver.script else 200
-                    held = isinstance(step, tuple)
+                    held = isinstance(step, (tuple, threading.Event))
                     receiver.received.append(Delivery(headers, body, None if held else step))
                     receiver._cond.notify_all()
-                if held:
+                if isinstance(step, threading.Event):
+                    step.wait(timeout=30)
+                    step = 200
+                elif held:
                     time.sleep(step[1])
                     step = 200
                 answer = b'{"received": true}'

@@ -1,4 +1,4 @@
-"""`python -m h2s_bench [--quick] [--out DIR] [--against REV] [--prefill N]`:
+"""`python -m h2s_bench [--quick] [--out DIR] [--against REV] [--prefill N] [--pooler]`:
 run, print and write the figures."""
 
 from __future__ import annotations
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="at the end, measure again after N finished checkouts are written to the database",
     )
+    parser.add_argument(
+        "--pooler",
+        action="store_true",
+        help="also measure new checkouts through PgBouncer in transaction mode "
+        "(H2S_DB_POOLER=transaction) beside the same load straight to PostgreSQL; "
+        "skipped, with the reason in the report, where pgbouncer is not installed",
+    )
     return parser
 
 
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prefill < 0:
         build_parser().error("--prefill takes a number of checkouts (0: none)")
     config.prefill = args.prefill
+    config.pooler = args.pooler
 
     results = run_bench(config, keep_workdir=args.keep_workdir)
 

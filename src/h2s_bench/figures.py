@@ -10,6 +10,7 @@ from typing import Any
 
 from h2s_bench import compare, profile, tracing_cost
 from h2s_bench.growth import FILLED, UNFILLED, Growth, Paired, Reads
+from h2s_bench.pooler import DIRECT, POOLED
 from h2s_bench.run import Results
 
 
@@ -25,6 +26,26 @@ def cpu_ms(results: Results, key: str, group: str = "server") -> float | None:
     if o is None or cpu is None or o.rate <= 0 or group not in cpu.cores:
         return None
     return 1000 * cpu.cores[group] / o.rate
+
+
+def pooler_figures(results: Results) -> dict[str, object] | None:
+    """--pooler: each side's rate, p99 and server CPU per checkout, and their ratio."""
+    p = results.pooler
+    if p is None:
+        return None
+    return {
+        "clients": p.clients,
+        "pgbouncer_version": p.version,
+        **{
+            side: {
+                "per_s": _num(rate(results, key), 1),
+                "p99_ms": _num(p99(results, key), 1),
+                "server_cpu_ms": _num(cpu_ms(results, key)),
+            }
+            for side, key in (("direct", DIRECT), ("pgbouncer", POOLED))
+        },
+        "pgbouncer_over_direct": _num(p.rate_ratio),
+    }
 
 
 def rate(results: Results, key: str) -> float | None:
@@ -231,6 +252,7 @@ def headline(results: Results) -> dict[str, Any]:
         ),
         "rss_mb_max": _num(peak_rss(results), 1),
         "prefill": prefill_figures(results.growth),
+        "pooler": pooler_figures(results),
         "rates": {
             "new_per_s": {str(n): _num(rate(results, f"new0@{n}"), 1) for n in c.clients_fast},
             "replay_per_s_64": _num(rate(results, f"replay@{c.replay_clients}"), 1),

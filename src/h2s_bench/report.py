@@ -602,6 +602,33 @@ def tracing_lines(results: Results) -> list[str]:
     return lines
 
 
+def pooler_table(results: Results) -> list[str]:
+    """Direct and through PgBouncer, under the same load (blocks direct, pooled, pooled,
+    direct); PgBouncer's own CPU is among "other"."""
+    p = results.pooler
+    if p is None:
+        return []
+    rows = [
+        f"| new checkouts, Stripe 0 ms, {p.clients} clients, 1 worker | checkouts/s | "
+        "p50 / p99 ms | server CPU ms per checkout | postgres cores | other cores |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, o, cpu in (
+        ("straight to PostgreSQL", p.direct, p.direct_cpu),
+        (f"through PgBouncer ({p.version}), `H2S_DB_POOLER=transaction`", p.pooled, p.pooled_cpu),
+    ):
+        server_ms = 1000 * cpu.cores.get("server", 0.0) / o.rate if o.rate else 0.0
+        rows.append(
+            f"| {label} | {_rate(o.rate)} | {_ms(o.pct(50))} / {_ms(o.pct(99))} | "
+            f"{server_ms:.2f} | {_cores(cpu.cores, 'postgres')} | "
+            f"{_cores(cpu.cores, 'other')}{_notes_for(o)} |"
+        )
+    ratio = p.rate_ratio
+    if ratio is not None:
+        rows += ["", f"Through PgBouncer: {ratio:.2f}x the direct rate."]
+    return rows
+
+
 def scaling_table(results: Results) -> list[str]:
     v = _View(results)
     c = v.c
@@ -799,6 +826,13 @@ def generated_block(results: Results, plot_name: str | None) -> str:
     if results.tracing:
         lines += ["## What tracing costs", "", *tracing_lines(results), ""]
     lines += ["## Workers and replicas", "", *scaling_table(results), ""]
+    if results.pooler:
+        lines += [
+            "## Behind PgBouncer in transaction mode (`--pooler`)",
+            "",
+            *pooler_table(results),
+            "",
+        ]
     if results.storm:
         lines += [
             "## Duplicates in flight over 3 servers (issue 3)",

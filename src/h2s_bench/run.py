@@ -23,7 +23,17 @@ from pathlib import Path
 
 import httpx
 
-from h2s_bench import against, ceiling, compare, dbstats, growth, load, profile, tracing_cost
+from h2s_bench import (
+    against,
+    ceiling,
+    compare,
+    dbstats,
+    growth,
+    load,
+    pooler,
+    profile,
+    tracing_cost,
+)
 from h2s_bench.session import BenchConfig, Session, say
 from h2s_bench.stack import CpuSplit, pooled_cpu
 from h2s_checkout.observability.logging import configure_logging
@@ -46,6 +56,7 @@ class Results:
     comparison: compare.Comparison | None = None
     growth: growth.Growth | None = None
     tracing: tracing_cost.TracingCost | None = None
+    pooler: pooler.Pooled | None = None
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     wall_s: float = 0.0
@@ -379,6 +390,21 @@ class MainRun(Session):
             f"statuses {dict(result.statuses)}"
         )
 
+    def pooler_phase(self) -> None:
+        """--pooler: its two sides kept as workloads, or why it did not run."""
+        measured = pooler.run_pooler(self)
+        if isinstance(measured, str):
+            self.results.notes.append(measured)
+            say(measured)
+            return
+        self.results.pooler = measured
+        for key, outcome, cpu in (
+            (pooler.DIRECT, measured.direct, measured.direct_cpu),
+            (pooler.POOLED, measured.pooled, measured.pooled_cpu),
+        ):
+            self.results.workloads[key] = outcome
+            self.results.cpu[key] = cpu
+
     def busy_note(self) -> None:
         if self.waited_s >= 1:
             self.results.notes.append(
@@ -500,6 +526,8 @@ class MainRun(Session):
             self.start_servers(config.issue3_servers - len(self.servers), 1, "replica")
         self.storm()
         self.stop_servers()
+        if config.pooler:
+            self.pooler_phase()
         if config.prefill > 0:
             self.start_servers(1, 1, "1 worker, prefill")
             self.results.growth = growth.run_growth(self)

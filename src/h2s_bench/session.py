@@ -73,6 +73,8 @@ class BenchConfig:
     prefill: int = 0
     growth_clients: int = 4  # the portal and timeline reads
     growth_samples: int = 2000  # rows those reads ask for
+    # --pooler: new checkouts direct and through PgBouncer in transaction mode.
+    pooler: bool = False
 
     @classmethod
     def quick_config(cls, out_dir: Path, database_url: str | None = None) -> BenchConfig:

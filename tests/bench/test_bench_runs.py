@@ -1,8 +1,9 @@
 """The benchmark harness runs end to end and prints its table (`--quick`: tiny counts).
 
 No figure is asserted: this checks that `just bench` works, not how fast the service is.
-The run includes `--against HEAD` (served from this interpreter, so no venv is built) and
-a small `--prefill`, so that every section and every key of benchmarks.json is produced.
+The run includes `--against HEAD` (served from this interpreter, so no venv is built), a
+small `--prefill` and `--pooler` (where pgbouncer is installed), so that every section and
+every key of benchmarks.json is produced.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from h2s_bench.pooler import find_pgbouncer
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +36,7 @@ JSON_KEYS = {
     "overhead_p99_ms_stripe_300ms_64_clients_from_start",
     "rss_mb_max",
     "prefill",
+    "pooler",
 }
 PREFILL_KEYS = {
     "rows",
@@ -74,6 +78,7 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
             sys.executable,
             "--prefill",
             "2000",
+            "--pooler",
         ],
         cwd=REPO,
         env=env,
@@ -164,6 +169,18 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
         ]
         assert pairs == ["N", "A", "A", "N"], clients
 
+    # Direct and through PgBouncer alternate too, D P P D; without pgbouncer, the reason.
+    if find_pgbouncer() is not None:
+        assert "## Behind PgBouncer in transaction mode" in printed
+        sides = [
+            line.split(":", 1)[0].rsplit(", ", 1)[1]
+            for line in (run.stdout + run.stderr).splitlines()
+            if line.startswith("[bench] new checkouts, 64 clients, ")
+        ]
+        assert sides == ["direct", "pooled", "pooled", "direct"]
+    else:
+        assert "pooler workload skipped: no pgbouncer here" in printed
+
     figures = json.loads((out / "benchmarks.json").read_text())
     assert set(figures) >= JSON_KEYS
     assert figures["revision"] == git("rev-parse", "HEAD").stdout.strip()
@@ -178,6 +195,13 @@ def test_bench_runs_and_prints_its_table(tmp_path: Path) -> None:
     for side in ("unfilled", "prefilled"):
         assert side_by_side[side]["new_per_s_64"] > 0
         assert side_by_side[side]["replay_p99_ms_64"] > 0
+
+    if find_pgbouncer() is not None:
+        for side in ("direct", "pgbouncer"):
+            assert figures["pooler"][side]["per_s"] > 0
+        assert figures["pooler"]["pgbouncer_over_direct"] > 0
+    else:
+        assert figures["pooler"] is None
 
     written = (out / "benchmarks.md").read_text()
     assert "<!-- bench:begin" in written

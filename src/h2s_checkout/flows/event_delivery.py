@@ -61,6 +61,7 @@ _DB_ERRORS: tuple[type[BaseException], ...] = (
     *UNAVAILABLE_ERRORS,
 )
 USER_AGENT = "h2s-checkout-events/1"
+_GONE_REASON = "the endpoint answered 410 Gone"
 
 
 @dataclass(frozen=True)
@@ -392,6 +393,20 @@ class EventDeliverer:
             status_code, error, kept, round((time.perf_counter() - started) * 1000, 3)
         )
 
+    async def _clear_to_send(self, delivery: asyncpg.Record) -> bool | None:
+        """Whether the endpoint still takes it and the lease is still this attempt's;
+        None when the database could not say (then it is not sent now either)."""
+        try:
+            async with connection(await self._own_pool()) as conn:
+                return await outbox.clear_to_send(
+                    conn, delivery["delivery_id"], delivery["attempts"]
+                )
+        except _DB_ERRORS as exc:
+            log.warning(
+                "events.check_failed", delivery_id=delivery["delivery_id"], error=type(exc).__name__
+            )
+            return None
+
     async def _deliver(self, delivery: asyncpg.Record) -> str:
         with tracing.span(
             f"events.deliver {delivery['type']}",
@@ -411,6 +426,21 @@ class EventDeliverer:
 
     async def _attempt(self, delivery: asyncpg.Record) -> tuple[str, int | None]:
         """One attempt sent and recorded: its outcome and the answer's status."""
+        # Leased before a 410 or a disable may have ended its endpoint: checked again right
+        # before it leaves. Not sent: nothing to record; a cancelled delivery stays so, and
+        # one the check could not judge is sent when its lease ends.
+        cleared = await self._clear_to_send(delivery)
+        if not cleared:
+            outcome = "not_sent" if cleared is False else "unchecked"
+            EVENT_DELIVERIES.labels(outcome).inc()
+            log.info(
+                "events.not_sent",
+                delivery_id=delivery["delivery_id"],
+                endpoint_id=delivery["endpoint_id"],
+                attempt=delivery["attempts"],
+                outcome=outcome,
+            )
+            return outcome, None
         started_at = self._clock()
         result = await self.send(delivery)
         next_at: datetime | None = None
@@ -427,30 +457,23 @@ class EventDeliverer:
                 outcome, status = "retrying", "pending"
                 next_at = self._clock() + delay
         try:
-            # One statement; with a 410 the endpoint is disabled in the same transaction.
-            async with (
-                connection(await self._own_pool()) as conn,
-                conn.transaction() if gone else contextlib.nullcontext(),
-            ):
-                await outbox.record_attempt(
-                    conn,
-                    delivery["delivery_id"],
-                    delivery["attempts"],
-                    started_at=started_at,
-                    duration_ms=result.duration_ms,
-                    status_code=result.status_code,
-                    error=result.error,
-                    response_body=result.response_body,
-                    status=status,
-                    next_attempt_at=next_at,
-                )
+            async with connection(await self._own_pool()) as conn:
                 if gone:
-                    await outbox.end_endpoint(
-                        conn,
-                        delivery["endpoint_id"],
-                        status="disabled",
-                        reason="the endpoint answered 410 Gone",
-                    )
+                    # The endpoint's row before any delivery's, as every other holder of
+                    # both takes them (store/outbox.py): no deadlock can roll this back.
+                    async with conn.transaction():
+                        await outbox.mark_endpoint_ended(
+                            conn,
+                            delivery["endpoint_id"],
+                            status="disabled",
+                            reason=_GONE_REASON,
+                        )
+                        await self._record(conn, delivery, started_at, result, status, next_at)
+                        await outbox.cancel_pending(
+                            conn, delivery["endpoint_id"], reason=_GONE_REASON
+                        )
+                else:
+                    await self._record(conn, delivery, started_at, result, status, next_at)
         except _DB_ERRORS as exc:
             # Sent but not recorded: the lease ends and it is sent again, same webhook-id.
             log.warning(
@@ -475,3 +498,25 @@ class EventDeliverer:
             duration_ms=result.duration_ms,
         )
         return outcome, result.status_code
+
+    @staticmethod
+    async def _record(
+        conn: asyncpg.Connection,
+        delivery: asyncpg.Record,
+        started_at: datetime,
+        result: AttemptResult,
+        status: str,
+        next_at: datetime | None,
+    ) -> None:
+        await outbox.record_attempt(
+            conn,
+            delivery["delivery_id"],
+            delivery["attempts"],
+            started_at=started_at,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            error=result.error,
+            response_body=result.response_body,
+            status=status,
+            next_attempt_at=next_at,
+        )

@@ -61,7 +61,9 @@ REFUNDS = Counter(
 EVENT_DELIVERIES = Counter(
     "h2s_event_deliveries_total",
     "Outbound event delivery attempts, by outcome: delivered, retrying, failed (retries "
-    "spent), endpoint_gone (410: endpoint disabled)",
+    "spent), endpoint_gone (410: endpoint disabled), not_sent (leased, but its endpoint "
+    "ended or its lease passed on before it left), unchecked (leased, but the database "
+    "could not say whether it may leave: sent when its lease ends)",
     ["outcome"],
 )
 EVENT_DELIVERY_LAG = Histogram(

@@ -4,7 +4,10 @@ An event is written by the server-side function ``h2s_enqueue_order_event``
 (db/migrations/*_event_outbox.sql) inside the statement or transaction that changes the
 order; ``h2s_link_session`` calls it for order.created. An event keeps the traceparent
 of the sampled span that wrote it (``h2s_events.traceparent``, *_otel_trace_context.sql),
-and is delivered in that trace.
+and is delivered in that trace. The trigger function
+``h2s_event_delivery_to_enabled_endpoint``
+(db/migrations/*_event_deliveries_only_to_enabled_endpoints.sql) keeps a delivery from
+being written for an endpoint a concurrent disable has ended.
 """
 
 from __future__ import annotations
@@ -64,18 +67,22 @@ from h2s_event_endpoints
 where endpoint_id = $1 and status <> 'deleted'
 """
 
-# Pending deliveries to an endpoint that stops receiving end with it, in the same statement.
+# Ending an endpoint takes its row first and its deliveries' rows after, as everything
+# that may wait for both does (a 410's record, a retry; the lease waits for neither, SKIP
+# LOCKED, and the check before sending locks the endpoint's row only): one lock order, so
+# no deadlock can roll back an attempt's record (issue 29). The update
+# waits for event transactions still writing deliveries for it (they hold the row FOR
+# SHARE, db/migrations/*_event_deliveries_only_to_enabled_endpoints.sql), and the
+# cancelling is a statement of its own so that its snapshot sees what they committed.
 _END_ENDPOINT = """
-with ended as (
-    update h2s_event_endpoints set status = $2, status_reason = $3, updated_at = now()
-    where endpoint_id = $1 and status <> 'deleted'
-    returning endpoint_id
-), cancelled as (
-    update h2s_event_deliveries d set status = 'cancelled', last_error = $3
-    from ended where d.endpoint_id = ended.endpoint_id and d.status = 'pending'
-    returning 1
-)
-select count(*) from ended
+update h2s_event_endpoints set status = $2, status_reason = $3, updated_at = now()
+where endpoint_id = $1 and status <> 'deleted'
+returning endpoint_id
+"""
+
+_CANCEL_PENDING = """
+update h2s_event_deliveries set status = 'cancelled', last_error = $2
+where endpoint_id = $1 and status = 'pending'
 """
 
 _ROTATE_SIGNING = """
@@ -126,7 +133,24 @@ async def end_endpoint(
     conn: asyncpg.Connection, endpoint_id: str, *, status: str, reason: str
 ) -> bool:
     """Disable or delete an endpoint and cancel what it still had to receive."""
-    return bool(await conn.fetchval(_END_ENDPOINT, endpoint_id, status, reason))
+    async with conn.transaction():
+        if not await mark_endpoint_ended(conn, endpoint_id, status=status, reason=reason):
+            return False
+        await cancel_pending(conn, endpoint_id, reason=reason)
+    return True
+
+
+async def mark_endpoint_ended(
+    conn: asyncpg.Connection, endpoint_id: str, *, status: str, reason: str
+) -> bool:
+    """The first half of ``end_endpoint``, holding the endpoint's row until the caller's
+    transaction ends: call it before touching the endpoint's deliveries."""
+    return await conn.fetchval(_END_ENDPOINT, endpoint_id, status, reason) is not None
+
+
+async def cancel_pending(conn: asyncpg.Connection, endpoint_id: str, *, reason: str) -> None:
+    """The second half: after ``mark_endpoint_ended``, in its transaction."""
+    await conn.execute(_CANCEL_PENDING, endpoint_id, reason)
 
 
 async def rotate_secret(
@@ -145,7 +169,9 @@ async def upsert_environment_endpoint(
 
 # SKIP LOCKED and the lease in the same statement, as the reconciler's: replicas never take
 # the same delivery. The lease is next_attempt_at moved past the attempt's timeout; the
-# attempt number is taken here, so an attempt lost with its process leaves a gap.
+# attempt number is taken here, so an attempt lost with its process leaves a gap. The
+# endpoint's row is taken FOR SHARE, skipped while a disable holds it (it cancels these
+# deliveries next) and read again once that disable has committed.
 _LEASE_DUE = """
 with due as (
     select d.delivery_id from h2s_event_deliveries d
@@ -154,6 +180,7 @@ with due as (
     order by d.next_attempt_at, d.created_at
     limit $2
     for update of d skip locked
+    for share of p skip locked
 )
 update h2s_event_deliveries d
 set next_attempt_at = $3, attempts = d.attempts + 1, tries = d.tries + 1
@@ -165,8 +192,22 @@ returning d.delivery_id, d.attempts, d.tries, e.event_id, e.type, e.body,
           p.previous_secret, p.previous_secret_until
 """
 
+# Right before a leased attempt is sent: is the endpoint still enabled, and the lease
+# still this attempt's? The endpoint's row is read FOR SHARE, so this waits for a
+# disable in progress and then sees it: once a 410 (or an operator) has ended the
+# endpoint, no check passes, in any worker or replica. Only the endpoint's row is locked
+# (the delivery's row is the lease's already), so the lock order stays endpoint first.
+_CLEAR_TO_SEND = """
+select 1 from h2s_event_deliveries d
+join h2s_event_endpoints p on p.endpoint_id = d.endpoint_id
+where d.delivery_id = $1 and d.attempts = $2 and d.status = 'pending'
+  and p.status = 'enabled'
+for share of p
+"""
+
 # The attempt's row and the delivery's new state in one statement. A result that comes
-# back after its lease was taken over is kept as an attempt but changes nothing else.
+# back after its lease was taken over, or after its delivery was cancelled (its endpoint
+# ended meanwhile), is kept as an attempt but changes nothing else: the request went out.
 _RECORD_ATTEMPT = """
 with attempt as (
     insert into h2s_event_attempts (
@@ -179,12 +220,19 @@ set status = $8, next_attempt_at = coalesce($9, next_attempt_at), last_status_co
 where delivery_id = $1 and attempts = $2 and status = 'pending'
 """
 
+# The endpoint's row FOR SHARE before the delivery's (the one lock order): a retry racing
+# a disable either comes first and is cancelled by it, or waits and finds it disabled.
 _RETRY_DELIVERY = """
-with retried as (
+with enabled as (
+    select p.endpoint_id from h2s_event_endpoints p
+    join h2s_event_deliveries d on d.endpoint_id = p.endpoint_id
+    where d.delivery_id = $1 and p.status = 'enabled'
+    for share of p
+), retried as (
     update h2s_event_deliveries d
     set status = 'pending', tries = 0, next_attempt_at = '-infinity', last_error = null
-    from h2s_event_endpoints p
-    where d.delivery_id = $1 and p.endpoint_id = d.endpoint_id and p.status = 'enabled'
+    from enabled
+    where d.delivery_id = $1 and d.endpoint_id = enabled.endpoint_id
     returning d.delivery_id
 )
 select delivery_id, pg_notify('h2s_events', '') from retried
@@ -244,6 +292,11 @@ async def lease_due(
     conn: asyncpg.Connection, *, now: datetime, until: datetime, limit: int
 ) -> list[asyncpg.Record]:
     return await conn.fetch(_LEASE_DUE, now, limit, until)
+
+
+async def clear_to_send(conn: asyncpg.Connection, delivery_id: str, attempt: int) -> bool:
+    """Whether a leased attempt may leave now (``_CLEAR_TO_SEND``)."""
+    return await conn.fetchval(_CLEAR_TO_SEND, delivery_id, attempt) is not None
 
 
 async def record_attempt(
