@@ -480,7 +480,7 @@ CREATE TABLE public.h2s_api_keys (
     revoked_at timestamp with time zone,
     revoked_by text,
     last_used_at timestamp with time zone,
-    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text, 'checkout'::text])))
+    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text, 'checkout'::text, 'catalog'::text])))
 );
 
 
@@ -1508,4 +1508,5 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261203000001'),
     ('20261204000001'),
     ('20261205000001'),
-    ('20261206000200');
+    ('20261206000200'),
+    ('20261207000100');

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+from h2s_checkout.domain.access import Scope
 from h2s_checkout.observability.logging import configure_logging
 from h2s_checkout.settings import SettingsError, load_settings
 
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        choices=["read", "operate", "admin", "checkout"],
+        choices=[s.value for s in Scope],
         help="repeat for each scope the key needs",
     )
     create.add_argument(
