@@ -221,7 +221,7 @@ class EventDelivery(msgspec.Struct, kw_only=True):
     id: str
     event_id: str
     event_type: str
-    order_id: str
+    order_id: str | None  # None for a catalog or service-area event
     sequence: int
     status: str
     attempts: list[EventAttempt]

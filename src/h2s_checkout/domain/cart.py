@@ -17,6 +17,9 @@ class CatalogItem:
     unit_amount_cents: int
     currency: str
     max_quantity: int
+    # One more at every change: phase 1 checks the versions a cart was priced from.
+    version: int = 1
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,7 @@ class CartLine:
     quantity: int
     unit_amount_cents: int
     currency: str
+    catalog_version: int = 1
 
     @property
     def amount_cents(self) -> int:
@@ -46,6 +50,11 @@ class PricedCart:
         # No tax or discounts yet: the total is the subtotal, kept apart so that adding
         # them later does not change what either column means.
         return self.subtotal_cents
+
+    @property
+    def catalog_versions(self) -> dict[str, int]:
+        """The version of each item the cart was priced from (phase 1 checks them)."""
+        return {line.sku: line.catalog_version for line in self.lines}
 
 
 def normalize_email(email: str) -> str:
@@ -105,6 +114,7 @@ def price_cart(items: Iterable[tuple[str, int]], catalog: Mapping[str, CatalogIt
                 quantity=quantity,
                 unit_amount_cents=entry.unit_amount_cents,
                 currency=entry.currency,
+                catalog_version=entry.version,
             )
         )
     currencies = {line.currency for line in lines}

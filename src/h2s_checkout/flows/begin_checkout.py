@@ -2,6 +2,12 @@
 
 Phase 1 is one call of ``h2s_begin_checkout`` and phase 3 one of ``h2s_link_session``
 (store/checkouts.py): a new checkout costs two round trips, a replay one.
+
+The cart is priced, and its service address checked, against this worker's cached
+catalog and service area (flows/catalog_cache.py), with no round trip; phase 1 checks the
+versions they were read at in the statement that writes the order, so the price charged
+is the one current when phase 1 commits. A stale copy costs one reload and one more
+pricing, and a second staleness in a row is 409 ``catalog_changed``, nothing written.
 """
 
 from __future__ import annotations
@@ -27,16 +33,20 @@ from h2s_checkout.domain.cart import (
     price_cart,
 )
 from h2s_checkout.domain.errors import (
+    CatalogChanged,
     CheckoutInProgress,
     DatabaseUnavailable,
     IdempotencyKeyReused,
     IllegalTransition,
+    OutsideServiceArea,
     PaymentProviderError,
+    QuantityOutOfRange,
     RateLimited,
+    UnknownSku,
 )
 from h2s_checkout.domain.limits import CheckoutLimits
 from h2s_checkout.domain.machine import INITIAL_STATE, TRANSITIONS
-from h2s_checkout.flows.catalog_cache import CatalogCache
+from h2s_checkout.flows.catalog_cache import CatalogCache, CatalogSnapshot
 from h2s_checkout.flows.cleanup import fail_and_clean
 from h2s_checkout.flows.recent_keys import RecentKeys
 from h2s_checkout.flows.replay_batch import ReplayBatcher
@@ -63,6 +73,10 @@ log = get_logger(__name__)
 
 DERIVED_KEY_WINDOW = timedelta(minutes=5)
 QUEUE_JOB, CREATE_SESSION = "queue_job", "create_session"
+# A refusal (unknown sku, outside the area) looks at the database again first if its copy
+# is older than this: a new item or a wider area is seen within it, at most one read per
+# worker in this time whatever is sent.
+REFUSAL_RECHECK_S = 1.0
 
 _CLAIM_SECONDS = PHASE_SECONDS.labels("claim_and_queue")
 _SESSION_SECONDS = PHASE_SECONDS.labels("create_session")
@@ -182,6 +196,19 @@ def _plan_from_row(row: asyncpg.Record) -> Plan:
     )
 
 
+def _priced(command: CheckoutCommand, snapshot: CatalogSnapshot) -> PricedCart:
+    cart = price_cart(command.items, snapshot.items)
+    address = command.customer.address
+    if not snapshot.area.serves(
+        str(address.get("country", "")), str(address.get("postal_code", ""))
+    ):
+        raise OutsideServiceArea(
+            "the shop does not serve this service address (GET /api/service-area has the "
+            "postal codes it serves); nothing was written",
+        )
+    return cart
+
+
 class CheckoutFlow:
     """The three atomic phases; the Stripe call is never inside a database transaction.
 
@@ -211,8 +238,9 @@ class CheckoutFlow:
         self._slots = asyncio.Semaphore(settings.phase_slots)  # FIFO: waiters in order
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
-        # Pricing comes first: a bad cart is refused before anything is read or written.
-        cart = price_cart(command.items, await self._catalog.items())
+        # Pricing comes first: a bad cart, or an address outside the service area, is
+        # refused before anything is written or counted.
+        snapshot, cart = await self._price(command)
         fingerprint = cart_fingerprint(command.items)
         claim = _claim_keys(command, fingerprint)
         now = self._settings.clock()
@@ -223,12 +251,31 @@ class CheckoutFlow:
             row = await self._ask_replay(claim, now)
         plan = None
         if row is None:
-            async with self._slots:
-                now = self._settings.clock()
-                plan = self._new_plan(command, cart, now)
-                bind_log_fields(checkout_trace_id=str(plan.checkout_id))
-                creation = self._creation(command, cart, plan, claim, fingerprint, now)
-                row = await self._phase_one(claim, now, creation)
+            for attempt in (1, 2):
+                async with self._slots:
+                    now = self._settings.clock()
+                    plan = self._new_plan(command, cart, now)
+                    bind_log_fields(checkout_trace_id=str(plan.checkout_id))
+                    creation = self._creation(
+                        command, cart, plan, claim, fingerprint, now, snapshot
+                    )
+                    row = await self._phase_one(claim, now, creation)
+                if row["outcome"] != "stale_catalog":
+                    break
+                # A price or the area changed since this worker read them: nothing was
+                # written; read them again and price once more.
+                unbind_log_fields("checkout_trace_id")
+                log.info("checkout.catalog_stale", attempt=attempt)
+                if attempt == 2:
+                    raise CatalogChanged(
+                        "the catalog changed while this checkout was priced; nothing was "
+                        "written, retry",
+                        retry_after_s=1,
+                    )
+                snapshot = await self._catalog.reload()
+                cart = _priced(command, snapshot)
+        if row is None:  # not reached: the loop above ends with phase 1's row or raises
+            raise RuntimeError("phase 1 gave no answer")
         outcome = row["outcome"]
         if outcome == "created" and plan is not None:
             count_transition(row["state"])
@@ -263,6 +310,18 @@ class CheckoutFlow:
         # recovery point with the same order, job and Stripe idempotency key.
         return await self._finish(_plan_from_row(row))
 
+    async def _price(self, command: CheckoutCommand) -> tuple[CatalogSnapshot, PricedCart]:
+        """The cart priced and its address checked from the cached copy; a refusal from a
+        copy older than REFUSAL_RECHECK_S is checked against a fresh one first."""
+        snapshot = await self._catalog.snapshot()
+        try:
+            return snapshot, _priced(command, snapshot)
+        except (UnknownSku, QuantityOutOfRange, OutsideServiceArea):
+            fresh = await self._catalog.reload(fresher_than_s=REFUSAL_RECHECK_S)
+            if fresh is snapshot:
+                raise
+            return fresh, _priced(command, fresh)
+
     async def _ask_replay(self, claim: checkouts.ClaimKeys, now: datetime) -> asyncpg.Record | None:
         """This worker answered the key lately, so most likely a replay: ask for one
         without building a new checkout. None: not one after all."""
@@ -291,6 +350,7 @@ class CheckoutFlow:
         claim: checkouts.ClaimKeys,
         fingerprint: str,
         now: datetime,
+        snapshot: CatalogSnapshot,
     ) -> _Creation:
         """What phase 1 writes if the request turns out to be a new checkout."""
         # The state machine decides the first transition before anything is sent; the
@@ -304,7 +364,7 @@ class CheckoutFlow:
             cart_fingerprint=fingerprint[:16],
         )
         return _Creation(
-            new=self._new_checkout(plan, command, cart, now),
+            new=self._new_checkout(plan, command, cart, now, snapshot.area.version),
             steps=[received.row()],
             transition=transition_row(
                 QUEUE_JOB,
@@ -392,7 +452,11 @@ class CheckoutFlow:
 
     @staticmethod
     def _new_checkout(
-        plan: Plan, command: CheckoutCommand, cart: PricedCart, now: datetime
+        plan: Plan,
+        command: CheckoutCommand,
+        cart: PricedCart,
+        now: datetime,
+        service_area_version: int = 0,
     ) -> dict[str, Any]:
         """Everything phase 1 writes if the request is a new checkout (see the function)."""
         customer = command.customer
@@ -421,9 +485,13 @@ class CheckoutFlow:
                     "quantity": line.quantity,
                     "unit_amount_cents": line.unit_amount_cents,
                     "amount_cents": line.amount_cents,
+                    "catalog_version": line.catalog_version,
                 }
                 for line in cart.lines
             ],
+            # What phase 1 checks are still current before it writes anything.
+            "catalog_versions": cart.catalog_versions,
+            "service_area_version": service_area_version,
             "subtotal_cents": cart.subtotal_cents,
             "total_cents": cart.total_cents,
             "currency": cart.currency,
