@@ -41,11 +41,14 @@ DATA_TABLES = (
 RESEED_CATALOG = """
 delete from h2s_service_catalog;
 insert into h2s_service_catalog (sku, name, description, unit_amount_cents, max_quantity) values
-    ('tv-mount', 'TV wall mounting', 'Mount one TV up to 75 inches, cables hidden in a raceway.', 14900, 10),
+    ('tv-mount', 'TV wall mounting',
+     'Mount one TV up to 75 inches, cables hidden in a raceway.', 14900, 10),
     ('smart-lock', 'Smart lock installation', 'Install and pair one smart deadbolt.', 12900, 10),
-    ('ceiling-fan', 'Ceiling fan installation', 'Replace a fixture with a ceiling fan on an existing box.', 17900, 10),
+    ('ceiling-fan', 'Ceiling fan installation',
+     'Replace a fixture with a ceiling fan on an existing box.', 17900, 10),
     ('camera-4', 'Security cameras (4)', 'Mount and configure four outdoor cameras.', 39900, 5),
-    ('wifi-mesh', 'Wi-Fi mesh setup', 'Place and configure a mesh network of up to three nodes.', 9900, 5);
+    ('wifi-mesh', 'Wi-Fi mesh setup',
+     'Place and configure a mesh network of up to three nodes.', 9900, 5);
 """
 
 

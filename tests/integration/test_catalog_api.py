@@ -41,7 +41,8 @@ async def test_an_item_added_is_sold_at_once_and_its_history_names_who_added_it(
 
     assert created.status_code == 201, created.text
     body = created.json()
-    assert body["version"] == 1 and body["active"] is True
+    assert body["version"] == 1
+    assert body["active"] is True
     assert created.headers["etag"] == body["etag"]
     storefront = {i["sku"]: i for i in (await client.get("/api/catalog")).json()["items"]}
     assert storefront["doorbell-cam"]["unit_amount_cents"] == 11900
@@ -52,8 +53,10 @@ async def test_an_item_added_is_sold_at_once_and_its_history_names_who_added_it(
 
     history = (await client.get("/api/catalog/items/doorbell-cam/history", headers=staff)).json()
     [entry] = history["changes"]
-    assert entry["action"] == "created" and entry["actor"] == "ana-staff"
-    assert entry["before"] is None and entry["after"]["unit_amount_cents"] == 11900
+    assert entry["action"] == "created"
+    assert entry["actor"] == "ana-staff"
+    assert entry["before"] is None
+    assert entry["after"]["unit_amount_cents"] == 11900
 
 
 async def test_a_taken_sku_is_409_and_changes_nothing(client, admin, db):
@@ -98,7 +101,8 @@ async def test_bad_items_are_refused_with_a_stable_code_and_nothing_written(
     for answer in (added, changed):
         assert answer.status_code in (status, 400), answer.text
         assert answer.json()["error"]["code"] in (code, "invalid_request")
-    assert added.status_code == status and added.json()["error"]["code"] == code
+    assert added.status_code == status
+    assert added.json()["error"]["code"] == code
     assert await table_counts(db) == counts
     assert await db.fetch("select * from h2s_service_catalog order by sku") == catalog
 
@@ -117,7 +121,8 @@ async def test_a_change_needs_the_current_etag_428_without_412_stale(client, adm
         headers={**admin, "If-Match": etag},
     )
     assert first.status_code == 200, first.text
-    assert first.headers["etag"] != etag and first.json()["version"] == 2
+    assert first.headers["etag"] != etag
+    assert first.json()["version"] == 2
     stale = await client.patch(
         "/api/catalog/items/tv-mount",
         json={"name": "TV mount"},
@@ -163,7 +168,8 @@ async def test_a_deactivated_item_is_not_sold_stays_listed_for_staff_and_comes_b
     off = await client.patch(
         "/api/catalog/items/wifi-mesh", json={"active": False}, headers={**admin, "If-Match": etag}
     )
-    assert off.status_code == 200 and off.json()["active"] is False
+    assert off.status_code == 200
+    assert off.json()["active"] is False
 
     storefront = [i["sku"] for i in (await client.get("/api/catalog")).json()["items"]]
     assert "wifi-mesh" not in storefront
@@ -174,7 +180,8 @@ async def test_a_deactivated_item_is_not_sold_stays_listed_for_staff_and_comes_b
     refused = await client.post(
         "/api/checkout", json=checkout_body(items=[{"sku": "wifi-mesh", "quantity": 1}])
     )
-    assert refused.status_code == 422 and refused.json()["error"]["code"] == "unknown_sku"
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "unknown_sku"
 
     back = await client.patch(
         "/api/catalog/items/wifi-mesh",
@@ -199,7 +206,8 @@ async def test_the_storefront_catalog_answers_its_etag_and_304_until_it_changes(
     first = await client.get("/api/catalog")
     etag = first.headers["etag"]
     again = await client.get("/api/catalog", headers={"If-None-Match": etag})
-    assert again.status_code == 304 and again.content == b""
+    assert again.status_code == 304
+    assert again.content == b""
     assert again.headers["etag"] == etag
 
     item = await current(client, admin, "camera-4")
@@ -209,7 +217,8 @@ async def test_the_storefront_catalog_answers_its_etag_and_304_until_it_changes(
         headers={**admin, "If-Match": item.headers["etag"]},
     )
     changed = await client.get("/api/catalog", headers={"If-None-Match": etag})
-    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
     prices = {i["sku"]: i["unit_amount_cents"] for i in changed.json()["items"]}
     assert prices["camera-4"] == 42900
 
@@ -263,7 +272,8 @@ async def test_a_price_changed_on_one_replica_is_what_the_next_checkout_on_anoth
     lines = stripe.line_items(after.json()["pay"]["session_id"])
     assert [line["price"]["unit_amount"] for line in lines] == [16900]
     # The checkout made before the change answers as it was made.
-    assert replay.status_code == 201 and replay.json() == before.json()
+    assert replay.status_code == 201
+    assert replay.json() == before.json()
     old = await db.fetchrow(
         "select * from h2s_orders where order_id = $1", before.json()["order_id"]
     )
