@@ -280,3 +280,29 @@ async def test_a_price_changed_on_one_replica_is_what_the_next_checkout_on_anoth
     assert old["total_cents"] == 14900
     # The stale copy cost one refused phase 1 and wrote nothing: two orders in all.
     assert await db.fetchval("select count(*) from h2s_orders") == 2
+
+
+async def test_a_retry_of_a_booking_made_before_its_item_was_deactivated_answers_it(
+    client, admin, db
+):
+    body = checkout_body(items=[{"sku": "ceiling-fan", "quantity": 2}])
+    first = await client.post("/api/checkout", json=body)
+    assert first.status_code == 201, first.text
+    etag = (await current(client, admin, "ceiling-fan")).headers["etag"]
+    off = await client.patch(
+        "/api/catalog/items/ceiling-fan",
+        json={"active": False},
+        headers={**admin, "If-Match": etag},
+    )
+    assert off.status_code == 200
+
+    retry = await client.post("/api/checkout", json=body)
+    new = await client.post(
+        "/api/checkout", json=checkout_body(email="cy@example.com", items=body["items"])
+    )
+
+    assert retry.status_code == 201
+    assert retry.json() == first.json()
+    assert new.status_code == 422
+    assert new.json()["error"]["code"] == "unknown_sku"
+    assert await db.fetchval("select count(*) from h2s_orders") == 1

@@ -166,12 +166,12 @@ class Health(msgspec.Struct):
 # -- outbound events ----------------------------------------------------------------------
 
 
-# The types an endpoint may ask for (domain/events.py EVENT_TYPES), or * for all.
+# The types an endpoint may ask for (domain/events.py SUBSCRIBABLE_TYPES), or * for all.
 EventTypeName = Annotated[
     str,
     Meta(
         pattern=r"^(\*|order\.(created|paid|expired|cancelled|refund_pending|refunded|"
-        r"refund_failed))$"
+        r"refund_failed)|catalog\.item_(created|updated)|service_area\.updated)$"
     ),
 ]
 

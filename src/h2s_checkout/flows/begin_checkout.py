@@ -240,9 +240,20 @@ class CheckoutFlow:
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
         # Pricing comes first: a bad cart, or an address outside the service area, is
         # refused before anything is written or counted.
-        snapshot, cart = await self._price(command)
         fingerprint = cart_fingerprint(command.items)
         claim = _claim_keys(command, fingerprint)
+        try:
+            snapshot, cart = await self._price(command)
+        except (UnknownSku, QuantityOutOfRange, OutsideServiceArea):
+            # A retry of a checkout accepted before an item was deactivated or the area
+            # changed answers what was accepted; only a new checkout is refused (nothing
+            # is written either way: a refusal asks as a replay does, one round trip).
+            now = self._settings.clock()
+            replayed = await self._ask_replay(claim, now)
+            if replayed is None or replayed["outcome"] != "replayed":
+                raise
+            bind_log_fields(checkout_trace_id=str(replayed["checkout_id"]))
+            return self._replayed(claim, now, replayed)
         now = self._settings.clock()
         row = None
         if self._recent.expects_replay(claim.lookup_key, now):

@@ -29,6 +29,11 @@ from h2s_checkout.domain.catalog import (
     item_etag,
 )
 from h2s_checkout.domain.errors import NotFound, SkuTaken
+from h2s_checkout.domain.events import (
+    CATALOG_ITEM_CREATED,
+    CATALOG_ITEM_UPDATED,
+    SERVICE_AREA_UPDATED,
+)
 from h2s_checkout.domain.service_area import ServiceArea, areas_from
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.observability.logging import get_logger
@@ -37,11 +42,6 @@ from h2s_checkout.store.pool import connection
 
 log = get_logger(__name__)
 
-ITEM_CREATED, ITEM_UPDATED, AREA_UPDATED = (
-    "catalog.item_created",
-    "catalog.item_updated",
-    "service_area.updated",
-)
 HISTORY_LIMIT = 200
 
 
@@ -117,7 +117,7 @@ class CatalogAdmin:
                 )
             await sql.record_item_change(conn, None, written, action="created", actor=actor)
             await sql.enqueue_catalog_event(
-                conn, ITEM_CREATED, {"item": fields_of(written)}, written.version
+                conn, CATALOG_ITEM_CREATED, {"item": fields_of(written)}, written.version
             )
         self._changed()
         log.info("catalog.item_created", sku=written.sku, version=written.version)
@@ -140,7 +140,7 @@ class CatalogAdmin:
             await sql.record_item_change(conn, before, written, action=action, actor=actor)
             await sql.enqueue_catalog_event(
                 conn,
-                ITEM_UPDATED,
+                CATALOG_ITEM_UPDATED,
                 {"item": fields_of(written), "previous": fields_of(before)},
                 written.version,
             )
@@ -180,7 +180,10 @@ class CatalogAdmin:
             row = await sql.put_service_area(conn, after, actor=actor)
             await sql.record_area_change(conn, before, after, actor=actor)
             await sql.enqueue_catalog_event(
-                conn, AREA_UPDATED, {"service_area": {"areas": after.as_json()}}, after.version
+                conn,
+                SERVICE_AREA_UPDATED,
+                {"service_area": {"areas": after.as_json()}},
+                after.version,
             )
         self._changed()
         log.info("catalog.service_area_changed", version=after.version)
