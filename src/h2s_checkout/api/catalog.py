@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post, put
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
@@ -64,6 +65,14 @@ IfNoneMatch = Annotated[
 NOT_MODIFIED = ResponseSpec(
     None, description="Not modified: the ETag given in If-None-Match is still current"
 )
+ETAG_HEADER = [
+    ResponseHeader(
+        name="ETag",
+        description="The version answered: send it as If-Match to change it, or as "
+        "If-None-Match to be told 304 while it is current",
+        documentation_only=True,
+    )
+]
 _CHANGE_ERRORS = error_responses(400, 401, 403, 404, 412, 422, 428, 503)
 
 
@@ -175,6 +184,7 @@ class CatalogItemController(Controller):
     @post(
         "/",
         summary="Add a service to the catalog; 201 with the item and its ETag",
+        response_headers=ETAG_HEADER,
         status_code=201,
         responses=error_responses(400, 401, 403, 409, 422, 503),
     )
@@ -213,6 +223,7 @@ class CatalogItemController(Controller):
     @get(
         "/{sku:str}",
         summary="One catalog item, active or not, with its ETag",
+        response_headers=ETAG_HEADER,
         responses=error_responses(401, 403, 404, 503),
     )
     async def get_item(
@@ -223,6 +234,7 @@ class CatalogItemController(Controller):
     @patch(
         "/{sku:str}",
         summary="Change an item (price, fields, active); If-Match with its current ETag",
+        response_headers=ETAG_HEADER,
         description=(
             "Any of the fields but `sku`, plus `active` (no delete: an item is deactivated "
             "and can come back). `If-Match` must be the item's current `ETag`: a stale one "
@@ -273,6 +285,7 @@ class ServiceAreaController(Controller):
     @get(
         "/",
         summary="The postal codes the shop serves, per country (none: everywhere)",
+        response_headers=ETAG_HEADER,
         responses={304: NOT_MODIFIED, **error_responses(503)},
     )
     async def show(
@@ -286,6 +299,7 @@ class ServiceAreaController(Controller):
     @put(
         "/",
         summary="Set the service area; If-Match with its current ETag",
+        response_headers=ETAG_HEADER,
         description=(
             "`areas`: the postal code prefixes served, per country (a prefix may be a whole "
             "code); an empty list is everywhere. A checkout whose service address is "

@@ -12,7 +12,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, HeaderParameter
 
 from h2s_checkout.api.auth import CheckoutCallerGuard, caller_of
-from h2s_checkout.api.catalog import NOT_MODIFIED, IfNoneMatch, not_modified
+from h2s_checkout.api.catalog import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, not_modified
 from h2s_checkout.api.client_address import client_address
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import (
@@ -126,6 +126,7 @@ class CheckoutController(Controller):
     @get(
         "/catalog",
         summary="Services for sale, with server-side prices",
+        response_headers=ETAG_HEADER,
         description=(
             "Answers `ETag`; with `If-None-Match` naming it, 304 and no body while the "
             "catalog is the same."

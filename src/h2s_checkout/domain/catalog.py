@@ -71,10 +71,8 @@ def check_item(item: CatalogItem) -> CatalogItem:
 
 def changed(item: CatalogItem, change: ItemChange) -> CatalogItem:
     """The item with the change applied and checked, its version one more; the same item
-    when the change sets nothing new (no new version for nothing)."""
+    when the change sets nothing new, or nothing at all (no new version for nothing)."""
     fields = {k: v for k, v in asdict(change).items() if v is not None}
-    if not fields:
-        raise InvalidRequest(f"a change must set at least one of {', '.join(CHANGEABLE)}")
     after = check_item(replace(item, **fields))
     if after == item:
         return item
