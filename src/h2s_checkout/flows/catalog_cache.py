@@ -68,7 +68,9 @@ class CatalogCache:
         asked = time.monotonic()
         if asked - self._snapshot.loaded_at < fresher_than_s:
             return self._snapshot
-        return await self._read(started_after=asked)
+        # Any read begun within fresher_than_s is newer than the copy: a flood of refusals
+        # shares one read rather than starting one each.
+        return await self._read(started_after=asked - fresher_than_s)
 
     def invalidate(self) -> None:
         """This replica changed the catalog: the next request reads it again."""
