@@ -77,6 +77,8 @@ async def test_a_taken_sku_is_409_and_changes_nothing(client, admin, db):
         ({"unit_amount_cents": -100}, 400, "invalid_request"),
         ({"unit_amount_cents": 100_000_000}, 400, "invalid_request"),
         ({"currency": "xyz"}, 422, "unknown_currency"),
+        ({"unit_amount_cents": 49}, 422, "price_below_minimum"),
+        ({"active": 0}, 400, "invalid_request"),
         ({"currency": "USD"}, 400, "invalid_request"),
         ({"sku": "Not A Sku"}, 400, "invalid_request"),
         ({"sku": "x"}, 400, "invalid_request"),
@@ -306,3 +308,24 @@ async def test_a_retry_of_a_booking_made_before_its_item_was_deactivated_answers
     assert new.status_code == 422
     assert new.json()["error"]["code"] == "unknown_sku"
     assert await db.fetchval("select count(*) from h2s_orders") == 1
+
+
+async def test_a_cart_over_one_payments_bound_is_refused_before_anything_is_written(
+    client, admin, db, stripe
+):
+    item = await current(client, admin, "camera-4")
+    await client.patch(
+        "/api/catalog/items/camera-4",
+        json={"unit_amount_cents": 99_999_999},
+        headers={**admin, "If-Match": item.headers["etag"]},
+    )
+    counts = await table_counts(db)
+
+    refused = await client.post(
+        "/api/checkout", json=checkout_body(items=[{"sku": "camera-4", "quantity": 2}])
+    )
+
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "amount_too_large"
+    assert await table_counts(db) == counts
+    assert stripe.find_requests("POST /v1/checkout/sessions") == []

@@ -20,6 +20,7 @@ from h2s_checkout.api.schemas import Country, Sku
 from h2s_checkout.domain.access import Scope
 from h2s_checkout.domain.cart import CatalogItem
 from h2s_checkout.domain.catalog import MAX_UNIT_AMOUNT_CENTS, ItemChange, fields_of, item_etag
+from h2s_checkout.domain.errors import InvalidRequest
 from h2s_checkout.flows.catalog import AreaView, CatalogAdmin, Change
 
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
@@ -73,7 +74,7 @@ ETAG_HEADER = [
         documentation_only=True,
     )
 ]
-_CHANGE_ERRORS = error_responses(400, 401, 403, 404, 412, 422, 428, 503)
+_CHANGE_ERRORS = error_responses(400, 401, 403, 404, 412, 413, 422, 428, 503)
 
 
 class NewItem(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -127,11 +128,11 @@ class History(msgspec.Struct):
 
 class Area(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     country: Country
-    postal_code_prefixes: Annotated[list[PostalPrefix], Meta(min_length=1, max_length=5000)]
+    postal_code_prefixes: Annotated[list[PostalPrefix], Meta(min_length=1, max_length=1000)]
 
 
 class AreaPut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    areas: Annotated[list[Area], Meta(max_length=250, description="None: everywhere")]
+    areas: Annotated[list[Area], Meta(max_length=50, description="None: everywhere")]
 
 
 class ServiceAreaOut(msgspec.Struct):
@@ -186,7 +187,7 @@ class CatalogItemController(Controller):
         summary="Add a service to the catalog; 201 with the item and its ETag",
         response_headers=ETAG_HEADER,
         status_code=201,
-        responses=error_responses(400, 401, 403, 409, 422, 503),
+        responses=error_responses(400, 401, 403, 409, 413, 422, 503),
     )
     async def create(
         self,
@@ -252,6 +253,11 @@ class CatalogItemController(Controller):
         catalog_admin: NamedDependency[CatalogAdmin],
         if_match: IfMatch = None,
     ) -> Response[Item]:
+        if data.active is not None and not isinstance(
+            msgspec.json.decode(await request.body()).get("active"), bool
+        ):
+            # The decoder takes 0 and 1 for booleans; the schema says true or false.
+            raise InvalidRequest("active must be true or false")
         item = await catalog_admin.change_item(
             sku,
             ItemChange(
@@ -286,7 +292,7 @@ class ServiceAreaController(Controller):
         "/",
         summary="The postal codes the shop serves, per country (none: everywhere)",
         response_headers=ETAG_HEADER,
-        responses={304: NOT_MODIFIED, **error_responses(503)},
+        responses={304: NOT_MODIFIED, **error_responses(400, 503)},
     )
     async def show(
         self, catalog_admin: NamedDependency[CatalogAdmin], if_none_match: IfNoneMatch = None
@@ -308,7 +314,7 @@ class ServiceAreaController(Controller):
         ),
         guards=[require_scope(Scope.CATALOG)],
         security=[{"BearerToken": []}],
-        responses=error_responses(400, 401, 403, 412, 428, 503),
+        responses=error_responses(400, 401, 403, 412, 413, 428, 503),
     )
     async def set_area(
         self,

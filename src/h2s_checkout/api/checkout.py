@@ -131,7 +131,7 @@ class CheckoutController(Controller):
             "Answers `ETag`; with `If-None-Match` naming it, 304 and no body while the "
             "catalog is the same."
         ),
-        responses={304: NOT_MODIFIED, **error_responses(503)},
+        responses={304: NOT_MODIFIED, **error_responses(400, 503)},
     )
     async def catalog(
         self, catalog_cache: NamedDependency[CatalogCache], if_none_match: IfNoneMatch = None

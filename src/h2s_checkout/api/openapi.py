@@ -29,8 +29,9 @@ _MEANINGS = {
     412: "If-Match is not the current ETag: it was changed since (precondition_failed)",
     413: "Body too large (payload_too_large)",
     422: "Unknown SKU, quantity out of range, Idempotency-Key reused with another body, the "
-    "service address outside the service area (outside_service_area), or an unknown "
-    "currency (unknown_currency)",
+    "service address outside the service area (outside_service_area), a cart over one "
+    "payment's bound (amount_too_large), an unknown currency (unknown_currency), or a price "
+    "below the currency's smallest charge (price_below_minimum)",
     428: "If-Match is required: send the ETag of the version you change (precondition_required)",
     429: "Over a limit (rate_limited); nothing was written; retry after Retry-After",
     502: "The payment provider failed; the checkout was cleaned up",

@@ -6,7 +6,10 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from h2s_checkout.domain.errors import QuantityOutOfRange, UnknownSku
+from h2s_checkout.domain.errors import AmountTooLarge, QuantityOutOfRange, UnknownSku
+
+# The most one payment may be: Stripe's bound for a two-decimal currency, in cents.
+MAX_TOTAL_CENTS = 99_999_999
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,4 +124,10 @@ def price_cart(items: Iterable[tuple[str, int]], catalog: Mapping[str, CatalogIt
     if len(currencies) != 1:
         # One Checkout Session has one currency; the catalog is single-currency today.
         raise UnknownSku("the cart mixes currencies", currencies=sorted(currencies))
-    return PricedCart(lines=tuple(lines), currency=currencies.pop())
+    cart = PricedCart(lines=tuple(lines), currency=currencies.pop())
+    if cart.total_cents > MAX_TOTAL_CENTS:
+        raise AmountTooLarge(
+            f"the cart's total is more than one payment may be ({MAX_TOTAL_CENTS} cents)",
+            total_cents=cart.total_cents,
+        )
+    return cart

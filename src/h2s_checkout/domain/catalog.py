@@ -18,6 +18,7 @@ from h2s_checkout.domain.errors import (
     InvalidRequest,
     PreconditionFailed,
     PreconditionRequired,
+    PriceBelowMinimum,
     UnknownCurrency,
 )
 
@@ -25,13 +26,16 @@ SKU = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 # Stripe's largest amount for a two-decimal currency (99,999,999 minor units).
 MAX_UNIT_AMOUNT_CENTS = 99_999_999
 MAX_QUANTITY_BOUND = 100
-# Currencies Stripe charges in with two decimals (a price is in cents, so zero-decimal
-# currencies such as jpy, whose amount is in whole units, are left out until the catalog
-# says how many decimals it means).
-CURRENCIES = frozenset(
-    {"usd", "cad", "eur", "gbp", "aud", "nzd", "chf", "sek", "nok", "dkk"}
-    | {"pln", "czk", "mxn", "brl", "sgd", "hkd", "zar", "ils", "aed", "inr"}
-)
+# The currencies an item may be priced in: Stripe's two-decimal ones with the smallest
+# charge Stripe takes in each (in cents). A price is in cents, so zero-decimal currencies
+# such as jpy, whose amount is in whole units, are left out until the catalog says how
+# many decimals it means.
+MIN_CHARGE_CENTS = {
+    "usd": 50, "cad": 50, "eur": 50, "gbp": 30, "aud": 50, "nzd": 50, "chf": 50,
+    "sgd": 50, "inr": 50, "brl": 50, "dkk": 250, "nok": 300, "sek": 300, "pln": 200,
+    "czk": 1500, "hkd": 400, "mxn": 1000, "aed": 200,
+}  # fmt: skip
+CURRENCIES = frozenset(MIN_CHARGE_CENTS)
 # The fields a change may set; sku is the item's name for good, and version is ours.
 CHANGEABLE = ("name", "description", "unit_amount_cents", "currency", "max_quantity", "active")
 
@@ -63,6 +67,12 @@ def check_item(item: CatalogItem) -> CatalogItem:
     if item.currency not in CURRENCIES:
         raise UnknownCurrency(
             f"currency must be one of {', '.join(sorted(CURRENCIES))}", currency=item.currency
+        )
+    if item.unit_amount_cents < MIN_CHARGE_CENTS[item.currency]:
+        # One of it alone could never be paid for: Stripe refuses a smaller charge.
+        raise PriceBelowMinimum(
+            f"the smallest charge in {item.currency} is {MIN_CHARGE_CENTS[item.currency]} cents",
+            minimum_cents=MIN_CHARGE_CENTS[item.currency],
         )
     if not 1 <= item.max_quantity <= MAX_QUANTITY_BOUND:
         raise InvalidRequest(f"max_quantity must be between 1 and {MAX_QUANTITY_BOUND}")

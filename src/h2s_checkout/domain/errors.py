@@ -134,6 +134,20 @@ class UnknownCurrency(CheckoutError):
     status = 422
 
 
+class PriceBelowMinimum(CheckoutError):
+    """A price below the smallest charge the payment provider takes in its currency."""
+
+    code = "price_below_minimum"
+    status = 422
+
+
+class AmountTooLarge(CheckoutError):
+    """A cart whose total is more than one payment may be (Stripe: 99,999,999 cents)."""
+
+    code = "amount_too_large"
+    status = 422
+
+
 class PreconditionFailed(CheckoutError):
     """The If-Match given is not the resource's current ETag: someone changed it since."""
 

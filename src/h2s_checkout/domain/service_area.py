@@ -16,7 +16,8 @@ from h2s_checkout.domain.errors import InvalidRequest
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _PREFIX = re.compile(r"^[A-Z0-9]{1,12}$")
-MAX_AREAS = 250
+MAX_AREAS = 50
+MAX_PREFIXES_PER_AREA = 1000
 MAX_PREFIXES = 5000
 
 
@@ -66,6 +67,8 @@ def areas_from(raw: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, tuple[str, 
         prefixes = area.get("postal_code_prefixes") or []
         if not prefixes:
             raise InvalidRequest(f"the area for {country} names no postal code prefix")
+        if len(prefixes) > MAX_PREFIXES_PER_AREA:
+            raise InvalidRequest(f"at most {MAX_PREFIXES_PER_AREA} prefixes in one area")
         for prefix in prefixes:
             key = postal_key(str(prefix))
             if not _PREFIX.match(key):

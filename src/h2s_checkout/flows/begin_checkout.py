@@ -33,6 +33,7 @@ from h2s_checkout.domain.cart import (
     price_cart,
 )
 from h2s_checkout.domain.errors import (
+    AmountTooLarge,
     CatalogChanged,
     CheckoutInProgress,
     DatabaseUnavailable,
@@ -244,7 +245,7 @@ class CheckoutFlow:
         claim = _claim_keys(command, fingerprint)
         try:
             snapshot, cart = await self._price(command)
-        except (UnknownSku, QuantityOutOfRange, OutsideServiceArea):
+        except (UnknownSku, QuantityOutOfRange, AmountTooLarge, OutsideServiceArea):
             # A retry of a checkout accepted before an item was deactivated or the area
             # changed answers what was accepted; only a new checkout is refused (nothing
             # is written either way: a refusal asks as a replay does, one round trip).
