@@ -112,10 +112,12 @@ begin
         -- written or counted, and the worker reloads and prices once more.
         if v_new ? 'catalog_versions' then
             perform pg_advisory_xact_lock_shared(hashtextextended('h2s-catalog', 0));
-            if (select count(*) from jsonb_each_text(v_new->'catalog_versions') as v(sku, version)
-                join h2s_service_catalog s on s.sku = v.sku
-                where s.active and s.version = v.version::integer)
-                   <> (select count(*) from jsonb_object_keys(v_new->'catalog_versions'))
+            -- One statement (its snapshot taken after the lock above): an item priced at
+            -- a version that is not its current active one, or another area version.
+            if exists (select from jsonb_each_text(v_new->'catalog_versions') as v(sku, version)
+                       left join h2s_service_catalog s
+                           on s.sku = v.sku and s.active and s.version = v.version::integer
+                       where s.sku is null)
                or coalesce((select a.version from h2s_service_area a), 0)
                    <> (v_new->>'service_area_version')::integer then
                 return query select 'stale_catalog', null::uuid, null::text, null::integer,
