@@ -87,6 +87,30 @@ begin
     end loop;
 
     if c.checkout_id is null then
+        v_new := p_new::jsonb;
+        -- The prices and the service area this request was checked against, by version
+        -- (flows/begin_checkout.py). The shared lock is held to the commit; a change of the
+        -- catalog or the area takes it exclusively (store/catalog.py), so either the
+        -- change committed before this statement and its versions differ here, or it
+        -- waits until this checkout has committed at the prices read. Stale: nothing is
+        -- written or counted, and the worker reloads and prices once more.
+        if v_new ? 'catalog_versions' then
+            perform pg_advisory_xact_lock_shared(hashtextextended('h2s-catalog', 0));
+            -- One statement (its snapshot taken after the lock above): an item priced at
+            -- a version that is not its current active one, or another area version.
+            if exists (select from jsonb_each_text(v_new->'catalog_versions') as v(sku, version)
+                       left join h2s_service_catalog s
+                           on s.sku = v.sku and s.active and s.version = v.version::integer
+                       where s.sku is null)
+               or coalesce((select a.version from h2s_service_area a), 0)
+                   <> (v_new->>'service_area_version')::integer then
+                return query select 'stale_catalog', null::uuid, null::text, null::integer,
+                                    null::text, null::text, null::uuid, null::jsonb,
+                                    null::integer, null::text, null::integer;
+                return;
+            end if;
+        end if;
+
         -- The limits, on this path only. Each bucket's advisory lock is taken before its
         -- count is read and held to the end of the transaction, so two replicas creating
         -- the last checkout a window allows cannot both see room for it. Locks are taken
@@ -107,7 +131,6 @@ begin
             end if;
         end loop;
 
-        v_new := p_new::jsonb;
         v_checkout_id := (v_new->>'checkout_id')::uuid;
 
         insert into h2s_recipients (email_normalized, email, name, phone)
@@ -206,6 +229,45 @@ begin
     return query select 'conflict', c.checkout_id, c.state, null::integer, null::text,
                         c.order_id, c.job_id, null::jsonb, c.attempts,
                         null::text, null::integer;
+end
+$$;
+
+
+--
+-- Name: h2s_enqueue_catalog_event(text, jsonb, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.h2s_enqueue_catalog_event(p_type text, p_data jsonb, p_sequence integer) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+declare
+    v_event_id text := 'evt_' || replace(gen_random_uuid()::text, '-', '');
+    v_at timestamptz := clock_timestamp();
+    v_endpoints text[];
+begin
+    if p_type not in ('catalog.item_created', 'catalog.item_updated',
+                      'service_area.updated') then
+        raise exception 'unknown catalog event type %', p_type using errcode = '22023';
+    end if;
+    select array_agg(e.endpoint_id order by e.endpoint_id) into v_endpoints
+    from h2s_event_endpoints e
+    where e.status = 'enabled' and e.event_types && array['*', p_type];
+    if v_endpoints is null then
+        return null;
+    end if;
+    insert into h2s_events (event_id, order_id, checkout_id, type, sequence, created_at, body)
+    values (v_event_id, null, null, p_type, p_sequence, v_at,
+            jsonb_build_object(
+                'type', p_type,
+                'timestamp', to_char(v_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                'data', p_data || jsonb_build_object('sequence', p_sequence)));
+    insert into h2s_event_deliveries (delivery_id, event_id, endpoint_id)
+    select 'dlv_' || replace(gen_random_uuid()::text, '-', ''), v_event_id, e.endpoint_id
+    from unnest(v_endpoints) as e(endpoint_id);
+    if pg_try_advisory_xact_lock(7233, 1) then
+        perform pg_notify('h2s_events', '');
+    end if;
+    return v_event_id;
 end
 $$;
 
@@ -513,7 +575,41 @@ CREATE TABLE public.h2s_api_keys (
     revoked_at timestamp with time zone,
     revoked_by text,
     last_used_at timestamp with time zone,
-    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text, 'checkout'::text])))
+    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text, 'checkout'::text, 'catalog'::text])))
+);
+
+
+--
+-- Name: h2s_catalog_history; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_catalog_history (
+    change_id bigint NOT NULL,
+    subject text NOT NULL,
+    sku text,
+    version integer NOT NULL,
+    action text NOT NULL,
+    actor text NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    before jsonb,
+    after jsonb NOT NULL,
+    CONSTRAINT h2s_catalog_history_action_check CHECK ((action = ANY (ARRAY['created'::text, 'updated'::text, 'deactivated'::text, 'reactivated'::text]))),
+    CONSTRAINT h2s_catalog_history_check CHECK (((subject = 'item'::text) = (sku IS NOT NULL))),
+    CONSTRAINT h2s_catalog_history_subject_check CHECK ((subject = ANY (ARRAY['item'::text, 'service_area'::text])))
+);
+
+
+--
+-- Name: h2s_catalog_history_change_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.h2s_catalog_history ALTER COLUMN change_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.h2s_catalog_history_change_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 
@@ -713,14 +809,15 @@ CREATE TABLE public.h2s_event_sequence_floors (
 
 CREATE TABLE public.h2s_events (
     event_id text NOT NULL,
-    order_id text NOT NULL,
-    checkout_id uuid NOT NULL,
+    order_id text,
+    checkout_id uuid,
     type text NOT NULL,
     sequence integer NOT NULL,
     body jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     traceparent text DEFAULT NULLIF(current_setting('h2s.traceparent'::text, true), ''::text),
-    CONSTRAINT h2s_events_type_check CHECK ((type = ANY (ARRAY['order.created'::text, 'order.paid'::text, 'order.expired'::text, 'order.cancelled'::text, 'order.refund_pending'::text, 'order.refunded'::text, 'order.refund_failed'::text])))
+    CONSTRAINT h2s_events_subject_check CHECK (((order_id IS NULL) = (type = ANY (ARRAY['catalog.item_created'::text, 'catalog.item_updated'::text, 'service_area.updated'::text])))),
+    CONSTRAINT h2s_events_type_check CHECK ((type = ANY (ARRAY['order.created'::text, 'order.paid'::text, 'order.expired'::text, 'order.cancelled'::text, 'order.refund_pending'::text, 'order.refunded'::text, 'order.refund_failed'::text, 'catalog.item_created'::text, 'catalog.item_updated'::text, 'service_area.updated'::text])))
 );
 
 
@@ -824,6 +921,22 @@ CREATE TABLE public.h2s_request_keys (
 
 
 --
+-- Name: h2s_service_area; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_service_area (
+    singleton boolean DEFAULT true NOT NULL,
+    version integer NOT NULL,
+    areas jsonb NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_by text NOT NULL,
+    CONSTRAINT h2s_service_area_areas_check CHECK ((jsonb_typeof(areas) = 'array'::text)),
+    CONSTRAINT h2s_service_area_singleton_check CHECK (singleton),
+    CONSTRAINT h2s_service_area_version_check CHECK ((version >= 1))
+);
+
+
+--
 -- Name: h2s_service_catalog; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -836,10 +949,16 @@ CREATE TABLE public.h2s_service_catalog (
     max_quantity integer DEFAULT 10 NOT NULL,
     active boolean DEFAULT true NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    version integer DEFAULT 1 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT h2s_service_catalog_currency_check CHECK ((currency ~ '^[a-z]{3}$'::text)),
+    CONSTRAINT h2s_service_catalog_description_check CHECK ((char_length(description) <= 2000)),
     CONSTRAINT h2s_service_catalog_max_quantity_check CHECK (((max_quantity >= 1) AND (max_quantity <= 100))),
+    CONSTRAINT h2s_service_catalog_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 200))),
     CONSTRAINT h2s_service_catalog_sku_check CHECK ((sku ~ '^[a-z0-9][a-z0-9-]{1,63}$'::text)),
-    CONSTRAINT h2s_service_catalog_unit_amount_cents_check CHECK ((unit_amount_cents > 0))
+    CONSTRAINT h2s_service_catalog_unit_amount_cents_bound CHECK ((unit_amount_cents <= 99999999)),
+    CONSTRAINT h2s_service_catalog_unit_amount_cents_check CHECK ((unit_amount_cents > 0)),
+    CONSTRAINT h2s_service_catalog_version_check CHECK ((version >= 1))
 );
 
 
@@ -889,6 +1008,14 @@ ALTER TABLE ONLY public.h2s_api_keys
 
 ALTER TABLE ONLY public.h2s_api_keys
     ADD CONSTRAINT h2s_api_keys_pkey PRIMARY KEY (key_id);
+
+
+--
+-- Name: h2s_catalog_history h2s_catalog_history_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_catalog_history
+    ADD CONSTRAINT h2s_catalog_history_pkey PRIMARY KEY (change_id);
 
 
 --
@@ -1116,6 +1243,14 @@ ALTER TABLE ONLY public.h2s_request_keys
 
 
 --
+-- Name: h2s_service_area h2s_service_area_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_service_area
+    ADD CONSTRAINT h2s_service_area_pkey PRIMARY KEY (singleton);
+
+
+--
 -- Name: h2s_service_catalog h2s_service_catalog_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1158,6 +1293,20 @@ CREATE INDEX h2s_admin_sessions_key ON public.h2s_admin_sessions USING btree (ke
 --
 
 CREATE UNIQUE INDEX h2s_api_keys_active_name ON public.h2s_api_keys USING btree (name) WHERE (revoked_at IS NULL);
+
+
+--
+-- Name: h2s_catalog_history_area; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_catalog_history_area ON public.h2s_catalog_history USING btree (change_id DESC) WHERE (subject = 'service_area'::text);
+
+
+--
+-- Name: h2s_catalog_history_item; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_catalog_history_item ON public.h2s_catalog_history USING btree (sku, change_id DESC) WHERE (subject = 'item'::text);
 
 
 --
@@ -1551,5 +1700,8 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261204000001'),
     ('20261205000001'),
     ('20261206000200'),
+    ('20261207000100'),
+    ('20261207000101'),
+    ('20261207000102'),
     ('20261207000300'),
     ('20261207000400');

@@ -20,7 +20,7 @@ from h2s_checkout.store.migrate import apply_migrations
 from h2s_checkout.store.pool import init_connection
 from pgbouncer import INSTALL_LINE, PGBOUNCER, PgBouncer
 from stripe_checkout_emulator.server import EmulatorServer
-from support import ADMIN_TOKEN, DATA_TABLES, WEBHOOK_SECRET, running
+from support import ADMIN_TOKEN, DATA_TABLES, RESEED_CATALOG, WEBHOOK_SECRET, running
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +87,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     await init_connection(conn)
     await conn.execute(f"truncate {', '.join(DATA_TABLES)} restart identity cascade")
+    await conn.execute(RESEED_CATALOG)
     try:
         yield conn
     finally:

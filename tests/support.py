@@ -17,6 +17,8 @@ from h2s_checkout.payments.port import SessionLine, SessionRequest
 ADMIN_TOKEN = "test-admin-token-0123456789"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
 DATA_TABLES = (
+    "h2s_catalog_history",
+    "h2s_service_area",
     "h2s_admin_sessions",
     "h2s_api_keys",
     "h2s_rate_counters",
@@ -33,6 +35,21 @@ DATA_TABLES = (
     "h2s_checkouts",
     "h2s_recipients",
 )
+
+# The catalog as db/migrations seeds it: the `db` fixture puts it back before each test, so
+# a test (or the contract fuzzer) that changes prices or adds items leaves none behind.
+RESEED_CATALOG = """
+delete from h2s_service_catalog;
+insert into h2s_service_catalog (sku, name, description, unit_amount_cents, max_quantity) values
+    ('tv-mount', 'TV wall mounting',
+     'Mount one TV up to 75 inches, cables hidden in a raceway.', 14900, 10),
+    ('smart-lock', 'Smart lock installation', 'Install and pair one smart deadbolt.', 12900, 10),
+    ('ceiling-fan', 'Ceiling fan installation',
+     'Replace a fixture with a ceiling fan on an existing box.', 17900, 10),
+    ('camera-4', 'Security cameras (4)', 'Mount and configure four outdoor cameras.', 39900, 5),
+    ('wifi-mesh', 'Wi-Fi mesh setup',
+     'Place and configure a mesh network of up to three nodes.', 9900, 5);
+"""
 
 
 def checkout_body(

@@ -17,6 +17,7 @@ from litestar.plugins.prometheus import PrometheusController
 from h2s_checkout import __version__
 from h2s_checkout.api.admin import CheckoutAdminController
 from h2s_checkout.api.allow import allow_every_method
+from h2s_checkout.api.catalog import CatalogItemController, ServiceAreaController
 from h2s_checkout.api.checkout import CheckoutController
 from h2s_checkout.api.checkout_fast_path import CheckoutFastPath
 from h2s_checkout.api.client_address import ClientAddresses
@@ -82,6 +83,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             app.state.db_pool = services.pool
             app.state.payment_gateway = services.gateway
             app.state.catalog_cache = services.catalog
+            app.state.catalog_admin = services.catalog_admin
             app.state.checkout_flow = services.checkout_flow
             app.state.reconciler = services.reconciler
             app.state.order_cancellation = services.order_cancellation
@@ -126,6 +128,8 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
         route_handlers=[
             CheckoutController,
             CheckoutAdminController,
+            CatalogItemController,
+            ServiceAreaController,
             OrderController,
             PortalController,
             ApiKeyController,
@@ -162,6 +166,7 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
                 "payment_gateway",
                 "checkout_flow",
                 "catalog_cache",
+                "catalog_admin",
                 "order_cancellation",
                 "reconciler",
                 "key_ring",

@@ -16,6 +16,7 @@ from h2s_checkout.domain.limits import CheckoutLimits
 from h2s_checkout.flows.api_keys import KeyRing
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
 from h2s_checkout.flows.cancel_order import OrderCancellation
+from h2s_checkout.flows.catalog import CatalogAdmin
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer
 from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
@@ -41,6 +42,7 @@ class Services:
     sign_in_gate: SignInGate
     event_deliverer: EventDeliverer
     reserved_targets: ReservedTargets
+    catalog_admin: CatalogAdmin
 
 
 def reserved_targets(settings: Settings) -> ReservedTargets:
@@ -150,6 +152,7 @@ def build_services(
         sign_in_gate,
         deliverer,
         reserved,
+        CatalogAdmin(pool, catalog),
     )
 
 

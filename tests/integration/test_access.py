@@ -36,10 +36,18 @@ ROUTE_SCOPES = {
     "POST /api/keys": Scope.ADMIN,
     "GET /api/keys": Scope.ADMIN,
     "DELETE /api/keys/{key_id:uuid}": Scope.ADMIN,
+    "POST /api/catalog/items": Scope.CATALOG,
+    "GET /api/catalog/items": Scope.CATALOG,
+    "GET /api/catalog/items/{sku:str}": Scope.CATALOG,
+    "PATCH /api/catalog/items/{sku:str}": Scope.CATALOG,
+    "GET /api/catalog/items/{sku:str}/history": Scope.CATALOG,
+    "PUT /api/service-area": Scope.CATALOG,
+    "GET /api/service-area/history": Scope.CATALOG,
 }
 # Open to anyone, on purpose (the OpenAPI pages under /schema too).
 PUBLIC = {
     "GET /api/catalog",
+    "GET /api/service-area",
     "POST /api/checkout",
     "POST /api/stripe/webhook",
     "GET /healthz",

@@ -61,3 +61,30 @@ async def test_within_the_ttl_nothing_is_read(database_url, db):
             await db.execute("alter table h2s_service_catalog_away rename to h2s_service_catalog")
     finally:
         await pool.close()
+
+
+async def test_a_reload_reads_what_committed_before_it_and_refusals_share_one_read(
+    database_url, db
+):
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    holder = await asyncpg.connect(database_url)
+    try:
+        cache = CatalogCache(pool, ttl_s=60)
+        first = await cache.snapshot()
+        await db.execute("update h2s_service_catalog set version = 2 where sku = 'tv-mount'")
+        assert (await cache.snapshot()) is first  # within the TTL: the copy
+        assert (await cache.reload()).items["tv-mount"].version == 2
+
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("lock table h2s_service_catalog in access exclusive mode")
+        cache.invalidate()
+        refusals = [asyncio.create_task(cache.reload(fresher_than_s=1.0)) for _ in range(6)]
+        seen = await most_waiting_for(holder, polls=25)
+        await tx.rollback()
+        answers = await asyncio.wait_for(asyncio.gather(*refusals), timeout=10)
+    finally:
+        await holder.close()
+        await pool.close()
+    assert seen == 1
+    assert all(a is answers[0] for a in answers)

@@ -12,6 +12,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, HeaderParameter
 
 from h2s_checkout.api.auth import CheckoutCallerGuard, caller_of
+from h2s_checkout.api.catalog import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, not_modified
 from h2s_checkout.api.client_address import client_address
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import (
@@ -125,11 +126,20 @@ class CheckoutController(Controller):
     @get(
         "/catalog",
         summary="Services for sale, with server-side prices",
-        responses=error_responses(503),
+        response_headers=ETAG_HEADER,
+        description=(
+            "Answers `ETag`; with `If-None-Match` naming it, 304 and no body while the "
+            "catalog is the same."
+        ),
+        responses={304: NOT_MODIFIED, **error_responses(400, 503)},
     )
-    async def catalog(self, catalog_cache: NamedDependency[CatalogCache]) -> Catalog:
-        items = await catalog_cache.items()
-        return Catalog(
+    async def catalog(
+        self, catalog_cache: NamedDependency[CatalogCache], if_none_match: IfNoneMatch = None
+    ) -> Response[Catalog]:
+        snapshot = await catalog_cache.snapshot()
+        if not_modified(if_none_match, snapshot.etag):
+            return Response(b"", status_code=304, headers={"ETag": snapshot.etag})  # type: ignore[arg-type]
+        body = Catalog(
             items=[
                 CatalogEntry(
                     sku=i.sku,
@@ -139,9 +149,10 @@ class CheckoutController(Controller):
                     currency=i.currency,
                     max_quantity=i.max_quantity,
                 )
-                for i in items.values()
+                for i in snapshot.items.values()
             ]
         )
+        return Response(body, headers={"ETag": snapshot.etag})
 
     @post(
         "/checkout",

@@ -8,6 +8,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from h2s_checkout.domain.errors import (
+    CatalogChanged,
     CheckoutError,
     CheckoutInProgress,
     DatabaseUnavailable,
@@ -62,7 +63,7 @@ def checkout_error_answer(
     headers: dict[str, str] | None = None
     if isinstance(exc, DatabaseUnavailable):
         headers = {"Retry-After": "2"}
-    elif isinstance(exc, (CheckoutInProgress, RateLimited)):
+    elif isinstance(exc, (CheckoutInProgress, RateLimited, CatalogChanged)):
         headers = {"Retry-After": str(exc.retry_after_s)}
     extra = {k: v for k, v in exc.extra.items() if isinstance(v, (str, int, float, list))}
     body = _body(

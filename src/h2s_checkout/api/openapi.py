@@ -21,11 +21,18 @@ _MEANINGS = {
     400: "Malformed request (invalid_request) or bad webhook signature (invalid_signature)",
     401: "No, unknown, revoked or expired API key (unauthorized)",
     403: "The API key lacks the scope this operation needs (forbidden)",
-    404: "No such checkout or order (not_found)",
+    404: "No such checkout, order or catalog item (not_found)",
     409: "A checkout with this key is in progress (checkout_in_progress, retry after "
-    "Retry-After), or the order cannot be cancelled in its state (not_cancellable)",
+    "Retry-After), the order cannot be cancelled in its state (not_cancellable), the catalog "
+    "changed twice while the checkout was priced (catalog_changed), or a catalog item has "
+    "this sku already (sku_taken)",
+    412: "If-Match is not the current ETag: it was changed since (precondition_failed)",
     413: "Body too large (payload_too_large)",
-    422: "Unknown SKU, quantity out of range, or Idempotency-Key reused with another body",
+    422: "Unknown SKU, quantity out of range, Idempotency-Key reused with another body, the "
+    "service address outside the service area (outside_service_area), a cart over one "
+    "payment's bound (amount_too_large), an unknown currency (unknown_currency), or a price "
+    "below the currency's smallest charge (price_below_minimum)",
+    428: "If-Match is required: send the ETag of the version you change (precondition_required)",
     429: "Over a limit (rate_limited); nothing was written; retry after Retry-After",
     502: "The payment provider failed; the checkout was cleaned up",
     503: "Database or configuration unavailable; retry after Retry-After",

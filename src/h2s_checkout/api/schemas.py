@@ -170,12 +170,12 @@ class Health(msgspec.Struct):
 # -- outbound events ----------------------------------------------------------------------
 
 
-# The types an endpoint may ask for (domain/events.py EVENT_TYPES), or * for all.
+# The types an endpoint may ask for (domain/events.py SUBSCRIBABLE_TYPES), or * for all.
 EventTypeName = Annotated[
     str,
     Meta(
         pattern=r"^(\*|order\.(created|paid|expired|cancelled|refund_pending|refunded|"
-        r"refund_failed))$"
+        r"refund_failed)|catalog\.item_(created|updated)|service_area\.updated)$"
     ),
 ]
 
@@ -225,7 +225,7 @@ class EventDelivery(msgspec.Struct, kw_only=True):
     id: str
     event_id: str
     event_type: str
-    order_id: str
+    order_id: str | None  # None for a catalog or service-area event
     sequence: int
     status: str
     attempts: list[EventAttempt]

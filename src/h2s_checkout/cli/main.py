@@ -10,11 +10,13 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
+from h2s_checkout.domain.access import Scope
 from h2s_checkout.observability.logging import configure_logging
 from h2s_checkout.settings import SettingsError, load_settings
 
-DESCRIPTION = "Command line: serve, migrate, smoke, keys and the operators' commands."
+DESCRIPTION = "Command line: serve, migrate, smoke, keys, the catalog and the operators' commands."
 
 
 def _positive_int(raw: str) -> int:
@@ -42,6 +44,68 @@ def _uuid(raw: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a key id: {raw!r}") from None
+
+
+def cents(raw: str) -> int:
+    """``159``, ``159.5`` or ``159.00`` in the currency's units, as cents."""
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount: {raw!r}") from None
+    if value != value.quantize(Decimal("0.01")) or not value.is_finite():
+        raise argparse.ArgumentTypeError(f"at most two decimals: {raw!r}")
+    return int(value * 100)
+
+
+def area_arg(raw: str) -> dict[str, object]:
+    """``US:787,78613`` as one area."""
+    country, sep, prefixes = raw.partition(":")
+    if not sep or not prefixes:
+        raise argparse.ArgumentTypeError(f"give COUNTRY:PREFIX[,PREFIX...], e.g. US:787: {raw!r}")
+    return {"country": country, "postal_code_prefixes": [p for p in prefixes.split(",") if p]}
+
+
+def _catalog_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`catalog` and `service-area` (cli/catalog.py runs both)."""
+    catalog = sub.add_parser("catalog", help="the services for sale: list, add, set, deactivate")
+    cat = catalog.add_subparsers(dest="catalog_command", required=True)
+    listing = cat.add_parser("list", help="the items, with their price, version and state")
+    listing.add_argument("--all", action="store_true", help="deactivated items too")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    add = cat.add_parser("add", help="add an item")
+    add.add_argument("sku")
+    add.add_argument("--name", required=True)
+    add.add_argument("--price", type=cents, required=True, help="e.g. 159.00")
+    add.add_argument("--description", default="")
+    add.add_argument("--currency", default="usd")
+    add.add_argument("--max-quantity", type=int, default=10)
+    change = cat.add_parser("set", help="change an item's fields (or bring it back: --active)")
+    change.add_argument("sku")
+    change.add_argument("--price", type=cents, default=None, help="e.g. 159.00")
+    change.add_argument("--name", default=None)
+    change.add_argument("--description", default=None)
+    change.add_argument("--currency", default=None)
+    change.add_argument("--max-quantity", type=int, default=None)
+    change.add_argument("--active", action="store_true", default=None, help="sell it again")
+    change.add_argument("--if-match", default=None, help="the ETag of the version you saw")
+    off = cat.add_parser("deactivate", help="stop selling an item (orders keep it; it can return)")
+    off.add_argument("sku")
+    off.add_argument("--if-match", default=None, help="the ETag of the version you saw")
+    history = cat.add_parser("history", help="every change of an item, newest first")
+    history.add_argument("sku")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    catalog.set_defaults(func=_command("catalog"))
+
+    area = sub.add_parser("service-area", help="the postal codes served: show, set")
+    area_sub = area.add_subparsers(dest="area_command", required=True)
+    show = area_sub.add_parser("show", help="the areas served (none: everywhere)")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    put = area_sub.add_parser("set", help="replace the areas served")
+    put.add_argument("areas", nargs="*", type=area_arg, help="COUNTRY:PREFIX[,PREFIX...]")
+    put.add_argument("--everywhere", action="store_true", help="serve every address")
+    put.add_argument("--if-match", default=None, help="the ETag of the version you saw")
+    area_sub.add_parser("history", help="every change of the areas, newest first")
+    area.set_defaults(func=_command("catalog"))
 
 
 def _command(module: str) -> Callable[[argparse.Namespace], int]:
@@ -100,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        choices=["read", "operate", "admin", "checkout"],
+        choices=[s.value for s in Scope],
         help="repeat for each scope the key needs",
     )
     create.add_argument(
@@ -131,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--json", action="store_true", help="print each event as a JSON line")
     listen.set_defaults(func=_command("listen"))
+
+    _catalog_parsers(sub)
 
     smoke = sub.add_parser("smoke", help="make N checkouts and verify each end to end")
     smoke.add_argument(

@@ -35,6 +35,9 @@ class Scope(StrEnum):
     # A storefront's own server calling POST /api/checkout for its customers: limited per
     # key and per email instead of per client address (all its calls come from one).
     CHECKOUT = "checkout"
+    # Shop staff managing the catalog (services, prices) and the service area: neither
+    # moves money nor makes keys.
+    CATALOG = "catalog"
 
 
 ALL_SCOPES = frozenset(Scope)

@@ -6,7 +6,10 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from h2s_checkout.domain.errors import QuantityOutOfRange, UnknownSku
+from h2s_checkout.domain.errors import AmountTooLarge, QuantityOutOfRange, UnknownSku
+
+# The most one payment may be: Stripe's bound for a two-decimal currency, in cents.
+MAX_TOTAL_CENTS = 99_999_999
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +20,9 @@ class CatalogItem:
     unit_amount_cents: int
     currency: str
     max_quantity: int
+    # One more at every change: phase 1 checks the versions a cart was priced from.
+    version: int = 1
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,7 @@ class CartLine:
     quantity: int
     unit_amount_cents: int
     currency: str
+    catalog_version: int = 1
 
     @property
     def amount_cents(self) -> int:
@@ -46,6 +53,11 @@ class PricedCart:
         # No tax or discounts yet: the total is the subtotal, kept apart so that adding
         # them later does not change what either column means.
         return self.subtotal_cents
+
+    @property
+    def catalog_versions(self) -> dict[str, int]:
+        """The version of each item the cart was priced from (phase 1 checks them)."""
+        return {line.sku: line.catalog_version for line in self.lines}
 
 
 def normalize_email(email: str) -> str:
@@ -105,10 +117,17 @@ def price_cart(items: Iterable[tuple[str, int]], catalog: Mapping[str, CatalogIt
                 quantity=quantity,
                 unit_amount_cents=entry.unit_amount_cents,
                 currency=entry.currency,
+                catalog_version=entry.version,
             )
         )
     currencies = {line.currency for line in lines}
     if len(currencies) != 1:
         # One Checkout Session has one currency; the catalog is single-currency today.
         raise UnknownSku("the cart mixes currencies", currencies=sorted(currencies))
-    return PricedCart(lines=tuple(lines), currency=currencies.pop())
+    cart = PricedCart(lines=tuple(lines), currency=currencies.pop())
+    if cart.total_cents > MAX_TOTAL_CENTS:
+        raise AmountTooLarge(
+            f"the cart's total is more than one payment may be ({MAX_TOTAL_CENTS} cents)",
+            total_cents=cart.total_cents,
+        )
+    return cart

@@ -120,3 +120,61 @@ class EndpointNotEnabled(CheckoutError):
 
     code = "endpoint_not_enabled"
     status = 409
+
+
+class SkuTaken(CheckoutError):
+    """A catalog item with this sku exists (active or not): items are never deleted."""
+
+    code = "sku_taken"
+    status = 409
+
+
+class UnknownCurrency(CheckoutError):
+    code = "unknown_currency"
+    status = 422
+
+
+class PriceBelowMinimum(CheckoutError):
+    """A price below the smallest charge the payment provider takes in its currency."""
+
+    code = "price_below_minimum"
+    status = 422
+
+
+class AmountTooLarge(CheckoutError):
+    """A cart whose total is more than one payment may be (Stripe: 99,999,999 cents)."""
+
+    code = "amount_too_large"
+    status = 422
+
+
+class PreconditionFailed(CheckoutError):
+    """The If-Match given is not the resource's current ETag: someone changed it since."""
+
+    code = "precondition_failed"
+    status = 412
+
+
+class PreconditionRequired(CheckoutError):
+    """A change that must say which version it changes came without If-Match."""
+
+    code = "precondition_required"
+    status = 428
+
+
+class OutsideServiceArea(CheckoutError):
+    """The service address is in no area the shop serves; nothing was written."""
+
+    code = "outside_service_area"
+    status = 422
+
+
+class CatalogChanged(CheckoutError):
+    """The catalog changed twice while this checkout was priced; nothing was written."""
+
+    code = "catalog_changed"
+    status = 409
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s

@@ -35,6 +35,14 @@ EVENT_TYPES = (
     ORDER_REFUNDED,
     ORDER_REFUND_FAILED,
 )
+# The shop's catalog and service area changed (flows/catalog.py): a storefront refreshes
+# its copy without polling. Their data is the item (and the previous one) or the area.
+CATALOG_ITEM_CREATED = "catalog.item_created"
+CATALOG_ITEM_UPDATED = "catalog.item_updated"
+SERVICE_AREA_UPDATED = "service_area.updated"
+CATALOG_EVENT_TYPES = (CATALOG_ITEM_CREATED, CATALOG_ITEM_UPDATED, SERVICE_AREA_UPDATED)
+# What an endpoint may subscribe to.
+SUBSCRIBABLE_TYPES = EVENT_TYPES + CATALOG_EVENT_TYPES
 ALL_TYPES = "*"
 
 # Standard Webhooks' recommended schedule: at once, then after each of these.

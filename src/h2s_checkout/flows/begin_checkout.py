@@ -4,6 +4,12 @@ Phase 1 is one call of ``h2s_begin_checkout`` and phase 3 one of ``h2s_link_sess
 (store/checkouts.py): a new checkout costs two round trips, a replay one. With tracing on
 each phase is a span (``checkout claim_and_queue``, ``checkout create_session``,
 ``checkout link_session``) with the checkout's trace id, order id and resulting state.
+
+The cart is priced, and its service address checked, against this worker's cached
+catalog and service area (flows/catalog_cache.py), with no round trip; phase 1 checks the
+versions they were read at in the statement that writes the order, so the price charged
+is the one current when phase 1 commits. A stale copy costs one reload and one more
+pricing, and a second staleness in a row is 409 ``catalog_changed``, nothing written.
 """
 
 from __future__ import annotations
@@ -29,16 +35,21 @@ from h2s_checkout.domain.cart import (
     price_cart,
 )
 from h2s_checkout.domain.errors import (
+    AmountTooLarge,
+    CatalogChanged,
     CheckoutInProgress,
     DatabaseUnavailable,
     IdempotencyKeyReused,
     IllegalTransition,
+    OutsideServiceArea,
     PaymentProviderError,
+    QuantityOutOfRange,
     RateLimited,
+    UnknownSku,
 )
 from h2s_checkout.domain.limits import CheckoutLimits
 from h2s_checkout.domain.machine import INITIAL_STATE, TRANSITIONS
-from h2s_checkout.flows.catalog_cache import CatalogCache
+from h2s_checkout.flows.catalog_cache import CatalogCache, CatalogSnapshot
 from h2s_checkout.flows.cleanup import fail_and_clean
 from h2s_checkout.flows.recent_keys import RecentKeys
 from h2s_checkout.flows.replay_batch import ReplayBatcher
@@ -66,6 +77,10 @@ log = get_logger(__name__)
 
 DERIVED_KEY_WINDOW = timedelta(minutes=5)
 QUEUE_JOB, CREATE_SESSION = "queue_job", "create_session"
+# A refusal (unknown sku, outside the area) looks at the database again first if its copy
+# is older than this: a new item or a wider area is seen within it, at most one read per
+# worker in this time whatever is sent.
+REFUSAL_RECHECK_S = 1.0
 
 _CLAIM_SECONDS = PHASE_SECONDS.labels("claim_and_queue")
 _SESSION_SECONDS = PHASE_SECONDS.labels("create_session")
@@ -206,6 +221,19 @@ def _plan_from_row(row: asyncpg.Record) -> Plan:
     )
 
 
+def _priced(command: CheckoutCommand, snapshot: CatalogSnapshot) -> PricedCart:
+    cart = price_cart(command.items, snapshot.items)
+    address = command.customer.address
+    if not snapshot.area.serves(
+        str(address.get("country", "")), str(address.get("postal_code", ""))
+    ):
+        raise OutsideServiceArea(
+            "the shop does not serve this service address (GET /api/service-area has the "
+            "postal codes it serves); nothing was written",
+        )
+    return cart
+
+
 class CheckoutFlow:
     """The three atomic phases; the Stripe call is never inside a database transaction.
 
@@ -235,10 +263,22 @@ class CheckoutFlow:
         self._slots = asyncio.Semaphore(settings.phase_slots)  # FIFO: waiters in order
 
     async def begin(self, command: CheckoutCommand) -> CheckoutResult:
-        # Pricing comes first: a bad cart is refused before anything is read or written.
-        cart = price_cart(command.items, await self._catalog.items())
+        # Pricing comes first: a bad cart, or an address outside the service area, is
+        # refused before anything is written or counted.
         fingerprint = cart_fingerprint(command.items)
         claim = _claim_keys(command, fingerprint)
+        try:
+            snapshot, cart = await self._price(command)
+        except (UnknownSku, QuantityOutOfRange, AmountTooLarge, OutsideServiceArea):
+            # A retry of a checkout accepted before an item was deactivated or the area
+            # changed answers what was accepted; only a new checkout is refused (nothing
+            # is written either way: a refusal asks as a replay does, one round trip).
+            now = self._settings.clock()
+            replayed = await self._ask_replay(claim, now)
+            if replayed is None or replayed["outcome"] != "replayed":
+                raise
+            bind_log_fields(checkout_trace_id=str(replayed["checkout_id"]))
+            return self._replayed(claim, now, replayed)
         now = self._settings.clock()
         row = None
         plan = None
@@ -249,12 +289,31 @@ class CheckoutFlow:
                 # flight.
                 row = await self._ask_replay(claim, now)
             if row is None:
-                async with self._slots:
-                    now = self._settings.clock()
-                    plan = self._new_plan(command, cart, now)
-                    bind_log_fields(checkout_trace_id=str(plan.checkout_id))
-                    creation = self._creation(command, cart, plan, claim, fingerprint, now)
-                    row = await self._phase_one(claim, now, creation)
+                for attempt in (1, 2):
+                    async with self._slots:
+                        now = self._settings.clock()
+                        plan = self._new_plan(command, cart, now)
+                        bind_log_fields(checkout_trace_id=str(plan.checkout_id))
+                        creation = self._creation(
+                            command, cart, plan, claim, fingerprint, now, snapshot
+                        )
+                        row = await self._phase_one(claim, now, creation)
+                    if row["outcome"] != "stale_catalog":
+                        break
+                    # A price or the area changed since this worker read them: nothing was
+                    # written; read them again and price once more.
+                    unbind_log_fields("checkout_trace_id")
+                    log.info("checkout.catalog_stale", attempt=attempt)
+                    if attempt == 2:
+                        raise CatalogChanged(
+                            "the catalog changed while this checkout was priced; nothing "
+                            "was written, retry",
+                            retry_after_s=1,
+                        )
+                    snapshot = await self._catalog.reload()
+                    cart = _priced(command, snapshot)
+            if row is None:  # not reached: the loop above ends with phase 1's row or raises
+                raise RuntimeError("phase 1 gave no answer")
             if span.recording:  # with tracing off, not even the attributes are built
                 span.set(_phase_attributes(row, plan))
         outcome = row["outcome"]
@@ -291,6 +350,18 @@ class CheckoutFlow:
         # recovery point with the same order, job and Stripe idempotency key.
         return await self._finish(_plan_from_row(row))
 
+    async def _price(self, command: CheckoutCommand) -> tuple[CatalogSnapshot, PricedCart]:
+        """The cart priced and its address checked from the cached copy; a refusal from a
+        copy older than REFUSAL_RECHECK_S is checked against a fresh one first."""
+        snapshot = await self._catalog.snapshot()
+        try:
+            return snapshot, _priced(command, snapshot)
+        except (UnknownSku, QuantityOutOfRange, OutsideServiceArea):
+            fresh = await self._catalog.reload(fresher_than_s=REFUSAL_RECHECK_S)
+            if fresh is snapshot:
+                raise
+            return fresh, _priced(command, fresh)
+
     async def _ask_replay(self, claim: checkouts.ClaimKeys, now: datetime) -> asyncpg.Record | None:
         """This worker answered the key lately, so most likely a replay: ask for one
         without building a new checkout. None: not one after all."""
@@ -319,6 +390,7 @@ class CheckoutFlow:
         claim: checkouts.ClaimKeys,
         fingerprint: str,
         now: datetime,
+        snapshot: CatalogSnapshot,
     ) -> _Creation:
         """What phase 1 writes if the request turns out to be a new checkout."""
         # The state machine decides the first transition before anything is sent; the
@@ -332,7 +404,7 @@ class CheckoutFlow:
             cart_fingerprint=fingerprint[:16],
         )
         return _Creation(
-            new=self._new_checkout(plan, command, cart, now),
+            new=self._new_checkout(plan, command, cart, now, snapshot.area.version),
             steps=[received.row()],
             transition=transition_row(
                 QUEUE_JOB,
@@ -434,7 +506,11 @@ class CheckoutFlow:
 
     @staticmethod
     def _new_checkout(
-        plan: Plan, command: CheckoutCommand, cart: PricedCart, now: datetime
+        plan: Plan,
+        command: CheckoutCommand,
+        cart: PricedCart,
+        now: datetime,
+        service_area_version: int = 0,
     ) -> dict[str, Any]:
         """Everything phase 1 writes if the request is a new checkout (see the function)."""
         customer = command.customer
@@ -463,9 +539,13 @@ class CheckoutFlow:
                     "quantity": line.quantity,
                     "unit_amount_cents": line.unit_amount_cents,
                     "amount_cents": line.amount_cents,
+                    "catalog_version": line.catalog_version,
                 }
                 for line in cart.lines
             ],
+            # What phase 1 checks are still current before it writes anything.
+            "catalog_versions": cart.catalog_versions,
+            "service_area_version": service_area_version,
             "subtotal_cents": cart.subtotal_cents,
             "total_cents": cart.total_cents,
             "currency": cart.currency,

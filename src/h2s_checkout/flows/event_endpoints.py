@@ -15,7 +15,7 @@ import asyncpg
 from h2s_checkout.domain.errors import EndpointNotEnabled, InvalidRequest, NotFound
 from h2s_checkout.domain.events import (
     ALL_TYPES,
-    EVENT_TYPES,
+    SUBSCRIBABLE_TYPES,
     ReservedTargets,
     check_url,
     new_secret,
@@ -38,10 +38,10 @@ def _event_types(requested: list[str] | None) -> list[str]:
         return [ALL_TYPES]
     if not requested:
         raise InvalidRequest("event_types must name at least one type, or be left out")
-    unknown = sorted({t for t in requested if t != ALL_TYPES and t not in EVENT_TYPES})
+    unknown = sorted({t for t in requested if t != ALL_TYPES and t not in SUBSCRIBABLE_TYPES})
     if unknown:
         raise InvalidRequest(
-            f"unknown event type {', '.join(unknown)}: use {', '.join(EVENT_TYPES)} or *"
+            f"unknown event type {', '.join(unknown)}: use {', '.join(SUBSCRIBABLE_TYPES)} or *"
         )
     return [ALL_TYPES] if ALL_TYPES in requested else sorted(set(requested))
 
