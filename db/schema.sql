@@ -225,7 +225,9 @@ declare
     v_sequence integer;
 begin
     if p_type not in ('order.created', 'order.paid', 'order.expired', 'order.cancelled',
-                      'order.refund_pending', 'order.refunded', 'order.refund_failed') then
+                      'order.refund_pending', 'order.refunded', 'order.refund_failed',
+                      'order.authorized', 'job.completed', 'order.captured',
+                      'order.refunded_partially', 'order.authorization_expired') then
         raise exception 'unknown event type %', p_type using errcode = '22023';
     end if;
     select array_agg(e.endpoint_id order by e.endpoint_id) into v_endpoints
@@ -294,8 +296,13 @@ CREATE TABLE public.h2s_checkouts (
     attempts integer DEFAULT 1 NOT NULL,
     session_request jsonb,
     needs_settlement boolean DEFAULT false NOT NULL,
+    capture_policy text GENERATED ALWAYS AS (
+CASE
+    WHEN ((session_request ->> 'capture_method'::text) = 'manual'::text) THEN 'on_completion'::text
+    ELSE 'at_booking'::text
+END) STORED,
     CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
-    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'payment_failed'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text, 'failed'::text, 'cleaned'::text])))
+    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'payment_failed'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text, 'failed'::text, 'cleaned'::text, 'authorized'::text, 'capture_pending'::text, 'authorization_expired'::text, 'partially_refunded'::text])))
 );
 
 
@@ -480,7 +487,33 @@ CREATE TABLE public.h2s_api_keys (
     revoked_at timestamp with time zone,
     revoked_by text,
     last_used_at timestamp with time zone,
-    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text, 'checkout'::text])))
+    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text, 'checkout'::text, 'dispatch'::text])))
+);
+
+
+--
+-- Name: h2s_captures; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_captures (
+    capture_id uuid NOT NULL,
+    checkout_id uuid NOT NULL,
+    order_id text NOT NULL,
+    job_id uuid NOT NULL,
+    amount_cents integer NOT NULL,
+    currency text NOT NULL,
+    payment_intent text NOT NULL,
+    idempotency_key text NOT NULL,
+    note text,
+    actor text NOT NULL,
+    status text DEFAULT 'requested'::text NOT NULL,
+    amount_captured_cents integer,
+    failure_code text,
+    locked_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT h2s_captures_amount_cents_check CHECK ((amount_cents > 0)),
+    CONSTRAINT h2s_captures_status_check CHECK ((status = ANY (ARRAY['requested'::text, 'succeeded'::text, 'failed'::text])))
 );
 
 
@@ -563,7 +596,10 @@ CREATE TABLE public.h2s_dispatch_jobs (
     metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT h2s_dispatch_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'dispatchable'::text, 'cancelled'::text])))
+    completed_at timestamp with time zone,
+    payment_flag text,
+    CONSTRAINT h2s_dispatch_jobs_payment_flag_check CHECK ((payment_flag = 'authorization_expired'::text)),
+    CONSTRAINT h2s_dispatch_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'dispatchable'::text, 'cancelled'::text, 'completed'::text])))
 );
 
 
@@ -685,7 +721,7 @@ CREATE TABLE public.h2s_events (
     sequence integer NOT NULL,
     body jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    CONSTRAINT h2s_events_type_check CHECK ((type = ANY (ARRAY['order.created'::text, 'order.paid'::text, 'order.expired'::text, 'order.cancelled'::text, 'order.refund_pending'::text, 'order.refunded'::text, 'order.refund_failed'::text])))
+    CONSTRAINT h2s_events_type_check CHECK ((type = ANY (ARRAY['order.created'::text, 'order.paid'::text, 'order.expired'::text, 'order.cancelled'::text, 'order.refund_pending'::text, 'order.refunded'::text, 'order.refund_failed'::text, 'order.authorized'::text, 'job.completed'::text, 'order.captured'::text, 'order.refunded_partially'::text, 'order.authorization_expired'::text])))
 );
 
 
@@ -710,8 +746,12 @@ CREATE TABLE public.h2s_orders (
     paid_at timestamp with time zone,
     payment_intent text,
     amount_paid_cents integer,
+    amount_authorized_cents integer,
+    authorized_at timestamp with time zone,
+    authorization_expires_at timestamp with time zone,
+    CONSTRAINT h2s_orders_amount_authorized_cents_check CHECK ((amount_authorized_cents >= 0)),
     CONSTRAINT h2s_orders_amount_paid_cents_check CHECK ((amount_paid_cents >= 0)),
-    CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'paid'::text, 'expired'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text]))),
+    CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'paid'::text, 'expired'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text, 'authorized'::text, 'authorization_expired'::text, 'partially_refunded'::text]))),
     CONSTRAINT h2s_orders_subtotal_cents_check CHECK ((subtotal_cents >= 0)),
     CONSTRAINT h2s_orders_total_cents_check CHECK ((total_cents >= 0))
 );
@@ -769,7 +809,7 @@ CREATE TABLE public.h2s_refunds (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT h2s_refunds_amount_cents_check CHECK ((amount_cents > 0)),
     CONSTRAINT h2s_refunds_attempt_check CHECK ((attempt >= 1)),
-    CONSTRAINT h2s_refunds_cause_check CHECK ((cause = ANY (ARRAY['cancel'::text, 'late_payment'::text]))),
+    CONSTRAINT h2s_refunds_cause_check CHECK ((cause = ANY (ARRAY['cancel'::text, 'late_payment'::text, 'partial'::text]))),
     CONSTRAINT h2s_refunds_reason_check CHECK ((reason = ANY (ARRAY['requested_by_customer'::text, 'duplicate'::text, 'fraudulent'::text, 'other'::text, 'late_payment'::text]))),
     CONSTRAINT h2s_refunds_status_check CHECK ((status = ANY (ARRAY['requested'::text, 'pending'::text, 'requires_action'::text, 'succeeded'::text, 'failed'::text, 'canceled'::text])))
 );
@@ -854,6 +894,30 @@ ALTER TABLE ONLY public.h2s_api_keys
 
 ALTER TABLE ONLY public.h2s_api_keys
     ADD CONSTRAINT h2s_api_keys_pkey PRIMARY KEY (key_id);
+
+
+--
+-- Name: h2s_captures h2s_captures_idempotency_key_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_idempotency_key_key UNIQUE (idempotency_key);
+
+
+--
+-- Name: h2s_captures h2s_captures_order_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_order_id_key UNIQUE (order_id);
+
+
+--
+-- Name: h2s_captures h2s_captures_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_pkey PRIMARY KEY (capture_id);
 
 
 --
@@ -1126,6 +1190,13 @@ CREATE UNIQUE INDEX h2s_api_keys_active_name ON public.h2s_api_keys USING btree 
 
 
 --
+-- Name: h2s_captures_open; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_captures_open ON public.h2s_captures USING btree (updated_at) WHERE (status = 'requested'::text);
+
+
+--
 -- Name: h2s_checkout_failures_at; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1259,6 +1330,13 @@ CREATE INDEX h2s_events_created ON public.h2s_events USING btree (created_at);
 
 
 --
+-- Name: h2s_orders_authorized_by_expiry; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_orders_authorized_by_expiry ON public.h2s_orders USING btree (authorization_expires_at) WHERE (status = 'authorized'::text);
+
+
+--
 -- Name: h2s_orders_created_at; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1312,6 +1390,30 @@ CREATE INDEX h2s_webhook_events_checkout ON public.h2s_webhook_events USING btre
 --
 
 CREATE INDEX h2s_webhook_events_received ON public.h2s_webhook_events USING btree (received_at DESC);
+
+
+--
+-- Name: h2s_captures h2s_captures_checkout_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_checkout_id_fkey FOREIGN KEY (checkout_id) REFERENCES public.h2s_checkouts(checkout_id);
+
+
+--
+-- Name: h2s_captures h2s_captures_job_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.h2s_dispatch_jobs(job_id);
+
+
+--
+-- Name: h2s_captures h2s_captures_order_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.h2s_orders(order_id);
 
 
 --
@@ -1508,4 +1610,7 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261203000001'),
     ('20261204000001'),
     ('20261205000001'),
-    ('20261206000200');
+    ('20261206000200'),
+    ('20261207000200'),
+    ('20261207000201'),
+    ('20261207000202');

@@ -35,6 +35,8 @@ class Scope(StrEnum):
     # A storefront's own server calling POST /api/checkout for its customers: limited per
     # key and per email instead of per client address (all its calls come from one).
     CHECKOUT = "checkout"
+    # The dispatch system: completes jobs, which charges a held card (pay on completion).
+    DISPATCH = "dispatch"
 
 
 ALL_SCOPES = frozenset(Scope)

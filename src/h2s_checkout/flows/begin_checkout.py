@@ -120,6 +120,9 @@ class CheckoutSettings:
     # Checkouts in phase 1 or 3 at once in this worker; the rest wait their turn in order
     # of arrival (see CheckoutFlow).
     phase_slots: int = 6
+    # H2S_CAPTURE: at_booking, or on_completion (the session holds the amount; completing
+    # the job captures it, flows/capture.py).
+    capture: str = "at_booking"
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +390,9 @@ class CheckoutFlow:
                     "job_id": str(job_id),
                     "checkout_trace_id": str(checkout_id),
                 },
+                capture_method="manual"
+                if self._settings.capture == "on_completion"
+                else "automatic",
             ),
         )
 

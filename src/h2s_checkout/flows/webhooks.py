@@ -14,10 +14,16 @@ import stripe
 
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows import refunds
-from h2s_checkout.flows.settle import EXPIRED, PAID, PAYMENT_FAILED, settle
+from h2s_checkout.flows.capture import apply_lapse
+from h2s_checkout.flows.settle import AUTHORIZED, EXPIRED, PAID, PAYMENT_FAILED, is_hold, settle
 from h2s_checkout.observability.logging import get_logger
-from h2s_checkout.payments.stripe_gateway import refund_from_dict, session_from_dict
-from h2s_checkout.store import payments
+from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, ProviderPaymentIntent
+from h2s_checkout.payments.stripe_gateway import (
+    payment_intent_from_dict,
+    refund_from_dict,
+    session_from_dict,
+)
+from h2s_checkout.store import checkouts, payments
 from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import Step, record_steps, utcnow
@@ -109,13 +115,38 @@ def verify(payload: bytes, signature: str | None, secret: str | None) -> dict[st
     return data
 
 
+async def _held_intent(
+    gateway: PaymentGateway | None, event_type: str, obj: dict[str, Any]
+) -> ProviderPaymentIntent | None:
+    """A completed session left unpaid is a bank debit on its way or a card held for
+    capture; only its PaymentIntent tells which (asked before any transaction opens)."""
+    if (
+        gateway is None
+        or event_type != "checkout.session.completed"
+        or obj.get("payment_status") != "unpaid"
+        or not obj.get("payment_intent")
+    ):
+        return None
+    try:
+        return await gateway.retrieve_payment_intent(str(obj["payment_intent"]))
+    except PaymentProviderFailure as failure:
+        # Not applied as a hold now: the event is answered as pending, and the reconciler
+        # asks again about the session.
+        log.warning("webhook.intent_unknown", provider_code=failure.provider_code)
+        return None
+
+
 async def apply_event(
-    pool: asyncpg.Pool, event: dict[str, Any], clock: Callable[[], datetime] = utcnow
+    pool: asyncpg.Pool,
+    event: dict[str, Any],
+    clock: Callable[[], datetime] = utcnow,
+    gateway: PaymentGateway | None = None,
 ) -> EventResult:
     """Record the event id and apply it, in one transaction; a redelivery changes nothing."""
     event_id, event_type = event["id"], event["type"]
     obj = (event.get("data") or {}).get("object") or {}
     is_session = obj.get("object") == "checkout.session"
+    held = await _held_intent(gateway, event_type, obj) if is_session else None
     async with connection(pool) as conn, conn.transaction():
         fresh = await payments.record_event(
             conn, event_id, event_type, obj.get("id") if is_session else None, event
@@ -127,7 +158,14 @@ async def apply_event(
             await payments.set_event_result(conn, event_id, result, checkout_id)
             log.info("webhook.applied", event_type=event_type, event_id=event_id, result=result)
             return EventResult(event_id, event_type, result)
+        if event_type == "payment_intent.canceled" and obj.get("object") == "payment_intent":
+            result, checkout_id = await _apply_intent_canceled(conn, obj, event_id)
+            await payments.set_event_result(conn, event_id, result, checkout_id)
+            log.info("webhook.applied", event_type=event_type, event_id=event_id, result=result)
+            return EventResult(event_id, event_type, result)
         outcome = _outcome(event_type, obj) if is_session else None
+        if outcome is None and is_hold(held):
+            outcome = AUTHORIZED
         pending = is_session and event_type == "checkout.session.completed" and outcome is None
         if outcome is None and not pending:
             await payments.set_event_result(conn, event_id, "ignored", None)
@@ -169,6 +207,7 @@ async def apply_event(
                 source=f"webhook:{event_id}",
                 at=clock(),
                 event_type=event_type,
+                intent=held,
             )
         await payments.set_event_result(conn, event_id, result, checkout["checkout_id"])
     log.info(
@@ -179,6 +218,24 @@ async def apply_event(
         checkout_trace_id=str(checkout["checkout_id"]),
     )
     return EventResult(event_id, event_type, result)
+
+
+async def _apply_intent_canceled(
+    conn: asyncpg.Connection, obj: dict[str, Any], event_id: str
+) -> tuple[str, uuid.UUID | None]:
+    """A PaymentIntent cancelled: by Stripe when a hold lapsed (reason automatic), or by
+    our own release of a cancelled order's hold, which finds the order cancelled."""
+    intent = payment_intent_from_dict(obj)
+    checkout = await payments.find_checkout_for_update(
+        conn,
+        checkout_id=_uuid_or_none(intent.metadata.get("checkout_trace_id")),
+        order_id=intent.metadata.get("order_id"),
+        session_id=None,
+    )
+    if checkout is None:
+        return "unknown_checkout", None
+    result = await apply_lapse(conn, checkout, intent, source=f"webhook:{event_id}")
+    return result, checkout["checkout_id"]
 
 
 async def _apply_refund_event(
@@ -195,14 +252,18 @@ async def _apply_refund_event(
         if item.get("object") != "refund" or not item.get("id"):
             continue
         answer = refund_from_dict(item)
-        row = await refunds_store.find_refund_for_update(
+        found = await refunds_store.find_refund(
             conn,
             stripe_refund_id=answer.id,
             refund_id=_uuid_or_none(answer.metadata.get("refund_id")),
         )
-        if row is None:
+        if found is None:
             results.append("unknown_refund")
             continue
+        # Checkout first, then the refund: the one order every path locks them in.
+        await checkouts.get_checkout(conn, found["checkout_id"], for_update=True)
+        row = await refunds_store.get_refund_for_update(conn, found["refund_id"])
+        assert row is not None
         checkout_id = row["checkout_id"]
         results.append(
             await refunds.apply_answer(conn, row, answer, source=f"webhook:{event_id}", at=utcnow())

@@ -37,7 +37,7 @@ returning j.job_id
 _MARK_REFUND_PENDING = """
 with o as (
     update h2s_orders set status = 'refund_pending', updated_at = $2
-    where order_id = $1 and status in ('paid', 'refund_failed')
+    where order_id = $1 and status in ('paid', 'refund_failed', 'partially_refunded')
     returning order_id
 )
 update h2s_dispatch_jobs j set status = 'cancelled', updated_at = $2
