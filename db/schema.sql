@@ -1344,6 +1344,13 @@ CREATE INDEX h2s_orders_created_at ON public.h2s_orders USING btree (created_at 
 
 
 --
+-- Name: h2s_orders_payment_intent; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_orders_payment_intent ON public.h2s_orders USING btree (payment_intent) WHERE (payment_intent IS NOT NULL);
+
+
+--
 -- Name: h2s_orders_recipient; Type: INDEX; Schema: public; Owner: -
 --
 

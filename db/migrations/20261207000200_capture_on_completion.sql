@@ -27,6 +27,10 @@ alter table h2s_orders add column amount_authorized_cents integer
     check (amount_authorized_cents >= 0);
 alter table h2s_orders add column authorized_at timestamptz;
 alter table h2s_orders add column authorization_expires_at timestamptz;
+-- Stripe's payment_intent.* events name the intent; its metadata names our checkout, and
+-- failing that the order that holds or paid it is found by it.
+create index h2s_orders_payment_intent on h2s_orders (payment_intent)
+    where payment_intent is not null;
 -- Holds that lapse soonest, for doctor's 24 h list.
 create index h2s_orders_authorized_by_expiry on h2s_orders (authorization_expires_at)
     where status = 'authorized';
@@ -80,6 +84,7 @@ alter table h2s_dispatch_jobs drop constraint h2s_dispatch_jobs_status_check;
 alter table h2s_dispatch_jobs add constraint h2s_dispatch_jobs_status_check
     check (status in ('queued', 'dispatchable', 'cancelled'));
 drop index h2s_orders_authorized_by_expiry;
+drop index h2s_orders_payment_intent;
 alter table h2s_orders drop column authorization_expires_at;
 alter table h2s_orders drop column authorized_at;
 alter table h2s_orders drop column amount_authorized_cents;

@@ -149,10 +149,18 @@ class Ledger:
     # -- payments ----------------------------------------------------------------
 
     def record_payment(
-        self, session: dict[str, Any], created: int, *, delayed: bool, manual: bool = False
+        self,
+        session: dict[str, Any],
+        created: int,
+        *,
+        delayed: bool,
+        manual: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> None:
-        """The intent and charge behind a session that just completed."""
+        """The intent and charge behind a session that just completed; the intent has the
+        session's payment_intent_data[metadata]."""
         intent, charge = build_payment(session, created, delayed=delayed, manual=manual)
+        intent["metadata"] = dict(metadata or {})
         self.payment_intents[intent["id"]] = intent
         self.charges[charge["id"]] = charge
         self._save("payment_intent", intent)

@@ -73,6 +73,8 @@ class SessionSpec:
     allow_promotion_codes: bool | None = None
     # payment_intent_data[capture_method]: "manual" holds the amount until captured.
     capture_method: str = "automatic_async"
+    # payment_intent_data[metadata]: copied onto the PaymentIntent when it is made.
+    payment_intent_metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def currency(self) -> str:

@@ -146,8 +146,9 @@ class EmulatorState:
         # Delayed payments awaiting their outcome: session id -> (due on the
         # emulator's clock, or None to wait for a command; succeeded?).
         self._async_pending: dict[str, tuple[float | None, bool]] = {}
-        # Sessions created with manual capture: their payment is held when completed.
-        self._manual: dict[str, dict[str, Any]] = {}
+        # What a session's payment_intent_data asked of its PaymentIntent: manual capture
+        # (held when completed) and the metadata Stripe copies onto it.
+        self._intent_data: dict[str, dict[str, Any]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         # Payment intents, charges and refunds behind paid sessions.
         self.ledger = Ledger(self.store, self._emit)
@@ -159,7 +160,7 @@ class EmulatorState:
         self._clock_offset = float(store.meta("clock_offset", 0.0))
         self._sessions = store.object_map("checkout.session")
         self._line_items = store.object_map("line_items")
-        self._manual = store.object_map("manual_capture")
+        self._intent_data = store.object_map("payment_intent_data")
         for session in self._sessions.values():
             if session["status"] == "open":
                 heapq.heappush(self._expiry, (session["expires_at"], session["id"]))
@@ -308,13 +309,19 @@ class EmulatorState:
             self._sessions[session_id] = session
             self._line_items[session_id] = items = build_line_items(spec, now)
             heapq.heappush(self._expiry, (session["expires_at"], session_id))
-            if spec.capture_method == "manual":
-                self._manual[session_id] = {"id": session_id}
+            intent_data = None
+            if spec.capture_method == "manual" or spec.payment_intent_metadata:
+                intent_data = {
+                    "id": session_id,
+                    "capture_method": spec.capture_method,
+                    "metadata": dict(spec.payment_intent_metadata),
+                }
+                self._intent_data[session_id] = intent_data
             if self.store is not None:
                 self.store.put_object("checkout.session", session_id, session)
                 self.store.put_object("line_items", session_id, items)
-                if spec.capture_method == "manual":
-                    self.store.put_object("manual_capture", session_id, {"id": session_id})
+                if intent_data is not None:
+                    self.store.put_object("payment_intent_data", session_id, intent_data)
             return _clone(session)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
@@ -405,10 +412,17 @@ class EmulatorState:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         # A held payment is not paid yet: Stripe's session says "unpaid", as for a bank
         # debit; its PaymentIntent (requires_capture) tells the two apart.
-        manual = not delayed and session["id"] in self._manual
+        intent_data = self._intent_data.get(session["id"]) or {}
+        manual = not delayed and intent_data.get("capture_method") == "manual"
         paid = not delayed and not manual
         mark_complete(session, email, payment_status="paid" if paid else "unpaid")
-        self.ledger.record_payment(session, self.now(), delayed=delayed, manual=manual)
+        self.ledger.record_payment(
+            session,
+            self.now(),
+            delayed=delayed,
+            manual=manual,
+            metadata=intent_data.get("metadata") or {},
+        )
         self._save_session(session)
         snapshot = _clone(session)
         return snapshot, self._emit(COMPLETED, snapshot)
@@ -644,7 +658,7 @@ class EmulatorState:
             self._requests.clear()
             self._expiry.clear()
             self._async_pending.clear()
-            self._manual.clear()
+            self._intent_data.clear()
             self._clock_offset = 0.0
             self.ledger.reset()
             self.webhooks.reset()

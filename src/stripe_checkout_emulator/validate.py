@@ -150,6 +150,7 @@ def parse_create(params: dict[str, Any], now: int) -> SessionSpec:
         billing_address_collection=_string(params, "billing_address_collection"),
         allow_promotion_codes=_boolean(params, "allow_promotion_codes"),
         capture_method=_capture_method(params.get("payment_intent_data")),
+        payment_intent_metadata=_intent_metadata(params.get("payment_intent_data")),
     )
     _check_amount(spec.amount, currency)
     return spec
@@ -224,6 +225,12 @@ def _capture_method(raw: Any) -> str:
             "payment_intent_data[capture_method]",
         )
     return str(method)
+
+
+def _intent_metadata(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict) or raw.get("metadata") in (None, ""):
+        return {}
+    return _metadata(raw["metadata"], "payment_intent_data[metadata]")
 
 
 def parse_capture(params: dict[str, Any]) -> int | None:

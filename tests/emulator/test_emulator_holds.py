@@ -62,6 +62,7 @@ async def test_a_manual_capture_session_holds_the_amount_and_says_unpaid(
     assert (session.status, session.payment_status) == ("complete", "unpaid")
     assert (intent.status, intent.capture_method) == ("requires_capture", "manual")
     assert (intent.amount_capturable, intent.amount_received) == (TOTAL, 0)
+    assert intent.metadata.to_dict() == {"order_id": "o-1"}  # payment_intent_data's
     assert (charge.captured, charge.amount_captured, charge.paid) == (False, 0, True)
     assert charge.payment_method_details.card.capture_before == intent.created + HOLD_SECONDS
     assert list(intent.last_response.data) == fixture_keys("payment_intent")

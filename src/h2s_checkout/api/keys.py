@@ -33,7 +33,7 @@ class KeyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ),
     ]
     scopes: Annotated[
-        list[Literal["read", "operate", "admin", "checkout"]],
+        list[Literal["read", "operate", "admin", "checkout", "dispatch"]],
         Meta(min_length=1, max_length=4, description="Independent: give each one needed"),
     ]
     expires_at: Annotated[datetime, Meta(tz=True)] | None = None

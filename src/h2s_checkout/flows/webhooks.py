@@ -226,11 +226,10 @@ async def _apply_intent_canceled(
     """A PaymentIntent cancelled: by Stripe when a hold lapsed (reason automatic), or by
     our own release of a cancelled order's hold, which finds the order cancelled."""
     intent = payment_intent_from_dict(obj)
-    checkout = await payments.find_checkout_for_update(
+    checkout = await payments.find_checkout_by_intent_for_update(
         conn,
         checkout_id=_uuid_or_none(intent.metadata.get("checkout_trace_id")),
-        order_id=intent.metadata.get("order_id"),
-        session_id=None,
+        payment_intent=intent.id,
     )
     if checkout is None:
         return "unknown_checkout", None

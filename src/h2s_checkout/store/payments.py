@@ -131,6 +131,22 @@ async def set_event_result(
     await conn.execute(_EVENT_RESULT, event_id, result, checkout_id)
 
 
+_FIND_CHECKOUT_BY_INTENT_FOR_UPDATE = """
+select * from h2s_checkouts
+where checkout_id = coalesce($1::uuid,
+                             (select checkout_id from h2s_orders where payment_intent = $2))
+for update
+"""
+
+
+async def find_checkout_by_intent_for_update(
+    conn: asyncpg.Connection, *, checkout_id: uuid.UUID | None, payment_intent: str
+) -> asyncpg.Record | None:
+    """The checkout a PaymentIntent belongs to: by our trace id in its metadata, else by
+    the order it paid or holds."""
+    return await conn.fetchrow(_FIND_CHECKOUT_BY_INTENT_FOR_UPDATE, checkout_id, payment_intent)
+
+
 async def find_checkout_for_update(
     conn: asyncpg.Connection,
     *,
