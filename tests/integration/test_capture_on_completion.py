@@ -289,3 +289,57 @@ async def test_the_policy_of_an_order_is_the_one_it_began_with(
     assert done.status_code == 200, done.text
     assert done.json()["order"]["amount_paid_cents"] == 5000
     assert len(captures_sent(stripe)) == 1
+
+
+async def events_of(db, order_id: str) -> list[tuple[str, str, str | None]]:
+    rows = await db.fetch(
+        "select type, body->'data'->'order'->>'status' as status,"
+        " body->'data'->'job'->>'status' as job from h2s_events"
+        " where order_id = $1 order by sequence",
+        order_id,
+    )
+    return [(r["type"], r["status"], r["job"]) for r in rows]
+
+
+async def subscribed(client, admin) -> None:
+    answer = await client.post(
+        "/api/event-endpoints", json={"url": "http://127.0.0.1:9/h2s"}, headers=admin
+    )
+    assert answer.status_code == 201, answer.text
+
+
+async def test_subscribers_hear_authorized_completed_captured_and_refunded_in_part(
+    held_client, db, stripe, admin
+):
+    await subscribed(held_client, admin)
+    body = await booked(held_client, stripe)
+    await complete(held_client, admin, body["job_id"], final_amount_cents=10000)
+    part = await held_client.post(
+        f"/api/orders/{body['order_id']}/refunds",
+        json={"amount_cents": 2000, "reason": "requested_by_customer"},
+        headers=admin,
+    )
+    assert part.status_code == 200, part.text
+
+    assert await events_of(db, body["order_id"]) == [
+        ("order.created", "pending_payment", "queued"),
+        ("order.authorized", "authorized", "dispatchable"),
+        ("job.completed", "authorized", "completed"),
+        ("order.captured", "paid", "completed"),
+        ("order.refunded_partially", "partially_refunded", "completed"),
+    ]
+
+
+async def test_subscribers_hear_a_lapsed_hold(held_client, db, stripe, admin):
+    await subscribed(held_client, admin)
+    body = await booked(held_client, stripe)
+    session = stripe.get_session(body["pay"]["session_id"])
+    stripe.lapse_hold(session["payment_intent"])
+    [event] = [e for e in stripe.events if e["type"] == "payment_intent.canceled"]
+    await deliver(held_client, event)
+
+    assert [e[0] for e in await events_of(db, body["order_id"])] == [
+        "order.created",
+        "order.authorized",
+        "order.authorization_expired",
+    ]
