@@ -1,0 +1,166 @@
+"""Pay on completion across real server processes: 20 completes over two replicas make one
+capture, a crash between the capture call and its write still makes one, and a partial
+refund's duplicate events change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from support import ADMIN_TOKEN, checkout_body, signed, stripe_event
+
+pytestmark = pytest.mark.slow
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+CAPTURES = "POST /v1/payment_intents/*/capture"
+HELD = {"H2S_CAPTURE": "on_completion"}
+
+
+def held_order(server_url: str, stripe) -> dict:
+    body = httpx.post(f"{server_url}/api/checkout", json=checkout_body(), timeout=30).json()
+    session = stripe.complete_session(body["pay"]["session_id"])
+    content, headers = signed(stripe_event("checkout.session.completed", session))
+    answer = httpx.post(f"{server_url}/api/stripe/webhook", content=content, headers=headers)
+    assert answer.json()["result"] == "authorized", answer.text
+    return body
+
+
+def captures_made(stripe) -> list:
+    """The captures Stripe made: one payment_intent.succeeded event each (a capture whose
+    answer was lost on the way back was made all the same)."""
+    return [e for e in stripe.events if e["type"] == "payment_intent.succeeded"]
+
+
+async def test_twenty_completes_over_two_processes_make_one_capture(servers, db, stripe):
+    first, second = servers(**HELD), servers(**HELD)
+    body = held_order(first.url, stripe)
+    url = f"/api/jobs/{body['job_id']}/complete"
+
+    async with (
+        httpx.AsyncClient(base_url=first.url, headers=ADMIN, timeout=30) as a,
+        httpx.AsyncClient(base_url=second.url, headers=ADMIN, timeout=30) as b,
+    ):
+        answers = await asyncio.gather(
+            *((a if n % 2 else b).post(url, json={"final_amount_cents": 9900}) for n in range(20))
+        )
+
+    for answer in answers:
+        pending = answer.json()["state"] == "capture_pending"
+        assert answer.status_code == (202 if pending else 200), answer.text
+    assert len(captures_made(stripe)) == 1
+    assert await db.fetchval("select count(*) from h2s_captures") == 1
+    transitions = await db.fetchval(
+        "select count(*) from h2s_checkout_traces where kind = 'transition'"
+        " and event in ('complete_job', 'capture')"
+    )
+    assert transitions == 2
+    assert await db.fetchval("select amount_paid_cents from h2s_orders") == 9900
+
+
+async def test_a_crash_between_the_capture_call_and_its_write_still_captures_once(
+    servers, db, stripe
+):
+    fast = {**HELD, "H2S_CHECKOUT_LEASE_S": "1", "H2S_RECONCILE_INTERVAL_S": "1"}
+    server = servers(**fast)
+    body = held_order(server.url, stripe)
+    # Stripe captures, then holds its answer: the process dies before writing it.
+    stripe.faults.add("timeout", CAPTURES, seconds=5, processed=True, times=1)
+
+    async with httpx.AsyncClient(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        pending = asyncio.create_task(
+            http.post(f"/api/jobs/{body['job_id']}/complete", json={"final_amount_cents": 8000})
+        )
+        deadline = time.monotonic() + 10
+        while not stripe.find_requests(CAPTURES):
+            assert time.monotonic() < deadline, "the capture call never reached the emulator"
+            await asyncio.sleep(0.05)
+        server.kill()
+        with pytest.raises(httpx.HTTPError):
+            await pending
+
+    assert await db.fetchval("select status from h2s_captures") == "requested"
+    assert await db.fetchval("select state from h2s_checkouts") == "capture_pending"
+
+    servers(**fast)  # the restart's reconciler sends the owed capture again, same key
+    deadline = time.monotonic() + 30
+    while await db.fetchval("select state from h2s_checkouts") != "paid":
+        assert time.monotonic() < deadline, "the reconciler did not finish the capture"
+        await asyncio.sleep(0.2)
+
+    session = stripe.get_session(body["pay"]["session_id"])
+    intent = stripe.get_payment_intent(session["payment_intent"])
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 8000)
+    keys = {r.idempotency_key for r in stripe.find_requests(CAPTURES)}
+    assert keys == {f"h2s-capture-{body['order_id']}"}
+    # The first call captured; every later one was Stripe's replay of that answer.
+    assert [r.replayed for r in stripe.find_requests(CAPTURES)][1:] == [True] * (
+        len(stripe.find_requests(CAPTURES)) - 1
+    )
+    assert await db.fetchval("select amount_paid_cents from h2s_orders") == 8000
+
+
+async def test_a_retried_complete_after_a_crash_captures_once(servers, db, stripe):
+    fast = {**HELD, "H2S_CHECKOUT_LEASE_S": "1"}
+    server = servers(**fast)
+    body = held_order(server.url, stripe)
+    stripe.faults.add("timeout", CAPTURES, seconds=5, processed=True, times=1)
+    url = f"/api/jobs/{body['job_id']}/complete"
+
+    async with httpx.AsyncClient(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        pending = asyncio.create_task(http.post(url, json={"final_amount_cents": 7000}))
+        deadline = time.monotonic() + 10
+        while not stripe.find_requests(CAPTURES):
+            assert time.monotonic() < deadline, "the capture call never reached the emulator"
+            await asyncio.sleep(0.05)
+        server.kill()
+        with pytest.raises(httpx.HTTPError):
+            await pending
+
+    # The dispatch system retries on a fresh process once the lease has run out.
+    again = servers(**fast)
+    deadline = time.monotonic() + 30
+    while True:
+        answer = httpx.post(
+            f"{again.url}{url}", json={"final_amount_cents": 7000}, headers=ADMIN, timeout=30
+        )
+        if answer.json().get("state") == "paid":
+            break
+        assert time.monotonic() < deadline, answer.text
+        await asyncio.sleep(0.3)
+
+    assert len(captures_made(stripe)) == 1
+    assert await db.fetchval("select amount_paid_cents from h2s_orders") == 7000
+
+
+async def test_duplicate_events_of_a_partial_refund_change_nothing(servers, db, stripe):
+    server = servers(**HELD)
+    body = held_order(server.url, stripe)
+    httpx.post(
+        f"{server.url}/api/jobs/{body['job_id']}/complete", json={}, headers=ADMIN, timeout=30
+    )
+    part = httpx.post(
+        f"{server.url}/api/orders/{body['order_id']}/refunds",
+        json={"amount_cents": 3000, "reason": "requested_by_customer"},
+        headers=ADMIN,
+        timeout=30,
+    )
+    assert part.status_code == 200, part.text
+
+    results = []
+    for event in [e for e in stripe.events if e["type"] in ("refund.created", "charge.refunded")]:
+        for _ in range(2):
+            content, headers = signed(event)
+            answer = httpx.post(
+                f"{server.url}/api/stripe/webhook", content=content, headers=headers, timeout=30
+            )
+            results.append(answer.json()["result"])
+
+    assert set(results) <= {"already_succeeded", "duplicate"}
+    assert await db.fetchval("select state from h2s_checkouts") == "partially_refunded"
+    parts = await db.fetchval(
+        "select count(*) from h2s_checkout_traces where kind = 'transition'"
+        " and event = 'refund_part'"
+    )
+    assert parts == 1
