@@ -27,6 +27,7 @@ async def held_client(settings: Settings, db, stripe, clock) -> AsyncIterator[ht
     async with running(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test:
+            test.app = app  # type: ignore[attr-defined]
             yield test
 
 
@@ -343,3 +344,31 @@ async def test_subscribers_hear_a_lapsed_hold(held_client, db, stripe, admin):
         "order.authorized",
         "order.authorization_expired",
     ]
+
+
+async def test_the_reconciler_finds_a_hold_whose_event_never_came(held_client, db, stripe, clock):
+    answer = await held_client.post("/api/checkout", json=checkout_body())
+    body = answer.json()
+    stripe.complete_session(body["pay"]["session_id"])  # no webhook reaches us
+    clock.advance(hours=2)  # past the session's expiry and the reconciler's grace
+
+    report = await held_client.app.state.reconciler.run_once()
+
+    assert report.actions["session_authorized"] == 1
+    assert await states(db, body["order_id"]) == ("authorized", "authorized", "dispatchable")
+
+
+async def test_the_reconciler_lapses_a_hold_stripe_let_go_without_telling_us(
+    held_client, db, stripe, clock
+):
+    body = await booked(held_client, stripe)
+    session = stripe.get_session(body["pay"]["session_id"])
+    stripe.lapse_hold(session["payment_intent"])  # its event never reaches us
+    reconciler = held_client.app.state.reconciler
+    assert "hold_authorization_expired" not in (await reconciler.run_once()).actions
+
+    clock.advance(days=8)  # past the hold's capture date
+    report = await reconciler.run_once()
+
+    assert report.actions["hold_authorization_expired"] == 1
+    assert (await states(db, body["order_id"]))[0] == "authorization_expired"

@@ -15,7 +15,7 @@ from h2s_checkout.domain.access import RECONCILER
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
-from h2s_checkout.flows.capture import send_capture
+from h2s_checkout.flows.capture import apply_lapse, send_capture
 from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
 from h2s_checkout.flows.settle import AUTHORIZED, EXPIRED, PAID, is_hold, settle
 from h2s_checkout.observability.logging import acting_as, bind_log_fields, get_logger
@@ -135,6 +135,12 @@ class Reconciler:
             bind_log_fields(checkout_trace_id=str(capture["checkout_id"]))
             result = await send_capture(self._pool, self._gateway, capture, source="reconciler")
             report.count(f"capture_{result}")
+        async with connection(self._pool) as conn:
+            past = await captures.lease_past_holds(
+                conn, now=now, until=now + s.lease, limit=s.batch
+            )
+        for hold in past:
+            await self._ask_about_hold(hold, report)
         if report.actions:
             log.info("reconcile.pass", **dict(report.actions))
             for action, n in report.actions.items():
@@ -208,6 +214,21 @@ class Reconciler:
                 )
                 report.count(f"session_{result}")
             await sql.release(conn, checkout["checkout_id"])
+
+    async def _ask_about_hold(self, hold: asyncpg.Record, report: ReconcileReport) -> None:
+        """A hold past its capture date whose payment_intent.canceled never came: asked,
+        and lapsed if Stripe let it go."""
+        try:
+            intent = await self._gateway.retrieve_payment_intent(hold["payment_intent"])
+        except PaymentProviderFailure as failure:
+            report.count(f"provider_failed:{failure.provider_code}")
+            intent = None
+        async with connection(self._pool) as conn, conn.transaction():
+            current = await checkouts.get_checkout(conn, hold["checkout_id"], for_update=True)
+            if intent is not None and intent.status == "canceled" and current is not None:
+                result = await apply_lapse(conn, current, intent, source="reconciler")
+                report.count(f"hold_{result}")
+            await sql.release(conn, hold["checkout_id"])
 
     async def _settle_cleaned(self, checkout: asyncpg.Record, report: ReconcileReport) -> None:
         """A cleaned checkout whose session could not be expired: try again, and record a

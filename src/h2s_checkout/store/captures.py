@@ -122,6 +122,24 @@ from o where j.order_id = o.order_id
 returning j.job_id
 """
 
+# Holds past their capture date with no word from Stripe, leased as the reconciler leases
+# open sessions (SKIP LOCKED and the lease in one statement): it asks Stripe about them.
+_LEASE_PAST_HOLDS = """
+with due as (
+    select c.checkout_id from h2s_checkouts c join h2s_orders o on o.order_id = c.order_id
+    where c.state = 'authorized' and o.status = 'authorized'
+      and o.authorization_expires_at <= $1
+      and (c.locked_until is null or c.locked_until <= $1)
+    order by o.authorization_expires_at
+    limit $2
+    for update of c skip locked
+)
+update h2s_checkouts c set locked_until = $3
+from due, h2s_orders o
+where c.checkout_id = due.checkout_id and o.order_id = c.order_id
+returning c.checkout_id, o.payment_intent
+"""
+
 _HOLDS_LAPSING = """
 select o.order_id, o.checkout_id, j.job_id, o.amount_authorized_cents, o.currency,
        o.authorization_expires_at
@@ -251,3 +269,10 @@ async def holds_lapsing(
 ) -> list[asyncpg.Record]:
     """Authorized orders whose hold lapses before ``before``, soonest first."""
     return await conn.fetch(_HOLDS_LAPSING, before, limit)
+
+
+async def lease_past_holds(
+    conn: asyncpg.Connection, *, now: datetime, until: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Held orders past their capture date, leased to the caller to ask Stripe about."""
+    return await conn.fetch(_LEASE_PAST_HOLDS, now, limit, until)
