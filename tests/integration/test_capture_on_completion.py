@@ -372,3 +372,38 @@ async def test_the_reconciler_lapses_a_hold_stripe_let_go_without_telling_us(
 
     assert report.actions["hold_authorization_expired"] == 1
     assert (await states(db, body["order_id"]))[0] == "authorization_expired"
+
+
+async def test_a_hold_for_an_order_already_cancelled_is_released(held_client, db, stripe, admin):
+    answer = await held_client.post("/api/checkout", json=checkout_body())
+    body = answer.json()
+    # Held on the hosted page just before an operator cancels; the event comes after.
+    session = stripe.complete_session(body["pay"]["session_id"])
+    cancelled = await held_client.post(
+        f"/api/orders/{body['order_id']}/cancel", json={"reason": "other"}, headers=admin
+    )
+    assert cancelled.json()["state"] == "cancelled"
+
+    result = await deliver(held_client, stripe_event("checkout.session.completed", session))
+
+    assert result["result"] == "already_cancelled"
+    intent = stripe.get_payment_intent(session["payment_intent"])
+    assert (intent["status"], intent["cancellation_reason"]) == ("canceled", "abandoned")
+    assert captures_sent(stripe) == []
+
+
+async def test_a_cancel_after_the_job_is_done_is_refused_and_nothing_is_refunded(
+    held_client, db, stripe, admin
+):
+    body = await booked(held_client, stripe)
+    await complete(held_client, admin, body["job_id"], final_amount_cents=9000)
+
+    late = await held_client.post(
+        f"/api/orders/{body['order_id']}/cancel", json={"reason": "other"}, headers=admin
+    )
+
+    assert late.status_code == 409
+    assert late.json()["error"]["code"] == "not_cancellable"
+    assert late.json()["error"]["state"] == "paid"
+    assert stripe.find_requests("POST /v1/refunds") == []
+    assert await states(db, body["order_id"]) == ("paid", "paid", "completed")

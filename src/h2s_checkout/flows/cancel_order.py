@@ -166,6 +166,15 @@ class OrderCancellation:
                 await outbox.enqueue_order_event(conn, command.order_id, ORDER_CANCELLED)
                 release = checkout["payment_intent"] if state == "authorized" else None
                 return _Decision(checkout_id, release_hold=release), False
+            if checkout["job_status"] == "completed":
+                # The work is done (and, held, its payment captured): a cancel now would
+                # undo a completion that already won. Money goes back as a refund.
+                raise NotCancellable(
+                    "the job is completed; refund the order with POST "
+                    f"/api/orders/{command.order_id}/refunds",
+                    checkout_id=str(checkout_id),
+                    state=state,
+                )
             if state in ("paid", "refund_failed", "partially_refunded"):
                 if checkout["payment_intent"] is None:
                     raise NotCancellable(

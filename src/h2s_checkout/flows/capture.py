@@ -396,7 +396,9 @@ async def release_hold(
     """Give a cancelled order's hold back to the card (after the cancel committed). If the
     provider fails the step says so; the hold lapses by itself within days, never charged."""
     stripe_reason = (
-        reason if reason in ("requested_by_customer", "duplicate", "fraudulent") else None
+        reason
+        if reason in ("requested_by_customer", "duplicate", "fraudulent", "abandoned")
+        else None
     )
     try:
         intent = await gateway.release_payment(

@@ -61,7 +61,7 @@ def is_hold(intent: ProviderPaymentIntent | None) -> bool:
 
 # States whose checkout has ended without its order being kept: money arriving for one of
 # them is a late payment, refunded (flows/refunds.py; by the reconciler).
-_ENDED_UNKEPT = frozenset({"failed", "cleaned", "expired", "cancelled", "payment_failed"})
+ENDED_UNKEPT = frozenset({"failed", "cleaned", "expired", "cancelled", "payment_failed"})
 
 
 async def settle(
@@ -138,7 +138,7 @@ async def settle(
         target = TRANSITIONS.target(state, event, checkout_id=str(checkout_id))
         await write_transition(conn, checkout_id, event, state, target, detail=detail)
         return outcome
-    if outcome == PAID and state in _ENDED_UNKEPT:
+    if outcome == PAID and state in ENDED_UNKEPT:
         return await _late_payment(conn, checkout, session, source)
     await record_steps(
         conn,

@@ -14,8 +14,16 @@ import stripe
 
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows import refunds
-from h2s_checkout.flows.capture import apply_lapse
-from h2s_checkout.flows.settle import AUTHORIZED, EXPIRED, PAID, PAYMENT_FAILED, is_hold, settle
+from h2s_checkout.flows.capture import apply_lapse, release_hold
+from h2s_checkout.flows.settle import (
+    AUTHORIZED,
+    ENDED_UNKEPT,
+    EXPIRED,
+    PAID,
+    PAYMENT_FAILED,
+    is_hold,
+    settle,
+)
 from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, ProviderPaymentIntent
 from h2s_checkout.payments.stripe_gateway import (
@@ -217,6 +225,18 @@ async def apply_event(
         result=result,
         checkout_trace_id=str(checkout["checkout_id"]),
     )
+    if outcome == AUTHORIZED and held is not None and gateway is not None:
+        if result.removeprefix("already_") in ENDED_UNKEPT:
+            # A card held for an order that had already ended: nothing is owed, so the
+            # hold goes back to the card now rather than when it lapses.
+            await release_hold(
+                pool,
+                gateway,
+                checkout["checkout_id"],
+                held.id,
+                order_id=checkout["order_id"],
+                reason="abandoned",
+            )
     return EventResult(event_id, event_type, result)
 
 

@@ -21,8 +21,9 @@ for update of c
 
 _CHECKOUT_WITH_ORDER = """
 select c.*, o.status as order_status, o.payment_intent, o.amount_paid_cents, o.total_cents,
-       o.currency, o.amount_authorized_cents
+       o.currency, o.amount_authorized_cents, j.status as job_status
 from h2s_checkouts c join h2s_orders o on o.checkout_id = c.checkout_id
+left join h2s_dispatch_jobs j on j.order_id = o.order_id
 where c.checkout_id = $1
 """
 
