@@ -225,18 +225,22 @@ async def apply_event(
         result=result,
         checkout_trace_id=str(checkout["checkout_id"]),
     )
-    if outcome == AUTHORIZED and held is not None and gateway is not None:
-        if result.removeprefix("already_") in ENDED_UNKEPT:
-            # A card held for an order that had already ended: nothing is owed, so the
-            # hold goes back to the card now rather than when it lapses.
-            await release_hold(
-                pool,
-                gateway,
-                checkout["checkout_id"],
-                held.id,
-                order_id=checkout["order_id"],
-                reason="abandoned",
-            )
+    # A card held for an order that had already ended: nothing is owed, so the hold goes
+    # back to the card now rather than when it lapses.
+    if (
+        outcome == AUTHORIZED
+        and held is not None
+        and gateway is not None
+        and result.removeprefix("already_") in ENDED_UNKEPT
+    ):
+        await release_hold(
+            pool,
+            gateway,
+            checkout["checkout_id"],
+            held.id,
+            order_id=checkout["order_id"],
+            reason="abandoned",
+        )
     return EventResult(event_id, event_type, result)
 
 
