@@ -407,3 +407,19 @@ async def test_a_cancel_after_the_job_is_done_is_refused_and_nothing_is_refunded
     assert late.json()["error"]["state"] == "paid"
     assert stripe.find_requests("POST /v1/refunds") == []
     assert await states(db, body["order_id"]) == ("paid", "paid", "completed")
+
+
+async def test_an_order_whose_hold_lapsed_can_be_cancelled(held_client, db, stripe, admin):
+    body = await booked(held_client, stripe)
+    session = stripe.get_session(body["pay"]["session_id"])
+    stripe.lapse_hold(session["payment_intent"])
+    [event] = [e for e in stripe.events if e["type"] == "payment_intent.canceled"]
+    await deliver(held_client, event)
+
+    answer = await held_client.post(
+        f"/api/orders/{body['order_id']}/cancel", json={"reason": "other"}, headers=admin
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert await states(db, body["order_id"]) == ("cancelled", "cancelled", "cancelled")
+    assert stripe.find_requests("POST /v1/payment_intents/*/cancel") == []
