@@ -164,3 +164,40 @@ async def test_duplicate_events_of_a_partial_refund_change_nothing(servers, db, 
         " and event = 'refund_part'"
     )
     assert parts == 1
+
+
+def test_pay_on_the_hosted_page_then_complete_captures_through_signed_events(monkeypatch):
+    from emulator_sdk import pay_form
+    from h2s_checkout.cli.smoke import throwaway_serve
+
+    monkeypatch.setenv("H2S_CAPTURE", "on_completion")
+    with throwaway_serve() as (base_url, token):
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as http:
+            body = http.post("/api/checkout", json=checkout_body()).json()
+            paid = httpx.post(
+                body["pay"]["session_url"].rstrip("/") + "/pay",
+                data=pay_form(body["pay"]["session_url"], email="ana@example.com"),
+                follow_redirects=False,
+                timeout=10,
+            )
+            assert paid.status_code == 303
+            deadline = time.monotonic() + 20
+            while http.get(f"/api/orders/{body['order_id']}").json()["state"] != "authorized":
+                assert time.monotonic() < deadline, "the emulator's completed event never came"
+                time.sleep(0.1)
+            held = http.get(f"/api/orders/{body['order_id']}").json()
+            assert held["job"]["status"] == "dispatchable"
+            assert held["order"]["amount_authorized_cents"] == 14900
+
+            done = http.post(
+                f"/api/jobs/{body['job_id']}/complete", json={"final_amount_cents": 9900}
+            )
+
+            assert done.status_code == 200, done.text
+            assert done.json()["state"] == "paid"
+            assert done.json()["order"]["amount_paid_cents"] == 9900
+            # The emulator's payment_intent.succeeded and charge.captured events arrive
+            # and change nothing.
+            timeline = http.get(f"/api/orders/{body['order_id']}/timeline").json()
+            assert [s["event"] for s in timeline["steps"] if s["event"] == "capture"] == ["capture"]
