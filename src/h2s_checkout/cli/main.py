@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        choices=["read", "operate", "admin", "checkout"],
+        choices=["read", "operate", "admin", "checkout", "dispatch"],
         help="repeat for each scope the key needs",
     )
     create.add_argument(
