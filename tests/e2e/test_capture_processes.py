@@ -201,3 +201,75 @@ def test_pay_on_the_hosted_page_then_complete_captures_through_signed_events(mon
             # and change nothing.
             timeline = http.get(f"/api/orders/{body['order_id']}/timeline").json()
             assert [s["event"] for s in timeline["steps"] if s["event"] == "capture"] == ["capture"]
+
+
+REFUNDS = "POST /v1/refunds"
+
+
+def paid_order(server_url: str, stripe) -> dict:
+    body = httpx.post(f"{server_url}/api/checkout", json=checkout_body(), timeout=30).json()
+    session = stripe.complete_session(body["pay"]["session_id"])
+    content, headers = signed(stripe_event("checkout.session.completed", session))
+    answer = httpx.post(f"{server_url}/api/stripe/webhook", content=content, headers=headers)
+    assert answer.json()["result"] == "paid", answer.text
+    return body
+
+
+async def test_twenty_partial_refunds_over_two_processes_never_exceed_the_payment(
+    servers, db, stripe
+):
+    first, second = servers(), servers()
+    body = paid_order(first.url, stripe)
+    url = f"/api/orders/{body['order_id']}/refunds"
+    part = {"amount_cents": 1000, "reason": "requested_by_customer"}
+
+    async with (
+        httpx.AsyncClient(base_url=first.url, headers=ADMIN, timeout=30) as a,
+        httpx.AsyncClient(base_url=second.url, headers=ADMIN, timeout=30) as b,
+    ):
+        answers = await asyncio.gather(
+            *((a if n % 2 else b).post(url, json=part) for n in range(20))
+        )
+
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [200] * 14 + [422] * 6  # 14 900 cents paid: fourteen parts fit
+    assert len(stripe.list_refunds()) == 14
+    assert await db.fetchval("select sum(amount_cents) from h2s_refunds") == 14000
+    assert await db.fetchval("select state from h2s_checkouts") == "partially_refunded"
+
+
+async def test_a_crash_between_a_partial_refund_call_and_its_write_refunds_once(
+    servers, db, stripe
+):
+    fast = {"H2S_CHECKOUT_LEASE_S": "1", "H2S_RECONCILE_INTERVAL_S": "1"}
+    server = servers(**fast)
+    body = paid_order(server.url, stripe)
+    stripe.faults.add("timeout", REFUNDS, seconds=5, processed=True, times=1)
+
+    async with httpx.AsyncClient(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        pending = asyncio.create_task(
+            http.post(
+                f"/api/orders/{body['order_id']}/refunds",
+                json={"amount_cents": 4000, "reason": "requested_by_customer"},
+            )
+        )
+        deadline = time.monotonic() + 10
+        while not stripe.list_refunds():
+            assert time.monotonic() < deadline, "the refund call never reached the emulator"
+            await asyncio.sleep(0.05)
+        server.kill()
+        with pytest.raises(httpx.HTTPError):
+            await pending
+
+    assert await db.fetchval("select status from h2s_refunds") == "requested"
+    assert await db.fetchval("select state from h2s_checkouts") == "paid"
+
+    servers(**fast)  # the restart's reconciler sends the owed part again, same key
+    deadline = time.monotonic() + 30
+    while await db.fetchval("select state from h2s_checkouts") != "partially_refunded":
+        assert time.monotonic() < deadline, "the reconciler did not finish the refund"
+        await asyncio.sleep(0.2)
+
+    assert [r["amount"] for r in stripe.list_refunds()] == [4000]
+    keys = {r.idempotency_key for r in stripe.find_requests(REFUNDS)}
+    assert keys == {f"h2s-refund-{body['order_id']}-1"}
