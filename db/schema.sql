@@ -287,7 +287,9 @@ declare
     v_sequence integer;
 begin
     if p_type not in ('order.created', 'order.paid', 'order.expired', 'order.cancelled',
-                      'order.refund_pending', 'order.refunded', 'order.refund_failed') then
+                      'order.refund_pending', 'order.refunded', 'order.refund_failed',
+                      'order.authorized', 'job.completed', 'order.captured',
+                      'order.refunded_partially', 'order.authorization_expired') then
         raise exception 'unknown event type %', p_type using errcode = '22023';
     end if;
     select array_agg(e.endpoint_id order by e.endpoint_id) into v_endpoints
@@ -375,8 +377,13 @@ CREATE TABLE public.h2s_checkouts (
     attempts integer DEFAULT 1 NOT NULL,
     session_request jsonb,
     needs_settlement boolean DEFAULT false NOT NULL,
+    capture_policy text GENERATED ALWAYS AS (
+CASE
+    WHEN ((session_request ->> 'capture_method'::text) = 'manual'::text) THEN 'on_completion'::text
+    ELSE 'at_booking'::text
+END) STORED,
     CONSTRAINT h2s_checkouts_key_source_check CHECK ((key_source = ANY (ARRAY['client'::text, 'derived'::text]))),
-    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'payment_failed'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text, 'failed'::text, 'cleaned'::text])))
+    CONSTRAINT h2s_checkouts_state_check CHECK ((state = ANY (ARRAY['pending_payment'::text, 'job_queued'::text, 'session_created'::text, 'paid'::text, 'expired'::text, 'payment_failed'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text, 'failed'::text, 'cleaned'::text, 'authorized'::text, 'capture_pending'::text, 'authorization_expired'::text, 'partially_refunded'::text])))
 );
 
 
@@ -575,7 +582,33 @@ CREATE TABLE public.h2s_api_keys (
     revoked_at timestamp with time zone,
     revoked_by text,
     last_used_at timestamp with time zone,
-    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text, 'checkout'::text, 'catalog'::text])))
+    CONSTRAINT h2s_api_keys_scopes_check CHECK (((cardinality(scopes) > 0) AND (scopes <@ ARRAY['read'::text, 'operate'::text, 'admin'::text, 'checkout'::text, 'catalog'::text, 'dispatch'::text])))
+);
+
+
+--
+-- Name: h2s_captures; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.h2s_captures (
+    capture_id uuid NOT NULL,
+    checkout_id uuid NOT NULL,
+    order_id text NOT NULL,
+    job_id uuid NOT NULL,
+    amount_cents integer NOT NULL,
+    currency text NOT NULL,
+    payment_intent text NOT NULL,
+    idempotency_key text NOT NULL,
+    note text,
+    actor text NOT NULL,
+    status text DEFAULT 'requested'::text NOT NULL,
+    amount_captured_cents integer,
+    failure_code text,
+    locked_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT h2s_captures_amount_cents_check CHECK ((amount_cents > 0)),
+    CONSTRAINT h2s_captures_status_check CHECK ((status = ANY (ARRAY['requested'::text, 'succeeded'::text, 'failed'::text])))
 );
 
 
@@ -693,7 +726,10 @@ CREATE TABLE public.h2s_dispatch_jobs (
     metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT h2s_dispatch_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'dispatchable'::text, 'cancelled'::text])))
+    completed_at timestamp with time zone,
+    payment_flag text,
+    CONSTRAINT h2s_dispatch_jobs_payment_flag_check CHECK ((payment_flag = 'authorization_expired'::text)),
+    CONSTRAINT h2s_dispatch_jobs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'dispatchable'::text, 'cancelled'::text, 'completed'::text])))
 );
 
 
@@ -817,7 +853,7 @@ CREATE TABLE public.h2s_events (
     created_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     traceparent text DEFAULT NULLIF(current_setting('h2s.traceparent'::text, true), ''::text),
     CONSTRAINT h2s_events_subject_check CHECK (((order_id IS NULL) = (type = ANY (ARRAY['catalog.item_created'::text, 'catalog.item_updated'::text, 'service_area.updated'::text])))),
-    CONSTRAINT h2s_events_type_check CHECK ((type = ANY (ARRAY['order.created'::text, 'order.paid'::text, 'order.expired'::text, 'order.cancelled'::text, 'order.refund_pending'::text, 'order.refunded'::text, 'order.refund_failed'::text, 'catalog.item_created'::text, 'catalog.item_updated'::text, 'service_area.updated'::text])))
+    CONSTRAINT h2s_events_type_check CHECK ((type = ANY (ARRAY['order.created'::text, 'order.paid'::text, 'order.expired'::text, 'order.cancelled'::text, 'order.refund_pending'::text, 'order.refunded'::text, 'order.refund_failed'::text, 'order.authorized'::text, 'job.completed'::text, 'order.captured'::text, 'order.refunded_partially'::text, 'order.authorization_expired'::text, 'catalog.item_created'::text, 'catalog.item_updated'::text, 'service_area.updated'::text])))
 );
 
 
@@ -842,8 +878,12 @@ CREATE TABLE public.h2s_orders (
     paid_at timestamp with time zone,
     payment_intent text,
     amount_paid_cents integer,
+    amount_authorized_cents integer,
+    authorized_at timestamp with time zone,
+    authorization_expires_at timestamp with time zone,
+    CONSTRAINT h2s_orders_amount_authorized_cents_check CHECK ((amount_authorized_cents >= 0)),
     CONSTRAINT h2s_orders_amount_paid_cents_check CHECK ((amount_paid_cents >= 0)),
-    CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'paid'::text, 'expired'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text]))),
+    CONSTRAINT h2s_orders_status_check CHECK ((status = ANY (ARRAY['pending_payment'::text, 'paid'::text, 'expired'::text, 'cancelled'::text, 'refund_pending'::text, 'refunded'::text, 'refund_failed'::text, 'authorized'::text, 'authorization_expired'::text, 'partially_refunded'::text]))),
     CONSTRAINT h2s_orders_subtotal_cents_check CHECK ((subtotal_cents >= 0)),
     CONSTRAINT h2s_orders_total_cents_check CHECK ((total_cents >= 0))
 );
@@ -901,7 +941,7 @@ CREATE TABLE public.h2s_refunds (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT h2s_refunds_amount_cents_check CHECK ((amount_cents > 0)),
     CONSTRAINT h2s_refunds_attempt_check CHECK ((attempt >= 1)),
-    CONSTRAINT h2s_refunds_cause_check CHECK ((cause = ANY (ARRAY['cancel'::text, 'late_payment'::text]))),
+    CONSTRAINT h2s_refunds_cause_check CHECK ((cause = ANY (ARRAY['cancel'::text, 'late_payment'::text, 'partial'::text]))),
     CONSTRAINT h2s_refunds_reason_check CHECK ((reason = ANY (ARRAY['requested_by_customer'::text, 'duplicate'::text, 'fraudulent'::text, 'other'::text, 'late_payment'::text]))),
     CONSTRAINT h2s_refunds_status_check CHECK ((status = ANY (ARRAY['requested'::text, 'pending'::text, 'requires_action'::text, 'succeeded'::text, 'failed'::text, 'canceled'::text])))
 );
@@ -1008,6 +1048,30 @@ ALTER TABLE ONLY public.h2s_api_keys
 
 ALTER TABLE ONLY public.h2s_api_keys
     ADD CONSTRAINT h2s_api_keys_pkey PRIMARY KEY (key_id);
+
+
+--
+-- Name: h2s_captures h2s_captures_idempotency_key_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_idempotency_key_key UNIQUE (idempotency_key);
+
+
+--
+-- Name: h2s_captures h2s_captures_order_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_order_id_key UNIQUE (order_id);
+
+
+--
+-- Name: h2s_captures h2s_captures_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_pkey PRIMARY KEY (capture_id);
 
 
 --
@@ -1296,6 +1360,13 @@ CREATE UNIQUE INDEX h2s_api_keys_active_name ON public.h2s_api_keys USING btree 
 
 
 --
+-- Name: h2s_captures_open; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_captures_open ON public.h2s_captures USING btree (updated_at) WHERE (status = 'requested'::text);
+
+
+--
 -- Name: h2s_catalog_history_area; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1443,10 +1514,24 @@ CREATE INDEX h2s_events_created ON public.h2s_events USING btree (created_at);
 
 
 --
+-- Name: h2s_orders_authorized_by_expiry; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_orders_authorized_by_expiry ON public.h2s_orders USING btree (authorization_expires_at) WHERE (status = 'authorized'::text);
+
+
+--
 -- Name: h2s_orders_created_at; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX h2s_orders_created_at ON public.h2s_orders USING btree (created_at DESC);
+
+
+--
+-- Name: h2s_orders_payment_intent; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX h2s_orders_payment_intent ON public.h2s_orders USING btree (payment_intent) WHERE (payment_intent IS NOT NULL);
 
 
 --
@@ -1503,6 +1588,30 @@ CREATE INDEX h2s_webhook_events_received ON public.h2s_webhook_events USING btre
 --
 
 CREATE TRIGGER h2s_event_deliveries_to_enabled_endpoint BEFORE INSERT ON public.h2s_event_deliveries FOR EACH ROW EXECUTE FUNCTION public.h2s_event_delivery_to_enabled_endpoint();
+
+
+--
+-- Name: h2s_captures h2s_captures_checkout_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_checkout_id_fkey FOREIGN KEY (checkout_id) REFERENCES public.h2s_checkouts(checkout_id);
+
+
+--
+-- Name: h2s_captures h2s_captures_job_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_job_id_fkey FOREIGN KEY (job_id) REFERENCES public.h2s_dispatch_jobs(job_id);
+
+
+--
+-- Name: h2s_captures h2s_captures_order_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.h2s_captures
+    ADD CONSTRAINT h2s_captures_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.h2s_orders(order_id);
 
 
 --
@@ -1703,5 +1812,8 @@ INSERT INTO public.schema_migrations (version) VALUES
     ('20261207000100'),
     ('20261207000101'),
     ('20261207000102'),
+    ('20261207000200'),
+    ('20261207000201'),
+    ('20261207000202'),
     ('20261207000300'),
     ('20261207000400');

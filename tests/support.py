@@ -30,6 +30,7 @@ DATA_TABLES = (
     "h2s_webhook_events",
     "h2s_checkout_failures",
     "h2s_checkout_traces",
+    "h2s_captures",
     "h2s_dispatch_jobs",
     "h2s_orders",
     "h2s_checkouts",

@@ -25,10 +25,11 @@ from h2s_checkout.api.debug_page import DebugPageController
 from h2s_checkout.api.errors import EXCEPTION_HANDLERS
 from h2s_checkout.api.events import EventEndpointController
 from h2s_checkout.api.health import HealthController
+from h2s_checkout.api.jobs import JobController
 from h2s_checkout.api.keys import ApiKeyController
 from h2s_checkout.api.middleware import RequestContextMiddleware
 from h2s_checkout.api.openapi import ClosedStructSchemaPlugin
-from h2s_checkout.api.orders import OrderController
+from h2s_checkout.api.orders import OrderController, OrderReadController
 from h2s_checkout.api.portal import PortalController
 from h2s_checkout.api.reconcile import ReconcileController
 from h2s_checkout.api.request_screen import BodyScreen
@@ -87,6 +88,8 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             app.state.checkout_flow = services.checkout_flow
             app.state.reconciler = services.reconciler
             app.state.order_cancellation = services.order_cancellation
+            app.state.job_completion = services.job_completion
+            app.state.partial_refunds = services.partial_refunds
             app.state.key_ring = services.key_ring
             app.state.sign_in_gate = services.sign_in_gate
             sessions.bind(services.pool)
@@ -131,6 +134,8 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
             CatalogItemController,
             ServiceAreaController,
             OrderController,
+            OrderReadController,
+            JobController,
             PortalController,
             ApiKeyController,
             ReconcileController,
@@ -168,6 +173,8 @@ def create_app(settings: Settings, **overrides: Any) -> Litestar:
                 "catalog_cache",
                 "catalog_admin",
                 "order_cancellation",
+                "job_completion",
+                "partial_refunds",
                 "reconciler",
                 "key_ring",
                 "sign_in_gate",

@@ -16,9 +16,11 @@ from h2s_checkout.domain.limits import CheckoutLimits
 from h2s_checkout.flows.api_keys import KeyRing
 from h2s_checkout.flows.begin_checkout import CheckoutFlow, CheckoutSettings
 from h2s_checkout.flows.cancel_order import OrderCancellation
+from h2s_checkout.flows.capture import JobCompletion
 from h2s_checkout.flows.catalog import CatalogAdmin
 from h2s_checkout.flows.catalog_cache import CatalogCache
 from h2s_checkout.flows.event_delivery import DeliverySettings, EventDeliverer
+from h2s_checkout.flows.partial_refunds import PartialRefunds
 from h2s_checkout.flows.reconcile import Reconciler, ReconcileSettings
 from h2s_checkout.flows.sign_in import SignInGate
 from h2s_checkout.observability import tracing
@@ -38,6 +40,8 @@ class Services:
     checkout_flow: CheckoutFlow
     reconciler: Reconciler
     order_cancellation: OrderCancellation
+    job_completion: JobCompletion
+    partial_refunds: PartialRefunds
     key_ring: KeyRing
     sign_in_gate: SignInGate
     event_deliverer: EventDeliverer
@@ -114,6 +118,7 @@ def build_services(
                 per_key=settings.limit_checkouts_per_minute_key,
             ),
             phase_slots=settings.checkout_phase_slots,
+            capture=settings.capture,
         ),
     )
     reconciler = Reconciler(
@@ -126,6 +131,8 @@ def build_services(
         clock=clock,
     )
     cancellation = OrderCancellation(pool, gateway, lease=lease, clock=clock)
+    completion = JobCompletion(pool, gateway, lease=lease, clock=clock)
+    partial_refunds = PartialRefunds(pool, gateway, lease=lease, clock=clock)
     key_ring = KeyRing(pool, settings.admin_token, clock=clock)
     sign_in_gate = SignInGate(pool, key_ring, settings.limit_login_failures, clock=clock)
     reserved = reserved_targets(settings)
@@ -148,6 +155,8 @@ def build_services(
         flow,
         reconciler,
         cancellation,
+        completion,
+        partial_refunds,
         key_ring,
         sign_in_gate,
         deliverer,

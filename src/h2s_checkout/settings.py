@@ -63,6 +63,10 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     refund_late_payments: bool = True
+    # When the card is charged: at_booking (the session captures at once) or on_completion
+    # (the session holds the amount; completing the job captures it). Stored with each
+    # checkout when it begins.
+    capture: str = "at_booking"
     # New checkouts per minute per client address, per customer email and per key with the
     # checkout scope (instead of the address), failed sign-ins per client address and key
     # per 15 minutes; 0 turns a limit off.
@@ -160,6 +164,16 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+CAPTURE_POLICIES = ("at_booking", "on_completion")
+
+
+def _capture(env: Mapping[str, str]) -> str:
+    raw = (env.get("H2S_CAPTURE") or "at_booking").strip().lower()
+    if raw not in CAPTURE_POLICIES:
+        raise SettingsError(f"H2S_CAPTURE must be at_booking or on_completion, got {raw!r}")
+    return raw
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
@@ -362,6 +376,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         log_level=log_level,
         refund_late_payments=_bool(env, "H2S_REFUND_LATE_PAYMENTS", True),
+        capture=_capture(env),
         limit_checkouts_per_minute_ip=_int(
             env, "H2S_LIMIT_CHECKOUTS_PER_MINUTE_IP", 30, 0, 100_000
         ),

@@ -98,6 +98,8 @@ def _dispatch(state: EmulatorState, request: Request) -> Any:
         if method == "DELETE":
             state.clear_requests()
             return {"ok": True}
+    if (m := re.fullmatch(r"/_emulator/payment_intents/([^/]+)/lapse", path)) and method == "POST":
+        return state.lapse_hold(m.group(1))
     if path == "/_emulator/sessions" and method == "GET":
         return {"sessions": state.sessions}
     if m := re.fullmatch(r"/_emulator/sessions/([^/]+)(/complete|/expire|/events)?", path):

@@ -38,6 +38,12 @@ _API_ROUTES: list[tuple[str, re.Pattern[str], ApiHandler]] = [
     ("GET", re.compile(r"/v1/refunds"), refunds.list_refunds),
     ("GET", re.compile(r"/v1/refunds/([^/]+)"), refunds.retrieve_refund),
     ("GET", re.compile(r"/v1/payment_intents/([^/]+)"), refunds.retrieve_payment_intent),
+    (
+        "POST",
+        re.compile(r"/v1/payment_intents/([^/]+)/capture"),
+        refunds.capture_payment_intent,
+    ),
+    ("POST", re.compile(r"/v1/payment_intents/([^/]+)/cancel"), refunds.cancel_payment_intent),
     ("GET", re.compile(r"/v1/charges/([^/]+)"), refunds.retrieve_charge),
 ]
 

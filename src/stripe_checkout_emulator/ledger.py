@@ -11,6 +11,14 @@ clock, or when `settle_refund` is called.
 Events: `refund.created` and `charge.refunded` when made; `refund.updated`
 when a pending one ends, followed by `refund.failed` if it failed.
 
+A session created with `payment_intent_data[capture_method]=manual` leaves its intent
+`requires_capture`: the amount is held (`amount_capturable`), nothing is captured, until
+`capture` takes all or part of it (the rest released) or `cancel` releases it. A hold
+lapses at its card's `capture_before` (7 days), or on demand (`lapse`): Stripe cancels the
+intent with `cancellation_reason: automatic`. Events: `payment_intent.amount_capturable_updated`
+when held, `payment_intent.succeeded` and `charge.captured` when captured,
+`payment_intent.canceled` when released or lapsed. Refunds take at most what was captured.
+
 The Ledger is not locked on its own: EmulatorState calls it under its lock.
 """
 
@@ -20,7 +28,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import StripeError, invalid
-from .events import CHARGE_REFUNDED, REFUND_CREATED, REFUND_FAILED, REFUND_UPDATED
+from .events import (
+    CHARGE_CAPTURED,
+    CHARGE_REFUNDED,
+    PAYMENT_INTENT_CANCELED,
+    PAYMENT_INTENT_CAPTURABLE,
+    PAYMENT_INTENT_SUCCEEDED,
+    REFUND_CREATED,
+    REFUND_FAILED,
+    REFUND_UPDATED,
+)
 from .ids import new_id
 from .objects import (
     REFUND_FAILURE_REASONS,
@@ -29,6 +46,8 @@ from .objects import (
     build_refund,
     format_amount,
     list_object,
+    mark_canceled,
+    mark_captured,
     mark_payment_outcome,
     mark_refund_outcome,
 )
@@ -129,13 +148,106 @@ class Ledger:
 
     # -- payments ----------------------------------------------------------------
 
-    def record_payment(self, session: dict[str, Any], created: int, *, delayed: bool) -> None:
-        """The intent and charge behind a session that just completed."""
-        intent, charge = build_payment(session, created, delayed=delayed)
+    def record_payment(
+        self,
+        session: dict[str, Any],
+        created: int,
+        *,
+        delayed: bool,
+        manual: bool = False,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """The intent and charge behind a session that just completed; the intent has the
+        session's payment_intent_data[metadata]."""
+        intent, charge = build_payment(session, created, delayed=delayed, manual=manual)
+        intent["metadata"] = dict(metadata or {})
         self.payment_intents[intent["id"]] = intent
         self.charges[charge["id"]] = charge
         self._save("payment_intent", intent)
         self._save("charge", charge)
+        if manual:
+            self._emit(PAYMENT_INTENT_CAPTURABLE, intent, None)
+
+    # -- holds (manual capture) --------------------------------------------------
+
+    def capture(
+        self,
+        payment_intent: str,
+        amount: int | None,
+        now: int,
+        request: dict[str, str | None] | None,
+    ) -> dict[str, Any]:
+        """Capture `amount` (None: all) of a held payment; the rest of the hold is released."""
+        intent = self._intent(payment_intent)
+        if intent["status"] != "requires_capture":
+            raise _unexpected_state(intent, "capture", "requires_capture")
+        capturable = intent["amount_capturable"]
+        amount = capturable if amount is None else amount
+        if amount > capturable:
+            raise StripeError(
+                400,
+                f"The amount to capture ({format_amount(amount, intent['currency'])}) is greater "
+                f"than the amount capturable ({format_amount(capturable, intent['currency'])}).",
+                code="amount_too_large",
+                param="amount_to_capture",
+                stored=True,
+            )
+        charge = self.charges[intent["latest_charge"]]
+        mark_captured(intent, charge, amount)
+        self._save("payment_intent", intent)
+        self._save("charge", charge)
+        self._emit(PAYMENT_INTENT_SUCCEEDED, intent, request)
+        self._emit(CHARGE_CAPTURED, self.charge_view(charge), request)
+        return intent
+
+    def cancel(
+        self,
+        payment_intent: str,
+        reason: str | None,
+        now: int,
+        request: dict[str, str | None] | None,
+    ) -> dict[str, Any]:
+        """Release a held (or not yet paid) payment; a captured one cannot be cancelled."""
+        intent = self._intent(payment_intent)
+        if intent["status"] in ("succeeded", "canceled", "processing"):
+            raise _unexpected_state(
+                intent,
+                "cancel",
+                "requires_payment_method, requires_capture, requires_confirmation, requires_action",
+            )
+        mark_canceled(intent, reason, now)
+        self._save("payment_intent", intent)
+        self._emit(PAYMENT_INTENT_CANCELED, intent, request)
+        return intent
+
+    def lapse(self, payment_intent: str, now: int) -> dict[str, Any]:
+        """A hold the card's issuer let go: cancelled by Stripe with reason `automatic`."""
+        intent = self._intent(payment_intent)
+        if intent["status"] != "requires_capture":
+            raise _unexpected_state(intent, "lapse", "requires_capture")
+        return self.cancel(payment_intent, "automatic", now, None)
+
+    def lapsed_holds(self, now: int) -> list[str]:
+        """Held payments whose `capture_before` has passed."""
+        due = []
+        for ident, intent in self.payment_intents.items():
+            if intent["status"] != "requires_capture":
+                continue
+            card = self.charges[intent["latest_charge"]]["payment_method_details"].get("card")
+            if card is not None and card.get("capture_before", now + 1) <= now:
+                due.append(ident)
+        return due
+
+    def _intent(self, payment_intent: str) -> dict[str, Any]:
+        intent = self.payment_intents.get(payment_intent)
+        if intent is None:
+            raise StripeError(
+                404,
+                f"No such payment_intent: '{payment_intent}'",
+                code="resource_missing",
+                param="intent",
+            )
+        return intent
 
     def settle_payment(self, payment_intent: str | None, succeeded: bool) -> None:
         intent = self.payment_intents.get(payment_intent or "")
@@ -163,7 +275,8 @@ class Ledger:
         request: dict[str, str | None] | None,
     ) -> dict[str, Any]:
         charge = self._refundable_charge(spec)
-        left = charge["amount"] - charge["amount_refunded"]
+        # What was captured (all of it, unless a held payment was captured in part).
+        left = charge["amount_captured"] - charge["amount_refunded"]
         if left <= 0:
             raise StripeError(
                 400,
@@ -265,7 +378,7 @@ class Ledger:
                 "One of the following params should be provided for this request: "
                 "payment_intent or charge."
             )
-        if charge["status"] != "succeeded":
+        if charge["status"] != "succeeded" or not charge["captured"]:
             raise StripeError(
                 400,
                 f"This charge ({charge['id']}) is {charge['status']} and has no money to refund.",
@@ -280,7 +393,8 @@ class Ledger:
             for r in self.refunds.values()
             if r["charge"] == charge["id"] and r["status"] in _HOLDING
         )
-        charge.update(amount_refunded=held, refunded=held >= charge["amount"])
+        captured = charge["amount_captured"]
+        charge.update(amount_refunded=held, refunded=captured > 0 and held >= captured)
         self._save("charge", charge)
 
     def _save(self, kind: str, obj: dict[str, Any]) -> None:
@@ -290,6 +404,24 @@ class Ledger:
     def _save_pending(self, refund_id: str, pending: PendingRefund) -> None:
         if self._store is not None:
             self._store.put_object("pending_refund", refund_id, asdict(pending))
+
+
+def _unexpected_state(intent: dict[str, Any], action: str, expected: str) -> StripeError:
+    """Stripe's refusal of a capture or cancel in the wrong status, in its words."""
+    done = {"capture": "captured", "cancel": "canceled", "lapse": "lapsed"}[action]
+    opening = (
+        f"This PaymentIntent could not be {done}"
+        if action == "capture"
+        else f"You cannot {action} this PaymentIntent"
+    )
+    return StripeError(
+        400,
+        f"{opening} because it has a status of {intent['status']}. Only a PaymentIntent "
+        f"with one of the following statuses may be {done}: {expected}.",
+        code="payment_intent_unexpected_state",
+        param=None,
+        stored=True,
+    )
 
 
 def _missing(kind: str, ident: str) -> StripeError:

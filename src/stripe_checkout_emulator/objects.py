@@ -71,6 +71,10 @@ class SessionSpec:
     submit_type: str | None = None
     billing_address_collection: str | None = None
     allow_promotion_codes: bool | None = None
+    # payment_intent_data[capture_method]: "manual" holds the amount until captured.
+    capture_method: str = "automatic_async"
+    # payment_intent_data[metadata]: copied onto the PaymentIntent when it is made.
+    payment_intent_metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def currency(self) -> str:
@@ -332,11 +336,18 @@ class RefundSpec:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+# How long a card's authorization holds before the issuer lets it go (Stripe: 7 days for
+# online card payments).
+HOLD_SECONDS = 7 * 24 * 60 * 60
+
+
 def build_payment(
-    session: dict[str, Any], created: int, *, delayed: bool
+    session: dict[str, Any], created: int, *, delayed: bool, manual: bool = False
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The PaymentIntent (id: the session's `payment_intent`) and its charge for a
-    completed session: succeeded for a card, processing / pending for a bank debit."""
+    completed session: succeeded for a card, processing / pending for a bank debit,
+    requires_capture for a card held by manual capture (an authorized, uncaptured charge
+    whose card details say until when it can be captured)."""
     pi_id, amount, currency = (
         session["payment_intent"],
         session["amount_total"],
@@ -348,15 +359,15 @@ def build_payment(
     charge_id = new_id("ch_")
     intent: dict[str, Any] = {
         "amount": amount,
-        "amount_capturable": 0,
+        "amount_capturable": amount if manual else 0,
         "amount_details": {"tip": {}},
-        "amount_received": 0 if delayed else amount,
+        "amount_received": 0 if delayed or manual else amount,
         "application": None,
         "application_fee_amount": None,
         "automatic_payment_methods": None,
         "canceled_at": None,
         "cancellation_reason": None,
-        "capture_method": "automatic_async",
+        "capture_method": "manual" if manual else "automatic_async",
         "client_secret": f"{pi_id}_secret_{new_id('', 25)}",
         "confirmation_method": "automatic",
         "created": created,
@@ -382,7 +393,7 @@ def build_payment(
         "shipping": None,
         "statement_descriptor": None,
         "statement_descriptor_suffix": None,
-        "status": "processing" if delayed else "succeeded",
+        "status": "processing" if delayed else "requires_capture" if manual else "succeeded",
         "transfer_data": None,
         "transfer_group": None,
         "source": None,
@@ -392,7 +403,7 @@ def build_payment(
     }
     charge: dict[str, Any] = {
         "amount": amount,
-        "amount_captured": amount,
+        "amount_captured": 0 if manual else amount,
         "amount_refunded": 0,
         "application": None,
         "application_fee": None,
@@ -413,7 +424,7 @@ def build_payment(
             "tax_id": None,
         },
         "calculated_statement_descriptor": "H2S EMULATOR",
-        "captured": True,
+        "captured": not manual,
         "created": created,
         "currency": currency,
         "customer": session["customer"],
@@ -456,7 +467,23 @@ def build_payment(
         "transfer_group": None,
         "source": None,
     }
+    if manual:
+        charge["payment_method_details"]["card"]["capture_before"] = created + HOLD_SECONDS
     return intent, charge
+
+
+def mark_captured(intent: dict[str, Any], charge: dict[str, Any], amount: int) -> None:
+    """A held payment captured for `amount`; the rest of the hold is released."""
+    intent.update(status="succeeded", amount_capturable=0, amount_received=amount)
+    charge.update(captured=True, amount_captured=amount, balance_transaction=new_id("txn_"))
+
+
+def mark_canceled(intent: dict[str, Any], reason: str | None, at: int) -> None:
+    """A PaymentIntent cancelled: by the caller (its reason) or by Stripe (`automatic`,
+    a hold that lapsed); what it held goes back to the card."""
+    intent.update(
+        status="canceled", amount_capturable=0, canceled_at=at, cancellation_reason=reason
+    )
 
 
 def _method_details(method_type: str) -> dict[str, Any]:

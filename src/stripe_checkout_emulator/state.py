@@ -146,6 +146,9 @@ class EmulatorState:
         # Delayed payments awaiting their outcome: session id -> (due on the
         # emulator's clock, or None to wait for a command; succeeded?).
         self._async_pending: dict[str, tuple[float | None, bool]] = {}
+        # What a session's payment_intent_data asked of its PaymentIntent: manual capture
+        # (held when completed) and the metadata Stripe copies onto it.
+        self._intent_data: dict[str, dict[str, Any]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         # Payment intents, charges and refunds behind paid sessions.
         self.ledger = Ledger(self.store, self._emit)
@@ -157,6 +160,7 @@ class EmulatorState:
         self._clock_offset = float(store.meta("clock_offset", 0.0))
         self._sessions = store.object_map("checkout.session")
         self._line_items = store.object_map("line_items")
+        self._intent_data = store.object_map("payment_intent_data")
         for session in self._sessions.values():
             if session["status"] == "open":
                 heapq.heappush(self._expiry, (session["expires_at"], session["id"]))
@@ -210,6 +214,8 @@ class EmulatorState:
                 self._settle_async_locked(session_id, succeeded)
             for refund_id, pending in self.ledger.due_refunds(exact):
                 self.ledger.settle_refund(refund_id, pending.succeeds, pending.failure_reason)
+            for payment_intent in self.ledger.lapsed_holds(now):
+                self.ledger.lapse(payment_intent, now)
 
     # -- events --------------------------------------------------------------
 
@@ -303,9 +309,19 @@ class EmulatorState:
             self._sessions[session_id] = session
             self._line_items[session_id] = items = build_line_items(spec, now)
             heapq.heappush(self._expiry, (session["expires_at"], session_id))
+            intent_data = None
+            if spec.capture_method == "manual" or spec.payment_intent_metadata:
+                intent_data = {
+                    "id": session_id,
+                    "capture_method": spec.capture_method,
+                    "metadata": dict(spec.payment_intent_metadata),
+                }
+                self._intent_data[session_id] = intent_data
             if self.store is not None:
                 self.store.put_object("checkout.session", session_id, session)
                 self.store.put_object("line_items", session_id, items)
+                if intent_data is not None:
+                    self.store.put_object("payment_intent_data", session_id, intent_data)
             return _clone(session)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
@@ -394,8 +410,19 @@ class EmulatorState:
     def _complete_locked(
         self, session: dict[str, Any], email: str | None, delayed: bool = False
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        mark_complete(session, email, payment_status="unpaid" if delayed else "paid")
-        self.ledger.record_payment(session, self.now(), delayed=delayed)
+        # A held payment is not paid yet: Stripe's session says "unpaid", as for a bank
+        # debit; its PaymentIntent (requires_capture) tells the two apart.
+        intent_data = self._intent_data.get(session["id"]) or {}
+        manual = not delayed and intent_data.get("capture_method") == "manual"
+        paid = not delayed and not manual
+        mark_complete(session, email, payment_status="paid" if paid else "unpaid")
+        self.ledger.record_payment(
+            session,
+            self.now(),
+            delayed=delayed,
+            manual=manual,
+            metadata=intent_data.get("metadata") or {},
+        )
         self._save_session(session)
         snapshot = _clone(session)
         return snapshot, self._emit(COMPLETED, snapshot)
@@ -461,6 +488,24 @@ class EmulatorState:
                 spec, self.now(), self._now_exact(), CURRENT_REQUEST.get()
             )
             return _clone(refund)
+
+    def capture_payment_intent(self, payment_intent: str, amount: int | None) -> dict[str, Any]:
+        """Capture all or part of a held payment (see ledger.py); raises Stripe's refusals."""
+        with self._lock:
+            intent = self.ledger.capture(payment_intent, amount, self.now(), CURRENT_REQUEST.get())
+            return _clone(intent)
+
+    def cancel_payment_intent(self, payment_intent: str, reason: str | None) -> dict[str, Any]:
+        """Release a held payment; emits payment_intent.canceled."""
+        with self._lock:
+            intent = self.ledger.cancel(payment_intent, reason, self.now(), CURRENT_REQUEST.get())
+            return _clone(intent)
+
+    def lapse_hold(self, payment_intent: str) -> dict[str, Any]:
+        """Let a held payment lapse now, as the card's issuer does after 7 days: Stripe
+        cancels it (`cancellation_reason: automatic`) and sends payment_intent.canceled."""
+        with self._lock:
+            return _clone(self.ledger.lapse(payment_intent, self.now()))
 
     def get_refund(self, refund_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -613,6 +658,7 @@ class EmulatorState:
             self._requests.clear()
             self._expiry.clear()
             self._async_pending.clear()
+            self._intent_data.clear()
             self._clock_offset = 0.0
             self.ledger.reset()
             self.webhooks.reset()

@@ -149,6 +149,8 @@ def parse_create(params: dict[str, Any], now: int) -> SessionSpec:
         submit_type=_string(params, "submit_type"),
         billing_address_collection=_string(params, "billing_address_collection"),
         allow_promotion_codes=_boolean(params, "allow_promotion_codes"),
+        capture_method=_capture_method(params.get("payment_intent_data")),
+        payment_intent_metadata=_intent_metadata(params.get("payment_intent_data")),
     )
     _check_amount(spec.amount, currency)
     return spec
@@ -195,6 +197,68 @@ def parse_refund(params: dict[str, Any]) -> RefundSpec:
         reason=reason,
         metadata=_metadata(params.get("metadata"), "metadata"),
     )
+
+
+CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
+# POST /v1/payment_intents/{id}/capture and /cancel in the SDK's PaymentIntentCaptureParams
+# and PaymentIntentCancelParams (those the emulator does not model are refused by name).
+CAPTURE_PARAMS = frozenset({
+    "amount_details", "amount_to_capture", "application_fee_amount", "expand",
+    "final_capture", "hooks", "metadata", "payment_details", "statement_descriptor",
+    "statement_descriptor_suffix", "transfer_data",
+})  # fmt: skip
+CANCEL_PARAMS = frozenset({"cancellation_reason", "expand"})
+# What a caller may give; Stripe itself cancels with "automatic" (a hold that lapsed) and
+# others, which no request may name.
+CANCELLATION_REASONS = ("abandoned", "duplicate", "fraudulent", "requested_by_customer")
+
+
+def _capture_method(raw: Any) -> str:
+    """`payment_intent_data[capture_method]`: how the session's payment is captured."""
+    if not isinstance(raw, dict) or raw.get("capture_method") in (None, ""):
+        return "automatic_async"
+    method = raw["capture_method"]
+    if method not in CAPTURE_METHODS:
+        raise invalid(
+            "Invalid payment_intent_data[capture_method]: must be one of automatic, "
+            "automatic_async, or manual",
+            "payment_intent_data[capture_method]",
+        )
+    return str(method)
+
+
+def _intent_metadata(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict) or raw.get("metadata") in (None, ""):
+        return {}
+    return _metadata(raw["metadata"], "payment_intent_data[metadata]")
+
+
+def parse_capture(params: dict[str, Any]) -> int | None:
+    """`amount_to_capture` of a capture, None for all of what is capturable."""
+    _check_known(params, CAPTURE_PARAMS, "")
+    for unsupported in sorted(CAPTURE_PARAMS - {"amount_to_capture", "expand", "metadata"}):
+        if unsupported in params:
+            raise invalid(
+                f"The Stripe emulator does not support `{unsupported}` on a capture.",
+                unsupported,
+            )
+    amount = _integer(params.get("amount_to_capture"), "amount_to_capture")
+    if amount is not None and amount < 1:
+        raise invalid("Invalid positive integer", "amount_to_capture")
+    return amount
+
+
+def parse_cancel(params: dict[str, Any]) -> str | None:
+    """The `cancellation_reason` of a PaymentIntent's cancel, if given."""
+    _check_known(params, CANCEL_PARAMS, "")
+    reason = _string(params, "cancellation_reason")
+    if reason is not None and reason not in CANCELLATION_REASONS:
+        raise invalid(
+            "Invalid cancellation_reason: must be one of abandoned, duplicate, fraudulent, "
+            "or requested_by_customer",
+            "cancellation_reason",
+        )
+    return reason
 
 
 def parse_refund_list(params: dict[str, Any]) -> RefundListQuery:

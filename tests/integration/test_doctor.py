@@ -25,6 +25,9 @@ CLEAN = {
     "paid_after_cleanup": 0,
     "refunds_failed": 0,
     "refunds_not_settled": 0,
+    "holds_lapsing_within_24h": 0,
+    "authorizations_expired": 0,
+    "captures_not_settled": 0,
     "unsettled_cleanups": 0,
     "undelivered_events": 0,
     "orders_missing_at_provider": 0,
@@ -348,7 +351,7 @@ async def test_the_command_exits_0_when_healthy_and_non_zero_after_an_anomaly(
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert lines["stuck_checkouts"].split()[1] == "1"
     assert lines["orders_without_jobs"].split()[1] == "0"
-    assert "doctor: 1 of 12 checks found something" in out
+    assert "doctor: 1 of 15 checks found something" in out
 
 
 async def test_the_command_fails_the_provider_checks_when_no_provider_can_be_found(
@@ -371,7 +374,7 @@ async def test_the_command_fails_the_provider_checks_when_no_provider_can_be_fou
     assert "no `h2s-checkout serve` of" in err
     assert "payment provider's checks did not run" in err
     assert "nothing wrong found" not in table
-    assert "doctor: 2 of 12 checks found something" in table
+    assert "doctor: 2 of 15 checks found something" in table
 
 
 async def test_the_command_exits_non_zero_when_the_configured_provider_does_not_answer(
@@ -453,3 +456,24 @@ async def test_a_failing_check_is_raised_after_the_others_have_ended(client, db,
         assert pool.get_idle_size() == pool.get_size()
     finally:
         await db.execute("alter table h2s_refunds_gone rename to h2s_refunds")
+
+
+async def test_a_hold_lapsing_within_a_day_is_listed_for_staff(client, db, stripe):
+    held = (await healthy_history(client, stripe))[1]["order_id"]
+    # A hold that lapses in 30 hours is not yet listed; one that lapses in 2 hours is.
+    await db.execute(
+        "update h2s_orders set status = 'authorized', amount_authorized_cents = total_cents,"
+        " authorization_expires_at = now() + interval '30 hours' where order_id = $1",
+        held,
+    )
+    before = await counts(client, db)
+    await db.execute(
+        "update h2s_orders set authorization_expires_at = now() + interval '2 hours'"
+        " where order_id = $1",
+        held,
+    )
+    results = {r.name: r for r in await run_checks(db, client.app.state.payment_gateway)}
+
+    assert before["holds_lapsing_within_24h"] == 0
+    assert results["holds_lapsing_within_24h"].count == 1
+    assert results["holds_lapsing_within_24h"].examples == (held,)

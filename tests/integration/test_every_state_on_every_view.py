@@ -45,3 +45,6 @@ async def test_every_view_answers_a_checkout_in_each_state(client, db, stripe, a
     assert [job["order_id"] for job in jobs.json()["jobs"]] == [order]
 
     assert f"state: {state}" in trace.render(timeline.json())
+    order_view = await client.get(f"/api/orders/{order}", headers=admin)
+    assert order_view.status_code == 200, order_view.text
+    assert order_view.json()["state"] == state

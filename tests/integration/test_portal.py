@@ -52,6 +52,7 @@ async def test_a_job_is_found_by_its_order_id_right_after_checkout(client, db, a
                 "due_at": found["jobs"][0]["due_at"],
                 "created_at": found["jobs"][0]["created_at"],
                 "customer": {"name": "Ana", "phone": "+15555550100"},
+                "payment_flag": None,
                 "service_address": {
                     "line1": "1 Main St",
                     "line2": None,
@@ -378,7 +379,7 @@ async def test_the_schema_declares_each_parameter_as_the_server_checks_it(client
         "uuid",
         UUID_PATTERN,
     )
-    assert schemas["status"]["enum"] == ["queued", "dispatchable", "cancelled"]
+    assert schemas["status"]["enum"] == ["queued", "dispatchable", "completed", "cancelled"]
     assert [s["format"] for s in schemas["created_since"]["anyOf"]] == ["date", "date-time"]
     assert (schemas["limit"]["type"], schemas["limit"]["minimum"], schemas["limit"]["maximum"]) == (
         "integer",

@@ -43,6 +43,7 @@ def test_payment_modes():
         ("H2S_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"),
         ("H2S_CHECKOUT_PHASE_SLOTS", "0"),
         ("H2S_CHECKOUT_PHASE_SLOTS", "all"),
+        ("H2S_CAPTURE", "later"),
     ],
 )
 def test_a_bad_value_names_its_variable(name, value):
@@ -159,3 +160,8 @@ def test_a_transaction_pooler_keeps_no_prepared_statements_and_no_session_state(
 def test_a_pooler_setting_that_cannot_hold_is_refused(env, says):
     with pytest.raises(SettingsError, match=says):
         load_settings(env)
+
+
+def test_the_capture_policy_is_at_booking_unless_set():
+    assert load_settings({}).capture == "at_booking"
+    assert load_settings({"H2S_CAPTURE": "on_completion"}).capture == "on_completion"

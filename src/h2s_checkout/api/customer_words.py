@@ -96,6 +96,35 @@ SUCCESS: dict[str, Shown] = {
     ),
     _S.failed.id: _NOT_COMPLETED,
     _S.cleaned.id: _NOT_COMPLETED,
+    # Pay on completion: the card is held at booking and charged once the job is done.
+    _S.authorized.id: Shown(
+        "authorized",
+        "Thank you",
+        "Booked",
+        "Your booking is in. Your card is authorized, and it is charged only when the job is "
+        "done, for the work done.",
+    ),
+    _S.capture_pending.id: Shown(
+        "capture_pending",
+        "Job done",
+        "Payment being taken",
+        "The job is done and your payment is being taken from the authorized amount. This "
+        "page updates by itself.",
+        settling=True,
+    ),
+    _S.authorization_expired.id: Shown(
+        "authorization_expired",
+        "Your booking",
+        "Authorization expired",
+        "The authorization on your card expired before the job was done, so nothing was "
+        "charged. The shop will contact you about paying.",
+    ),
+    _S.partially_refunded.id: Shown(
+        "partially_refunded",
+        "Thank you",
+        "Partly refunded",
+        f"Your booking is paid and part of the payment was refunded. {_REFUND_DAYS}",
+    ),
 }
 
 # The cancel page is where a customer lands who left the payment page: while the session is

@@ -40,6 +40,8 @@ MARKED = {
     "checkout.resumed": ("resumed", "Resumed after a dead attempt"),
     "checkout.conflict": ("conflict", "Refused: still in flight (409)"),
     "payment.needs_refund": ("failure", "Paid after cleanup: refund needed"),
+    "capture.send_failed": ("failure", "Capture not confirmed yet: the reconciler retries"),
+    "stripe.release_failed": ("failure", "Hold not released: it lapses by itself"),
 }
 STYLE = """
 :root { font-family: system-ui, sans-serif; color: #1d2330; background: #f6f7f9; }
@@ -54,10 +56,12 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 10px; margi
 dt { color: #5b6475; } dd { margin: 0; word-break: break-all; }
 .badge { display: inline-block; padding: 2px 8px; border-radius: 10px; font-size: .8rem;
          background: #e4e7ec; }
-.state-paid, .state-session_created, .state-refunded { background: #d7f5dd; color: #12602a; }
-.state-cleaned, .state-failed, .state-expired, .state-payment_failed, .state-refund_failed
-  { background: #fde2e1; color: #8a1c14; }
-.state-cancelled, .state-refund_pending { background: #fff1cc; color: #6b4e00; }
+.state-paid, .state-session_created, .state-refunded, .state-authorized
+  { background: #d7f5dd; color: #12602a; }
+.state-cleaned, .state-failed, .state-expired, .state-payment_failed, .state-refund_failed,
+.state-authorization_expired { background: #fde2e1; color: #8a1c14; }
+.state-cancelled, .state-refund_pending, .state-capture_pending, .state-partially_refunded
+  { background: #fff1cc; color: #6b4e00; }
 ol.timeline { list-style: none; margin: 0; padding: 0 0 0 14px; border-left: 3px solid #c9ced8; }
 ol.timeline li { position: relative; padding: 6px 0 10px 12px; }
 ol.timeline li::before { content: ""; position: absolute; left: -22px; top: 11px; width: 11px;
@@ -283,6 +287,9 @@ def render_checkout(timeline: dict[str, Any], session_url: str | None) -> str:
     if order_id:
         links.append(
             f'<a href="/api/portal/jobs?order_id={escape(order_id)}">job in the portal</a>'
+        )
+        links.append(
+            f'<a href="/api/orders/{escape(order_id)}">amounts held, captured, refunded</a>'
         )
     if session_url:
         links.append(f'<a href="{escape(session_url)}">Stripe session</a>')

@@ -33,8 +33,8 @@ class KeyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ),
     ]
     scopes: Annotated[
-        list[Literal["read", "operate", "admin", "checkout", "catalog"]],
-        Meta(min_length=1, max_length=5, description="Independent: give each one needed"),
+        list[Literal["read", "operate", "admin", "checkout", "catalog", "dispatch"]],
+        Meta(min_length=1, max_length=6, description="Independent: give each one needed"),
     ]
     expires_at: Annotated[datetime, Meta(tz=True)] | None = None
 

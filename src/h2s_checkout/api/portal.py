@@ -31,7 +31,7 @@ from h2s_checkout.domain.keys import ORDER_ID_PATTERN
 from h2s_checkout.store import portal
 from h2s_checkout.store.pool import connection
 
-JOB_STATUSES = ("queued", "dispatchable", "cancelled")
+JOB_STATUSES = ("queued", "dispatchable", "completed", "cancelled")
 # Cancelled jobs (a cleaned or expired checkout's) are shown only when asked for by name.
 DEFAULT_STATUSES = ("queued", "dispatchable")
 DEFAULT_LIMIT = 50
@@ -91,6 +91,9 @@ class PortalJob(msgspec.Struct):
     due_at: datetime
     created_at: datetime
     customer: JobCustomer
+    # authorization_expired: the card's hold lapsed before the job was done; staff act
+    # before a technician goes.
+    payment_flag: str | None
     service_address: ServiceAddress
     services: list[JobService]
 
@@ -169,6 +172,7 @@ def job_from_row(row: asyncpg.Record) -> PortalJob:
         sequence_id=row["sequence_id"],
         step_id=row["step_id"],
         status=row["status"],
+        payment_flag=row["payment_flag"],
         due_at=row["due_at"],
         created_at=row["created_at"],
         customer=JobCustomer(name=row["customer_name"], phone=row["customer_phone"]),

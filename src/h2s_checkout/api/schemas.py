@@ -175,7 +175,8 @@ EventTypeName = Annotated[
     str,
     Meta(
         pattern=r"^(\*|order\.(created|paid|expired|cancelled|refund_pending|refunded|"
-        r"refund_failed)|catalog\.item_(created|updated)|service_area\.updated)$"
+        r"refund_failed|authorized|captured|refunded_partially|authorization_expired)|"
+        r"job\.completed|catalog\.item_(created|updated)|service_area\.updated)$"
     ),
 ]
 

@@ -18,6 +18,7 @@ from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows.webhooks import apply_event, verify
 from h2s_checkout.observability.logging import bind_actor
 from h2s_checkout.observability.metrics import WEBHOOK_EVENTS
+from h2s_checkout.payments.stripe_gateway import StripeGateway
 
 # What Stripe sends: "t=<unix time>,v1=<HMAC-SHA256 hex>[,v0=...]". Any other value can
 # never verify, so the pattern says no more than the signature check does.
@@ -95,6 +96,7 @@ class StripeWebhookController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_pool: NamedDependency[asyncpg.Pool],
+        payment_gateway: NamedDependency[StripeGateway],
         stripe_signature: StripeSignature = None,
     ) -> WebhookAnswer:
         payload = await request.body()
@@ -106,7 +108,7 @@ class StripeWebhookController(Controller):
             WEBHOOK_EVENTS.labels("unverified", exc.code).inc()
             raise
         bind_actor(WEBHOOK)  # its log lines and the trace rows it writes say "webhook"
-        result = await apply_event(db_pool, event)
+        result = await apply_event(db_pool, event, gateway=payment_gateway)
         WEBHOOK_EVENTS.labels(result.type, result.result).inc()
         return WebhookAnswer(
             received=True,

@@ -38,6 +38,8 @@ class Scope(StrEnum):
     # Shop staff managing the catalog (services, prices) and the service area: neither
     # moves money nor makes keys.
     CATALOG = "catalog"
+    # The dispatch system: completes jobs, which charges a held card (pay on completion).
+    DISPATCH = "dispatch"
 
 
 ALL_SCOPES = frozenset(Scope)

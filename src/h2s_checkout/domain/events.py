@@ -26,6 +26,12 @@ ORDER_CANCELLED = "order.cancelled"
 ORDER_REFUND_PENDING = "order.refund_pending"
 ORDER_REFUNDED = "order.refunded"
 ORDER_REFUND_FAILED = "order.refund_failed"
+# Pay on completion (H2S_CAPTURE=on_completion) and partial refunds.
+ORDER_AUTHORIZED = "order.authorized"
+JOB_COMPLETED = "job.completed"
+ORDER_CAPTURED = "order.captured"
+ORDER_REFUNDED_PARTIALLY = "order.refunded_partially"
+ORDER_AUTHORIZATION_EXPIRED = "order.authorization_expired"
 EVENT_TYPES = (
     ORDER_CREATED,
     ORDER_PAID,
@@ -34,6 +40,11 @@ EVENT_TYPES = (
     ORDER_REFUND_PENDING,
     ORDER_REFUNDED,
     ORDER_REFUND_FAILED,
+    ORDER_AUTHORIZED,
+    JOB_COMPLETED,
+    ORDER_CAPTURED,
+    ORDER_REFUNDED_PARTIALLY,
+    ORDER_AUTHORIZATION_EXPIRED,
 )
 # The shop's catalog and service area changed (flows/catalog.py): a storefront refreshes
 # its copy without polling. Their data is the item (and the previous one) or the area.

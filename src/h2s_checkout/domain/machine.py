@@ -14,6 +14,12 @@ class CheckoutMachine(StateMachine):
     """A checkout's life: order and job first, then the payment session, then its end,
     and after payment, a cancellation refunded exactly once.
 
+    Under pay-on-completion the session only holds the amount (``authorized``); completing
+    the job captures the final amount once (``capture_pending`` until Stripe confirms,
+    then ``paid``); a cancel releases the hold; a hold that lapses first ends
+    ``authorization_expired``. A paid order refunded in part is ``partially_refunded``
+    until the whole amount is back.
+
     The machine decides; the checkout's state lives in ``h2s_checkouts.state``, and the
     store writes each decided transition with its trace row in one statement.
     """
@@ -30,17 +36,39 @@ class CheckoutMachine(StateMachine):
     refund_failed = State("Refund failed")
     failed = State("Failed")
     cleaned = State("Cleaned", final=True)
+    authorized = State("Authorized")
+    capture_pending = State("Capture pending")
+    # Not final: staff cancel the flagged job (or book it again on a new checkout).
+    authorization_expired = State("Authorization expired")
+    partially_refunded = State("Partially refunded")
 
     queue_job = pending_payment.to(job_queued)
     create_session = job_queued.to(session_created)
     pay = session_created.to(paid)
+    # Pay on completion: the card is held at booking, charged when the job is done.
+    authorize = session_created.to(authorized)
+    complete_job = authorized.to(capture_pending)
+    capture = capture_pending.to(paid)
+    # The hold lapsed (Stripe cancelled it, reason automatic) before it was captured.
+    lapse = authorized.to(authorization_expired) | capture_pending.to(authorization_expired)
     expire = session_created.to(expired)
     # A delayed payment (a bank debit) that did not go through.
     fail_payment = session_created.to(payment_failed)
     # Cancelled before payment: the session is expired at the provider first.
-    cancel = session_created.to(cancelled)
-    # Cancelled after payment: the job is cancelled and the money goes back.
-    refund = paid.to(refund_pending)
+    # Cancelled while held: the hold is released at the provider, nothing was charged.
+    # A lapsed hold's order is cancelled the same way, with nothing left to release.
+    cancel = (
+        session_created.to(cancelled)
+        | authorized.to(cancelled)
+        | authorization_expired.to(cancelled)
+    )
+    # Cancelled after payment: the job is cancelled and the money (what is left of it after
+    # partial refunds) goes back.
+    refund = paid.to(refund_pending) | partially_refunded.to(refund_pending)
+    # A partial refund that succeeded: part of the money is back, or, with the last part,
+    # all of it.
+    refund_part = paid.to(partially_refunded) | partially_refunded.to(partially_refunded)
+    refund_rest = paid.to(refunded) | partially_refunded.to(refunded)
     complete_refund = refund_pending.to(refunded)
     fail_refund = refund_pending.to(refund_failed)
     retry_refund = refund_failed.to(refund_pending)

@@ -140,6 +140,9 @@ class CheckoutSettings:
     # Checkouts in phase 1 or 3 at once in this worker; the rest wait their turn in order
     # of arrival (see CheckoutFlow).
     phase_slots: int = 6
+    # H2S_CAPTURE: at_booking, or on_completion (the session holds the amount; completing
+    # the job captures it, flows/capture.py).
+    capture: str = "at_booking"
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +504,9 @@ class CheckoutFlow:
                 cancel_url=return_urls.cancel_url(order_id, base, self._settings.cancel_url),
                 expires_at=now + self._settings.session_ttl,
                 metadata=metadata,
+                capture_method="manual"
+                if self._settings.capture == "on_completion"
+                else "automatic",
             ),
         )
 

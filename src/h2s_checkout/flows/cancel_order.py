@@ -21,10 +21,12 @@ from h2s_checkout.domain.errors import CheckoutError, IdempotencyKeyReused, NotF
 from h2s_checkout.domain.events import ORDER_CANCELLED, ORDER_REFUND_PENDING
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.flows import refunds
+from h2s_checkout.flows.capture import release_hold
+from h2s_checkout.flows.order_view import order_view
 from h2s_checkout.flows.settle import PAID, settle
 from h2s_checkout.observability.logging import bind_log_fields, get_logger
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure
-from h2s_checkout.store import checkouts, outbox, payments
+from h2s_checkout.store import captures, checkouts, outbox, payments
 from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import Step, record_steps, utcnow, write_transition
@@ -67,6 +69,7 @@ class _Decision:
     checkout_id: uuid.UUID
     expire_session: str | None = None
     refund: asyncpg.Record | None = None
+    release_hold: str | None = None  # the payment intent whose hold goes back to the card
 
 
 class OrderCancellation:
@@ -90,6 +93,15 @@ class OrderCancellation:
             await self._expire_session(decision.checkout_id, decision.expire_session)
         if decision.refund is not None:
             await refunds.send(self._pool, self._gateway, decision.refund, source="cancel")
+        if decision.release_hold is not None:
+            await release_hold(
+                self._pool,
+                self._gateway,
+                decision.checkout_id,
+                decision.release_hold,
+                order_id=command.order_id,
+                reason=command.reason,
+            )
         view = await order_view(self._pool, command.order_id)
         log.info(
             "order.cancel",
@@ -145,11 +157,38 @@ class OrderCancellation:
                 await _move(conn, checkout, "cancel", detail)
                 await outbox.enqueue_order_event(conn, command.order_id, ORDER_CANCELLED)
                 return _Decision(checkout_id, expire_session=checkout["session_id"]), False
-            if state in ("paid", "refund_failed"):
+            if state in ("authorized", "authorization_expired"):
+                # Nothing was charged: the hold (if it still holds) goes back to the card
+                # after the commit, and a complete that comes later finds the order
+                # cancelled (409), as a cancel after a complete finds it capture_pending.
+                await captures.cancel_authorized(conn, command.order_id, now)
+                await _move(conn, checkout, "cancel", detail)
+                await outbox.enqueue_order_event(conn, command.order_id, ORDER_CANCELLED)
+                release = checkout["payment_intent"] if state == "authorized" else None
+                return _Decision(checkout_id, release_hold=release), False
+            if checkout["job_status"] == "completed":
+                # The work is done (and, held, its payment captured): a cancel now would
+                # undo a completion that already won. Money goes back as a refund.
+                raise NotCancellable(
+                    "the job is completed; refund the order with POST "
+                    f"/api/orders/{command.order_id}/refunds",
+                    checkout_id=str(checkout_id),
+                    state=state,
+                )
+            if state in ("paid", "refund_failed", "partially_refunded"):
                 if checkout["payment_intent"] is None:
                     raise NotCancellable(
                         "the payment of this order is not known to the service; refund it "
                         "at the payment provider",
+                        checkout_id=str(checkout_id),
+                        state=state,
+                    )
+                # What is left of the payment once partial refunds are counted.
+                refunded, in_flight = await refunds_store.refunded_cents(conn, command.order_id)
+                paid = checkout["amount_paid_cents"] or checkout["total_cents"]
+                if paid - refunded - in_flight <= 0:
+                    raise NotCancellable(
+                        "the rest of the payment is already being refunded",
                         checkout_id=str(checkout_id),
                         state=state,
                     )
@@ -160,13 +199,13 @@ class OrderCancellation:
                     reason=command.reason,
                     note=command.note,
                     actor=command.actor,
-                    amount_cents=checkout["amount_paid_cents"] or checkout["total_cents"],
+                    amount_cents=paid - refunded - in_flight,
                     currency=checkout["currency"],
                     payment_intent=checkout["payment_intent"],
                     lease_until=now + self._lease,
                 )
                 await payments.mark_refund_pending(conn, command.order_id, now)
-                event = "refund" if state == "paid" else "retry_refund"
+                event = "retry_refund" if state == "refund_failed" else "refund"
                 detail |= {
                     "refund_id": str(refund["refund_id"]),
                     "amount_cents": refund["amount_cents"],
@@ -230,45 +269,3 @@ async def _move(
     checkout_id = checkout["checkout_id"]
     target = TRANSITIONS.target(state, event, checkout_id=str(checkout_id))
     await write_transition(conn, checkout_id, event, state, target, detail=detail)
-
-
-async def order_view(pool: asyncpg.Pool, order_id: str) -> dict[str, Any]:
-    """The answer of a cancel: the checkout's state, its order, its job, its last refund."""
-    async with connection(pool) as conn:
-        checkout = await checkouts.get_checkout_by_order(conn, order_id)
-        order = await checkouts.get_order(conn, order_id)
-        job = await checkouts.get_job_by_order(conn, order_id)
-        found = await refunds_store.refunds_of(conn, checkout["checkout_id"]) if checkout else []
-    if checkout is None or order is None:
-        raise NotFound(f"no order {order_id!r}")
-    last = found[-1] if found else None
-    return {
-        "ok": True,
-        "checkout_trace_id": str(checkout["checkout_id"]),
-        "state": checkout["state"],
-        "order": {
-            "order_id": order["order_id"],
-            "status": order["status"],
-            "total_cents": order["total_cents"],
-            "amount_paid_cents": order["amount_paid_cents"],
-            "currency": order["currency"],
-        },
-        "job": {"job_id": str(job["job_id"]), "status": job["status"]} if job else None,
-        "refund": refund_view(last) if last is not None else None,
-    }
-
-
-def refund_view(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["refund_id"]),
-        "stripe_refund_id": row["stripe_refund_id"],
-        "attempt": row["attempt"],
-        "cause": row["cause"],
-        "reason": row["reason"],
-        "amount_cents": row["amount_cents"],
-        "currency": row["currency"],
-        "status": row["status"],
-        "failure_reason": row["failure_reason"],
-        "actor": row["actor"],
-        "created_at": row["created_at"].isoformat(),
-    }

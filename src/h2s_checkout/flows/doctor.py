@@ -155,6 +155,27 @@ async def run_checks(
             stuck_before,
         ),
         counted(
+            "holds_lapsing_within_24h",
+            "orders whose card hold (pay on completion) lapses within 24 h, or has passed "
+            "its capture date: complete the job or contact the customer first",
+            sql.HOLDS_LAPSING,
+            now + timedelta(hours=24),
+        ),
+        counted(
+            "authorizations_expired",
+            f"orders whose card hold lapsed before the job was done, in the last "
+            f"{options.since_hours} h: nothing can be charged; their jobs are flagged",
+            sql.AUTHORIZATIONS_EXPIRED,
+            since,
+        ),
+        counted(
+            "captures_not_settled",
+            f"captures owed {options.stuck_minutes} min after their last change that the "
+            f"provider has not confirmed",
+            sql.CAPTURES_NOT_SETTLED,
+            stuck_before,
+        ),
+        counted(
             "unsettled_cleanups",
             f"cleaned checkouts whose session the provider has not yet been made to end, "
             f"{options.stuck_minutes} min after cleanup",

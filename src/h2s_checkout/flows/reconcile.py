@@ -15,13 +15,14 @@ from h2s_checkout.domain.access import RECONCILER
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CheckoutFlow
+from h2s_checkout.flows.capture import apply_lapse, send_capture
 from h2s_checkout.flows.cleanup import fail_and_clean, settle_provider_session
-from h2s_checkout.flows.settle import EXPIRED, PAID, settle
+from h2s_checkout.flows.settle import AUTHORIZED, EXPIRED, PAID, is_hold, settle
 from h2s_checkout.observability import tracing
 from h2s_checkout.observability.logging import acting_as, bind_log_fields, get_logger
 from h2s_checkout.observability.metrics import RECONCILER_ACTIONS
 from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, SessionRequest
-from h2s_checkout.store import checkouts
+from h2s_checkout.store import captures, checkouts
 from h2s_checkout.store import reconcile as sql
 from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.pool import connection
@@ -127,6 +128,22 @@ class Reconciler:
             )
         for refund in open_refunds:
             await self._settle_refund(refund, report)
+        async with connection(self._pool) as conn:
+            owed = await captures.lease_open_captures(
+                conn, now=now, until=now + s.lease, limit=s.batch
+            )
+        for capture in owed:
+            # A capture owed whose request died (or whose provider failed): the same key
+            # again, so Stripe captures once whatever the first try did.
+            bind_log_fields(checkout_trace_id=str(capture["checkout_id"]))
+            result = await send_capture(self._pool, self._gateway, capture, source="reconciler")
+            report.count(f"capture_{result}")
+        async with connection(self._pool) as conn:
+            past = await captures.lease_past_holds(
+                conn, now=now, until=now + s.lease, limit=s.batch
+            )
+        for hold in past:
+            await self._ask_about_hold(hold, report)
         if report.actions:
             log.info("reconcile.pass", **dict(report.actions))
             for action, n in report.actions.items():
@@ -177,15 +194,44 @@ class Reconciler:
         elif session.status == "expired":
             outcome = EXPIRED
         else:
-            outcome = None  # complete but unpaid: a delayed payment still on its way
+            outcome = None  # complete but unpaid: a delayed payment on its way, or a hold
+        intent = None
+        if outcome is None and session.status == "complete" and session.payment_intent:
+            try:
+                intent = await self._gateway.retrieve_payment_intent(session.payment_intent)
+            except PaymentProviderFailure as failure:
+                report.count(f"provider_failed:{failure.provider_code}")
+            if is_hold(intent):
+                outcome = AUTHORIZED
         async with connection(self._pool) as conn, conn.transaction():
             current = await checkouts.get_checkout(conn, checkout["checkout_id"], for_update=True)
             if outcome is not None and current is not None:
                 result = await settle(
-                    conn, current, session, outcome, source="reconciler", at=self._clock()
+                    conn,
+                    current,
+                    session,
+                    outcome,
+                    source="reconciler",
+                    at=self._clock(),
+                    intent=intent,
                 )
                 report.count(f"session_{result}")
             await sql.release(conn, checkout["checkout_id"])
+
+    async def _ask_about_hold(self, hold: asyncpg.Record, report: ReconcileReport) -> None:
+        """A hold past its capture date whose payment_intent.canceled never came: asked,
+        and lapsed if Stripe let it go."""
+        try:
+            intent = await self._gateway.retrieve_payment_intent(hold["payment_intent"])
+        except PaymentProviderFailure as failure:
+            report.count(f"provider_failed:{failure.provider_code}")
+            intent = None
+        async with connection(self._pool) as conn, conn.transaction():
+            current = await checkouts.get_checkout(conn, hold["checkout_id"], for_update=True)
+            if intent is not None and intent.status == "canceled" and current is not None:
+                result = await apply_lapse(conn, current, intent, source="reconciler")
+                report.count(f"hold_{result}")
+            await sql.release(conn, hold["checkout_id"])
 
     async def _settle_cleaned(self, checkout: asyncpg.Record, report: ReconcileReport) -> None:
         """A cleaned checkout whose session could not be expired: try again, and record a
@@ -240,6 +286,8 @@ class Reconciler:
                 await refunds_store.release(conn, refund["refund_id"])
             return
         async with connection(self._pool) as conn, conn.transaction():
+            # Checkout first, then the refund (flows/refunds.py send).
+            await checkouts.get_checkout(conn, refund["checkout_id"], for_update=True)
             locked = await refunds_store.get_refund_for_update(conn, refund["refund_id"])
             assert locked is not None
             result = await refunds.apply_answer(

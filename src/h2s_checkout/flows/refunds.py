@@ -15,7 +15,11 @@ from datetime import datetime
 
 import asyncpg
 
-from h2s_checkout.domain.events import ORDER_REFUND_FAILED, ORDER_REFUNDED
+from h2s_checkout.domain.events import (
+    ORDER_REFUND_FAILED,
+    ORDER_REFUNDED,
+    ORDER_REFUNDED_PARTIALLY,
+)
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.observability.logging import bind_log_fields, get_logger
 from h2s_checkout.observability.metrics import REFUNDS
@@ -92,6 +96,10 @@ async def send(
         return None
     sent_ms = round((time.perf_counter() - started) * 1000, 3)
     async with connection(pool) as conn, conn.transaction():
+        # Locks in the one order every path takes, checkout then refund: a cancel or a
+        # partial refund holds the checkout while it reads the refunds, and settling
+        # that took the refund first would wait on it while it waited here.
+        await checkouts.get_checkout(conn, refund["checkout_id"], for_update=True)
         locked = await refunds.get_refund_for_update(conn, refund["refund_id"])
         assert locked is not None
         await record_steps(
@@ -175,8 +183,13 @@ async def _end(
     at: datetime,
     detail: dict[str, object],
 ) -> None:
-    """A cancellation's refund ended: the checkout and its order follow. A late payment's
-    refund leaves its checkout where it ended (the timeline has the steps)."""
+    """A cancellation's refund ended: the checkout and its order follow. A partial refund
+    that succeeded leaves the order partially_refunded, or refunded with the last part. A
+    late payment's refund leaves its checkout where it ended (the timeline has the steps)."""
+    if detail["cause"] == "partial":
+        if event == "complete_refund" and checkout["state"] in ("paid", "partially_refunded"):
+            await _part_back(conn, checkout, at, detail)
+        return
     if detail["cause"] != "cancel" or checkout["state"] != "refund_pending":
         return
     target = TRANSITIONS.target(checkout["state"], event, checkout_id=str(checkout["checkout_id"]))
@@ -188,6 +201,37 @@ async def _end(
     )
     await outbox.enqueue_order_event(
         conn, checkout["order_id"], ORDER_REFUNDED if target == "refunded" else ORDER_REFUND_FAILED
+    )
+
+
+async def _part_back(
+    conn: asyncpg.Connection, checkout: asyncpg.Record, at: datetime, detail: dict[str, object]
+) -> None:
+    order_id = checkout["order_id"]
+    order = await checkouts.get_order(conn, order_id)
+    assert order is not None
+    refunded, _ = await refunds.refunded_cents(conn, order_id)
+    whole = refunded >= (order["amount_paid_cents"] or order["total_cents"])
+    event = "refund_rest" if whole else "refund_part"
+    state = checkout["state"]
+    target = TRANSITIONS.target(state, event, checkout_id=str(checkout["checkout_id"]))
+    await payments.set_order_status(
+        conn,
+        order_id,
+        old=order["status"],
+        new="refunded" if whole else "partially_refunded",
+        at=at,
+    )
+    await write_transition(
+        conn,
+        checkout["checkout_id"],
+        event,
+        state,
+        target,
+        detail=detail | {"amount_refunded_cents": refunded},
+    )
+    await outbox.enqueue_order_event(
+        conn, order_id, ORDER_REFUNDED if whole else ORDER_REFUNDED_PARTIALLY
     )
 
 

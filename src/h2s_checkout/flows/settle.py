@@ -1,20 +1,26 @@
-"""Apply a session's end (paid, expired, a delayed payment failed) to its checkout: from a
-webhook, the reconciler, or a cancellation that found the session already paid."""
+"""Apply a session's end (paid, authorized, expired, a delayed payment failed) to its
+checkout: from a webhook, the reconciler, or a cancellation that found the session already
+paid."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from h2s_checkout.domain.errors import IllegalTransition
-from h2s_checkout.domain.events import ORDER_CANCELLED, ORDER_EXPIRED, ORDER_PAID
+from h2s_checkout.domain.events import (
+    ORDER_AUTHORIZED,
+    ORDER_CANCELLED,
+    ORDER_EXPIRED,
+    ORDER_PAID,
+)
 from h2s_checkout.domain.machine import TRANSITIONS
 from h2s_checkout.flows import refunds
 from h2s_checkout.flows.begin_checkout import CREATE_SESSION, success_body
 from h2s_checkout.observability.logging import get_logger
-from h2s_checkout.payments.port import ProviderSession
-from h2s_checkout.store import checkouts, outbox, payments
+from h2s_checkout.payments.port import ProviderPaymentIntent, ProviderSession
+from h2s_checkout.store import captures, checkouts, outbox, payments
 from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.traces import (
     Step,
@@ -30,11 +36,32 @@ log = get_logger(__name__)
 PAID = "paid"
 EXPIRED = "expired"
 PAYMENT_FAILED = "payment_failed"
+# The card holds the amount (manual capture): Stripe's session says "unpaid", as for a
+# bank debit; its PaymentIntent, requires_capture, tells a hold apart (is_hold).
+AUTHORIZED = "authorized"
 # The checkout's event and what happens to its order for each outcome of an open session.
-_OUTCOME_EVENTS = {PAID: "pay", EXPIRED: "expire", PAYMENT_FAILED: "fail_payment"}
+_OUTCOME_EVENTS = {
+    PAID: "pay",
+    AUTHORIZED: "authorize",
+    EXPIRED: "expire",
+    PAYMENT_FAILED: "fail_payment",
+}
+
+
+# How long a card hold lasts when the provider does not say (Stripe: 7 days online).
+HOLD_DAYS = timedelta(days=7)
+
+
+def is_hold(intent: ProviderPaymentIntent | None) -> bool:
+    """Whether a completed, unpaid session's PaymentIntent holds money to capture."""
+    return (
+        intent is not None and intent.status == "requires_capture" and intent.amount_capturable > 0
+    )
+
+
 # States whose checkout has ended without its order being kept: money arriving for one of
 # them is a late payment, refunded (flows/refunds.py; by the reconciler).
-_ENDED_UNKEPT = frozenset({"failed", "cleaned", "expired", "cancelled", "payment_failed"})
+ENDED_UNKEPT = frozenset({"failed", "cleaned", "expired", "cancelled", "payment_failed"})
 
 
 async def settle(
@@ -46,9 +73,10 @@ async def settle(
     source: str,
     at: datetime,
     event_type: str | None = None,
+    intent: ProviderPaymentIntent | None = None,
 ) -> str:
-    """Move a checkout (row locked by the caller) to ``paid``, ``expired`` or
-    ``payment_failed``; the result.
+    """Move a checkout (row locked by the caller) to ``paid``, ``authorized`` (with the
+    held ``intent``), ``expired`` or ``payment_failed``; the result.
 
     Safe to run many times for one session: a checkout already at its end is left as it
     is. A payment for a checkout that had ended is owed back: a refund is written with the
@@ -81,6 +109,26 @@ async def settle(
                 amount_cents=session.amount_total,
             ):
                 await outbox.enqueue_order_event(conn, order_id, ORDER_PAID)
+        elif outcome == AUTHORIZED:
+            assert intent is not None
+            detail |= {
+                "payment_intent": intent.id,
+                "amount_authorized_cents": intent.amount_capturable,
+            }
+            expires = (
+                datetime.fromtimestamp(intent.capture_before, UTC)
+                if intent.capture_before
+                else at + HOLD_DAYS
+            )
+            if await captures.mark_authorized(
+                conn,
+                order_id,
+                at,
+                payment_intent=intent.id,
+                amount_cents=intent.amount_capturable,
+                expires_at=expires,
+            ):
+                await outbox.enqueue_order_event(conn, order_id, ORDER_AUTHORIZED)
         elif outcome == EXPIRED:
             if await payments.mark_expired(conn, order_id, at):
                 await outbox.enqueue_order_event(conn, order_id, ORDER_EXPIRED)
@@ -90,7 +138,7 @@ async def settle(
         target = TRANSITIONS.target(state, event, checkout_id=str(checkout_id))
         await write_transition(conn, checkout_id, event, state, target, detail=detail)
         return outcome
-    if outcome == PAID and state in _ENDED_UNKEPT:
+    if outcome == PAID and state in ENDED_UNKEPT:
         return await _late_payment(conn, checkout, session, source)
     await record_steps(
         conn,

@@ -19,11 +19,25 @@ import stripe
 
 from h2s_checkout.domain.errors import CheckoutError
 from h2s_checkout.flows import refunds
-from h2s_checkout.flows.settle import EXPIRED, PAID, PAYMENT_FAILED, settle
+from h2s_checkout.flows.capture import apply_lapse, release_hold
+from h2s_checkout.flows.settle import (
+    AUTHORIZED,
+    ENDED_UNKEPT,
+    EXPIRED,
+    PAID,
+    PAYMENT_FAILED,
+    is_hold,
+    settle,
+)
 from h2s_checkout.observability import tracing
 from h2s_checkout.observability.logging import get_logger
-from h2s_checkout.payments.stripe_gateway import refund_from_dict, session_from_dict
-from h2s_checkout.store import payments
+from h2s_checkout.payments.port import PaymentGateway, PaymentProviderFailure, ProviderPaymentIntent
+from h2s_checkout.payments.stripe_gateway import (
+    payment_intent_from_dict,
+    refund_from_dict,
+    session_from_dict,
+)
+from h2s_checkout.store import checkouts, payments
 from h2s_checkout.store import refunds as refunds_store
 from h2s_checkout.store.pool import connection
 from h2s_checkout.store.traces import Step, record_steps, utcnow
@@ -115,8 +129,32 @@ def verify(payload: bytes, signature: str | None, secret: str | None) -> dict[st
     return data
 
 
+async def _held_intent(
+    gateway: PaymentGateway | None, event_type: str, obj: dict[str, Any]
+) -> ProviderPaymentIntent | None:
+    """A completed session left unpaid is a bank debit on its way or a card held for
+    capture; only its PaymentIntent tells which (asked before any transaction opens)."""
+    if (
+        gateway is None
+        or event_type != "checkout.session.completed"
+        or obj.get("payment_status") != "unpaid"
+        or not obj.get("payment_intent")
+    ):
+        return None
+    try:
+        return await gateway.retrieve_payment_intent(str(obj["payment_intent"]))
+    except PaymentProviderFailure as failure:
+        # Not applied as a hold now: the event is answered as pending, and the reconciler
+        # asks again about the session.
+        log.warning("webhook.intent_unknown", provider_code=failure.provider_code)
+        return None
+
+
 async def apply_event(
-    pool: asyncpg.Pool, event: dict[str, Any], clock: Callable[[], datetime] = utcnow
+    pool: asyncpg.Pool,
+    event: dict[str, Any],
+    clock: Callable[[], datetime] = utcnow,
+    gateway: PaymentGateway | None = None,
 ) -> EventResult:
     """Record the event id and apply it, in one transaction; a redelivery changes nothing."""
     obj = (event.get("data") or {}).get("object") or {}
@@ -133,17 +171,21 @@ async def apply_event(
         },
         links=[origin] if isinstance(origin, str) else (),
     ) as span:
-        result = await _apply_event(pool, event, clock)
+        result = await _apply_event(pool, event, clock, gateway)
         span.set({"h2s.webhook.result": result.result})
         return result
 
 
 async def _apply_event(
-    pool: asyncpg.Pool, event: dict[str, Any], clock: Callable[[], datetime]
+    pool: asyncpg.Pool,
+    event: dict[str, Any],
+    clock: Callable[[], datetime],
+    gateway: PaymentGateway | None,
 ) -> EventResult:
     event_id, event_type = event["id"], event["type"]
     obj = (event.get("data") or {}).get("object") or {}
     is_session = obj.get("object") == "checkout.session"
+    held = await _held_intent(gateway, event_type, obj) if is_session else None
     async with connection(pool) as conn, conn.transaction():
         fresh = await payments.record_event(
             conn, event_id, event_type, obj.get("id") if is_session else None, event
@@ -155,7 +197,14 @@ async def _apply_event(
             await payments.set_event_result(conn, event_id, result, checkout_id)
             log.info("webhook.applied", event_type=event_type, event_id=event_id, result=result)
             return EventResult(event_id, event_type, result)
+        if event_type == "payment_intent.canceled" and obj.get("object") == "payment_intent":
+            result, checkout_id = await _apply_intent_canceled(conn, obj, event_id)
+            await payments.set_event_result(conn, event_id, result, checkout_id)
+            log.info("webhook.applied", event_type=event_type, event_id=event_id, result=result)
+            return EventResult(event_id, event_type, result)
         outcome = _outcome(event_type, obj) if is_session else None
+        if outcome is None and is_hold(held):
+            outcome = AUTHORIZED
         pending = is_session and event_type == "checkout.session.completed" and outcome is None
         if outcome is None and not pending:
             await payments.set_event_result(conn, event_id, "ignored", None)
@@ -197,6 +246,7 @@ async def _apply_event(
                 source=f"webhook:{event_id}",
                 at=clock(),
                 event_type=event_type,
+                intent=held,
             )
         await payments.set_event_result(conn, event_id, result, checkout["checkout_id"])
     log.info(
@@ -206,7 +256,40 @@ async def _apply_event(
         result=result,
         checkout_trace_id=str(checkout["checkout_id"]),
     )
+    # A card held for an order that had already ended: nothing is owed, so the hold goes
+    # back to the card now rather than when it lapses.
+    if (
+        outcome == AUTHORIZED
+        and held is not None
+        and gateway is not None
+        and result.removeprefix("already_") in ENDED_UNKEPT
+    ):
+        await release_hold(
+            pool,
+            gateway,
+            checkout["checkout_id"],
+            held.id,
+            order_id=checkout["order_id"],
+            reason="abandoned",
+        )
     return EventResult(event_id, event_type, result)
+
+
+async def _apply_intent_canceled(
+    conn: asyncpg.Connection, obj: dict[str, Any], event_id: str
+) -> tuple[str, uuid.UUID | None]:
+    """A PaymentIntent cancelled: by Stripe when a hold lapsed (reason automatic), or by
+    our own release of a cancelled order's hold, which finds the order cancelled."""
+    intent = payment_intent_from_dict(obj)
+    checkout = await payments.find_checkout_by_intent_for_update(
+        conn,
+        checkout_id=_uuid_or_none(intent.metadata.get("checkout_trace_id")),
+        payment_intent=intent.id,
+    )
+    if checkout is None:
+        return "unknown_checkout", None
+    result = await apply_lapse(conn, checkout, intent, source=f"webhook:{event_id}")
+    return result, checkout["checkout_id"]
 
 
 async def _apply_refund_event(
@@ -223,14 +306,18 @@ async def _apply_refund_event(
         if item.get("object") != "refund" or not item.get("id"):
             continue
         answer = refund_from_dict(item)
-        row = await refunds_store.find_refund_for_update(
+        found = await refunds_store.find_refund(
             conn,
             stripe_refund_id=answer.id,
             refund_id=_uuid_or_none(answer.metadata.get("refund_id")),
         )
-        if row is None:
+        if found is None:
             results.append("unknown_refund")
             continue
+        # Checkout first, then the refund: the one order every path locks them in.
+        await checkouts.get_checkout(conn, found["checkout_id"], for_update=True)
+        row = await refunds_store.get_refund_for_update(conn, found["refund_id"])
+        assert row is not None
         checkout_id = row["checkout_id"]
         results.append(
             await refunds.apply_answer(conn, row, answer, source=f"webhook:{event_id}", at=utcnow())

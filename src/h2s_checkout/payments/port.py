@@ -26,10 +26,15 @@ class SessionRequest:
     cancel_url: str
     expires_at: datetime
     metadata: dict[str, str] = field(default_factory=dict)
+    # "manual": the payment is held, not captured (H2S_CAPTURE=on_completion).
+    capture_method: str = "automatic"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form, stored so that a resumed attempt sends the same request."""
-        return {
+        """A JSON-ready form, stored so that a resumed attempt sends the same request.
+        A held payment says so (capture_method: manual), which is how the checkout row
+        keeps its capture policy (h2s_checkouts.capture_policy); an automatic one stores
+        what it stored before."""
+        stored: dict[str, Any] = {
             "idempotency_key": self.idempotency_key,
             "client_reference_id": self.client_reference_id,
             "customer_email": self.customer_email,
@@ -47,6 +52,9 @@ class SessionRequest:
             "expires_at": self.expires_at.isoformat(),
             "metadata": dict(self.metadata),
         }
+        if self.capture_method != "automatic":
+            stored["capture_method"] = self.capture_method
+        return stored
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionRequest:
@@ -59,6 +67,7 @@ class SessionRequest:
             cancel_url=data["cancel_url"],
             expires_at=datetime.fromisoformat(data["expires_at"]),
             metadata=dict(data["metadata"]),
+            capture_method=data.get("capture_method", "automatic"),
         )
 
 
@@ -108,6 +117,34 @@ class ProviderRefund:
     request_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderPaymentIntent:
+    """What the flows read of a PaymentIntent: whether it holds money, took it, or let it go."""
+
+    id: str
+    # requires_capture (held), succeeded (captured), canceled (released or lapsed), ...
+    status: str | None
+    amount: int
+    amount_capturable: int
+    amount_received: int
+    currency: str | None
+    cancellation_reason: str | None
+    metadata: dict[str, str]
+    # Until when a hold can be captured (the card's capture_before), Unix seconds.
+    capture_before: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    """Capture of a held payment, keyed so that every retry reaches the same capture."""
+
+    idempotency_key: str
+    payment_intent: str
+    amount_cents: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
 class PaymentProviderFailure(Exception):
     """A provider call that did not succeed.
 
@@ -148,6 +185,14 @@ class PaymentGateway(Protocol):
     async def create_refund(self, request: RefundRequest) -> ProviderRefund: ...
 
     async def retrieve_refund(self, refund_id: str) -> ProviderRefund: ...
+
+    async def retrieve_payment_intent(self, payment_intent: str) -> ProviderPaymentIntent: ...
+
+    async def capture_payment(self, request: CaptureRequest) -> ProviderPaymentIntent: ...
+
+    async def release_payment(
+        self, payment_intent: str, *, idempotency_key: str, reason: str | None
+    ) -> ProviderPaymentIntent: ...
 
     def list_sessions(self, created_gte: int) -> AsyncIterator[ProviderSession]:
         """Sessions created at or after ``created_gte`` (Unix seconds), newest first."""

@@ -22,7 +22,9 @@ from h2s_checkout.observability.logging import get_logger
 from h2s_checkout.observability.metrics import STRIPE_CALL_SECONDS
 from h2s_checkout.payments import sdk_logging
 from h2s_checkout.payments.port import (
+    CaptureRequest,
     PaymentProviderFailure,
+    ProviderPaymentIntent,
     ProviderRefund,
     ProviderSession,
     RefundRequest,
@@ -34,6 +36,7 @@ T = TypeVar("T")
 
 _SESSIONS = "/v1/checkout/sessions"
 _REFUNDS = "/v1/refunds"
+_PAYMENT_INTENTS = "/v1/payment_intents"
 
 
 class _Session(msgspec.Struct):
@@ -65,6 +68,32 @@ class _Refund(msgspec.Struct):
     metadata: dict[str, Any] | None = None
 
 
+class _Card(msgspec.Struct):
+    capture_before: int | None = None
+
+
+class _MethodDetails(msgspec.Struct):
+    card: _Card | None = None
+
+
+class _Charge(msgspec.Struct):
+    payment_method_details: _MethodDetails | None = None
+
+
+class _PaymentIntent(msgspec.Struct):
+    """The fields of a PaymentIntent the service reads; ``latest_charge`` expanded."""
+
+    id: str
+    status: str | None = None
+    amount: int = 0
+    amount_capturable: int = 0
+    amount_received: int = 0
+    currency: str | None = None
+    cancellation_reason: str | None = None
+    metadata: dict[str, Any] | None = None
+    latest_charge: _Charge | str | None = None
+
+
 class _SessionList(msgspec.Struct):
     data: list[_Session]
     has_more: bool = False
@@ -73,6 +102,29 @@ class _SessionList(msgspec.Struct):
 _decode_session = msgspec.json.Decoder(_Session).decode
 _decode_list = msgspec.json.Decoder(_SessionList).decode
 _decode_refund = msgspec.json.Decoder(_Refund).decode
+_decode_intent = msgspec.json.Decoder(_PaymentIntent).decode
+
+
+def _provider_intent(p: _PaymentIntent, request_id: str | None = None) -> ProviderPaymentIntent:
+    charge = p.latest_charge if isinstance(p.latest_charge, _Charge) else None
+    card = charge.payment_method_details.card if charge and charge.payment_method_details else None
+    return ProviderPaymentIntent(
+        id=p.id,
+        status=p.status,
+        amount=p.amount,
+        amount_capturable=p.amount_capturable,
+        amount_received=p.amount_received,
+        currency=p.currency,
+        cancellation_reason=p.cancellation_reason,
+        metadata={str(k): str(v) for k, v in (p.metadata or {}).items()},
+        capture_before=card.capture_before if card else None,
+        request_id=request_id,
+    )
+
+
+def payment_intent_from_dict(obj: dict[str, Any]) -> ProviderPaymentIntent:
+    """A PaymentIntent as Stripe sends it in an event payload."""
+    return _provider_intent(msgspec.convert(obj, _PaymentIntent))
 
 
 def _provider_session(s: _Session, request_id: str | None = None) -> ProviderSession:
@@ -113,6 +165,13 @@ def refund_from_dict(obj: dict[str, Any]) -> ProviderRefund:
 def session_from_dict(obj: dict[str, Any], request_id: str | None = None) -> ProviderSession:
     """A Checkout Session as Stripe sends it in an event payload."""
     return _provider_session(msgspec.convert(obj, _Session), request_id)
+
+
+def _payment_intent_data(request: SessionRequest) -> dict[str, Any]:
+    data: dict[str, Any] = {"metadata": request.metadata}
+    if request.capture_method != "automatic":
+        data["capture_method"] = request.capture_method
+    return data
 
 
 def _failure(operation: str, exc: stripe.StripeError) -> PaymentProviderFailure:
@@ -217,7 +276,7 @@ class StripeGateway:
             "cancel_url": request.cancel_url,
             "expires_at": int(request.expires_at.timestamp()),
             "metadata": request.metadata,
-            "payment_intent_data": {"metadata": request.metadata},
+            "payment_intent_data": _payment_intent_data(request),
             "line_items": [
                 {
                     "quantity": line.quantity,
@@ -276,6 +335,43 @@ class StripeGateway:
             lambda: self._client.raw_request_async("get", f"{_REFUNDS}/{quote(refund_id, '')}"),
         )
         return _provider_refund(_decode_refund(answer.body))
+
+    async def retrieve_payment_intent(self, payment_intent: str) -> ProviderPaymentIntent:
+        path = f"{_PAYMENT_INTENTS}/{quote(payment_intent, '')}"
+        answer = await self._call(
+            "retrieve_payment_intent",
+            lambda: self._client.raw_request_async("get", path, expand=["latest_charge"]),
+        )
+        return _provider_intent(_decode_intent(answer.body))
+
+    async def capture_payment(self, request: CaptureRequest) -> ProviderPaymentIntent:
+        path = f"{_PAYMENT_INTENTS}/{quote(request.payment_intent, '')}/capture"
+        params: dict[str, Any] = {
+            "amount_to_capture": request.amount_cents,
+            "metadata": request.metadata,
+        }
+        answer = await self._call(
+            "capture_payment",
+            lambda: self._client.raw_request_async(
+                "post", path, idempotency_key=request.idempotency_key, **params
+            ),
+        )
+        return _provider_intent(_decode_intent(answer.body), answer.request_id)
+
+    async def release_payment(
+        self, payment_intent: str, *, idempotency_key: str, reason: str | None
+    ) -> ProviderPaymentIntent:
+        path = f"{_PAYMENT_INTENTS}/{quote(payment_intent, '')}/cancel"
+        params: dict[str, Any] = {}
+        if reason is not None:
+            params["cancellation_reason"] = reason
+        answer = await self._call(
+            "release_payment",
+            lambda: self._client.raw_request_async(
+                "post", path, idempotency_key=idempotency_key, **params
+            ),
+        )
+        return _provider_intent(_decode_intent(answer.body), answer.request_id)
 
     async def list_sessions(self, created_gte: int) -> AsyncIterator[ProviderSession]:
         """Sessions created since ``created_gte``, newest first, fetched 100 to a page.

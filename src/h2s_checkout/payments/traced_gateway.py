@@ -14,15 +14,17 @@ from urllib.parse import urlparse
 
 from h2s_checkout.observability import tracing
 from h2s_checkout.payments.port import (
+    CaptureRequest,
     PaymentGateway,
     PaymentProviderFailure,
+    ProviderPaymentIntent,
     ProviderRefund,
     ProviderSession,
     RefundRequest,
     SessionRequest,
 )
 
-T = TypeVar("T", ProviderSession, ProviderRefund)
+T = TypeVar("T", ProviderSession, ProviderRefund, ProviderPaymentIntent)
 
 
 class TracedGateway:
@@ -107,6 +109,43 @@ class TracedGateway:
             "retrieve_refund",
             {"h2s.stripe.refund_id": refund_id},
             lambda: self._inner.retrieve_refund(refund_id),
+        )
+
+    async def retrieve_payment_intent(self, payment_intent: str) -> ProviderPaymentIntent:
+        return await self._traced(
+            "retrieve_payment_intent",
+            {"h2s.stripe.payment_intent": payment_intent},
+            lambda: self._inner.retrieve_payment_intent(payment_intent),
+        )
+
+    async def capture_payment(self, request: CaptureRequest) -> ProviderPaymentIntent:
+        order_id = request.metadata.get("order_id")
+        return await self._traced(
+            "capture_payment",
+            {
+                "h2s.stripe.idempotency_key": request.idempotency_key,
+                "h2s.stripe.idempotency_key_row": _row(
+                    "h2s_captures", request.metadata.get("capture_id")
+                ),
+                "h2s.stripe.payment_intent": request.payment_intent,
+                "h2s.checkout_trace_id": request.metadata.get("checkout_trace_id"),
+                "h2s.order_id": order_id,
+            },
+            lambda: self._inner.capture_payment(request),
+        )
+
+    async def release_payment(
+        self, payment_intent: str, *, idempotency_key: str, reason: str | None
+    ) -> ProviderPaymentIntent:
+        return await self._traced(
+            "release_payment",
+            {
+                "h2s.stripe.idempotency_key": idempotency_key,
+                "h2s.stripe.payment_intent": payment_intent,
+            },
+            lambda: self._inner.release_payment(
+                payment_intent, idempotency_key=idempotency_key, reason=reason
+            ),
         )
 
     def list_sessions(self, created_gte: int) -> AsyncIterator[ProviderSession]:

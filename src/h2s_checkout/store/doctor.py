@@ -82,6 +82,29 @@ where f.error_code = 'paid_after_cleanup' and f.at > $1
         and r.status = 'succeeded')
 """
 
+# Card holds (pay on completion) that lapse before $1 (now + 24 h): complete the job, or
+# call the customer, before the money can no longer be taken.
+HOLDS_LAPSING = """
+select count(*) as n,
+       (array_agg(order_id order by authorization_expires_at))[1:5] as examples
+from h2s_orders
+where status = 'authorized' and authorization_expires_at < $1
+"""
+
+# Holds that lapsed before the job was done: nothing can be charged; the job is flagged.
+AUTHORIZATIONS_EXPIRED = """
+select count(*) as n, (array_agg(order_id order by updated_at desc))[1:5] as examples
+from h2s_checkouts
+where state = 'authorization_expired' and updated_at > $1
+"""
+
+# A capture owed that the reconciler did not get the provider to confirm.
+CAPTURES_NOT_SETTLED = """
+select count(*) as n, (array_agg(order_id order by updated_at desc))[1:5] as examples
+from h2s_captures
+where status = 'requested' and updated_at < $1
+"""
+
 # The provider refused or failed a refund: the money is still with the shop.
 REFUNDS_FAILED = """
 select count(*) as n, (array_agg(order_id order by updated_at desc))[1:5] as examples

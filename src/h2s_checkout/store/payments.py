@@ -37,7 +37,7 @@ returning j.job_id
 _MARK_REFUND_PENDING = """
 with o as (
     update h2s_orders set status = 'refund_pending', updated_at = $2
-    where order_id = $1 and status in ('paid', 'refund_failed')
+    where order_id = $1 and status in ('paid', 'refund_failed', 'partially_refunded')
     returning order_id
 )
 update h2s_dispatch_jobs j set status = 'cancelled', updated_at = $2
@@ -129,6 +129,22 @@ async def set_event_result(
     conn: asyncpg.Connection, event_id: str, result: str, checkout_id: uuid.UUID | None
 ) -> None:
     await conn.execute(_EVENT_RESULT, event_id, result, checkout_id)
+
+
+_FIND_CHECKOUT_BY_INTENT_FOR_UPDATE = """
+select * from h2s_checkouts
+where checkout_id = coalesce($1::uuid,
+                             (select checkout_id from h2s_orders where payment_intent = $2))
+for update
+"""
+
+
+async def find_checkout_by_intent_for_update(
+    conn: asyncpg.Connection, *, checkout_id: uuid.UUID | None, payment_intent: str
+) -> asyncpg.Record | None:
+    """The checkout a PaymentIntent belongs to: by our trace id in its metadata, else by
+    the order it paid or holds."""
+    return await conn.fetchrow(_FIND_CHECKOUT_BY_INTENT_FOR_UPDATE, checkout_id, payment_intent)
 
 
 async def find_checkout_for_update(

@@ -14,7 +14,7 @@ import asyncpg
 # One order's job, whatever page it would be on.
 _JOB_OF_ORDER = """
 select j.job_id, j.order_id, o.status as order_status, j.recipient_id, j.sequence_id,
-       j.step_id, j.status, j.due_at, j.created_at,
+       j.step_id, j.status, j.due_at, j.created_at, j.payment_flag,
        o.customer ->> 'name' as customer_name, o.customer ->> 'phone' as customer_phone,
        o.customer -> 'address' as service_address, o.items as services
 from h2s_dispatch_jobs j join h2s_orders o on o.order_id = j.order_id
@@ -28,7 +28,7 @@ where j.order_id = $1 and j.status = any($2::text[])
 # they are index conditions in any plan (a missing one is its widest value), not filters.
 _JOBS_PAGE = """
 select j.job_id, j.order_id, o.status as order_status, j.recipient_id, j.sequence_id,
-       j.step_id, j.status, j.due_at, j.created_at,
+       j.step_id, j.status, j.due_at, j.created_at, j.payment_flag,
        o.customer ->> 'name' as customer_name, o.customer ->> 'phone' as customer_phone,
        o.customer -> 'address' as service_address, o.items as services
 from unnest($1::text[]) as wanted(status)
@@ -50,7 +50,7 @@ limit $5
 # One customer's jobs: their own index, the statuses as a filter (a customer has few).
 _JOBS_OF_RECIPIENT = """
 select j.job_id, j.order_id, o.status as order_status, j.recipient_id, j.sequence_id,
-       j.step_id, j.status, j.due_at, j.created_at,
+       j.step_id, j.status, j.due_at, j.created_at, j.payment_flag,
        o.customer ->> 'name' as customer_name, o.customer ->> 'phone' as customer_phone,
        o.customer -> 'address' as service_address, o.items as services
 from h2s_dispatch_jobs j join h2s_orders o on o.order_id = j.order_id

@@ -8,12 +8,32 @@ from datetime import datetime
 
 import asyncpg
 
+# The lock is taken in a statement of its own and the order read in the next: a statement
+# that waited for the checkout's lock sees the checkout as committed (READ COMMITTED
+# re-reads the locked row) but the order as it was when the statement began, so one
+# joined statement could pair a checkout just paid with its order's old, empty
+# payment_intent. The second statement takes a fresh snapshot.
 _LOCK_CHECKOUT_BY_ORDER = """
-select c.*, o.status as order_status, o.payment_intent, o.amount_paid_cents, o.total_cents,
-       o.currency
-from h2s_orders o join h2s_checkouts c on c.checkout_id = o.checkout_id
-where o.order_id = $1
+select c.checkout_id from h2s_checkouts c
+where c.checkout_id = (select o.checkout_id from h2s_orders o where o.order_id = $1)
 for update of c
+"""
+
+_CHECKOUT_WITH_ORDER = """
+select c.*, o.status as order_status, o.payment_intent, o.amount_paid_cents, o.total_cents,
+       o.currency, o.amount_authorized_cents, j.status as job_status
+from h2s_checkouts c join h2s_orders o on o.checkout_id = c.checkout_id
+left join h2s_dispatch_jobs j on j.order_id = o.order_id
+where c.checkout_id = $1
+"""
+
+# What of a payment is spoken for: refunds succeeded, and those on their way (Stripe
+# holds their amount too); a failed or canceled one gave it back.
+_REFUNDED_CENTS = """
+select coalesce(sum(amount_cents) filter (where status = 'succeeded'), 0) as refunded,
+       coalesce(sum(amount_cents) filter (
+           where status in ('requested', 'pending', 'requires_action')), 0) as in_flight
+from h2s_refunds where order_id = $1 and cause <> 'late_payment'
 """
 
 _INSERT_REFUND = """
@@ -39,6 +59,12 @@ select * from h2s_refunds
 where refund_id = coalesce(
     (select refund_id from h2s_refunds where stripe_refund_id = $1), $2::uuid)
 for update
+"""
+
+_FIND_REFUND = """
+select * from h2s_refunds
+where refund_id = coalesce(
+    (select refund_id from h2s_refunds where stripe_refund_id = $1), $2::uuid)
 """
 
 _RECORD_PROVIDER_ANSWER = """
@@ -106,8 +132,17 @@ class NewRefund:
 
 async def lock_checkout_by_order(conn: asyncpg.Connection, order_id: str) -> asyncpg.Record | None:
     """The order's checkout, row-locked for the caller's transaction, with what a refund
-    needs from the order."""
-    return await conn.fetchrow(_LOCK_CHECKOUT_BY_ORDER, order_id)
+    needs from the order, read once the lock is held."""
+    checkout_id = await conn.fetchval(_LOCK_CHECKOUT_BY_ORDER, order_id)
+    if checkout_id is None:
+        return None
+    return await conn.fetchrow(_CHECKOUT_WITH_ORDER, checkout_id)
+
+
+async def refunded_cents(conn: asyncpg.Connection, order_id: str) -> tuple[int, int]:
+    """(refunded, on their way) in cents for the order's own refunds (not late payments')."""
+    row = await conn.fetchrow(_REFUNDED_CENTS, order_id)
+    return int(row["refunded"]), int(row["in_flight"])
 
 
 async def insert_refund(conn: asyncpg.Connection, new: NewRefund) -> asyncpg.Record:
@@ -144,6 +179,14 @@ async def find_refund_for_update(
     conn: asyncpg.Connection, *, stripe_refund_id: str | None, refund_id: uuid.UUID | None
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(_FIND_REFUND_FOR_UPDATE, stripe_refund_id, refund_id)
+
+
+async def find_refund(
+    conn: asyncpg.Connection, *, stripe_refund_id: str | None, refund_id: uuid.UUID | None
+) -> asyncpg.Record | None:
+    """The refund an event names, unlocked: its checkout is locked before it (the order
+    every path takes: checkout, then refund)."""
+    return await conn.fetchrow(_FIND_REFUND, stripe_refund_id, refund_id)
 
 
 async def record_provider_answer(
