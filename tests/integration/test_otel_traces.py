@@ -308,3 +308,13 @@ async def test_the_timeline_links_each_trace_to_the_viewer(
         {**made_timeline, "steps": steps}
     )
     assert f'href="http://jaeger.test:16686/trace/{STOREFRONT_TRACE}"' in page.text
+
+
+async def test_every_route_taking_the_gateway_answers_with_tracing_on(traced, spans, admin):
+    """With tracing on the gateway is the traced one, not a StripeGateway: a route whose
+    parameter was typed as the concrete class answered 500 (found at issue 26's merge)."""
+    made = await traced.post("/api/checkout", json=checkout_body())
+    order_id = made.json()["order_id"]
+    view = await traced.get(f"/api/checkouts/{order_id}", headers=admin)
+    assert view.status_code == 200, view.text
+    assert any(s.name.startswith("stripe retrieve_session") for s in spans.get_finished_spans())

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import asyncpg
 import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import Dependency, FromPath
 
 from h2s_checkout.api.auth import require_scope
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.schemas import CheckoutView, Timeline
 from h2s_checkout.domain.access import Scope
 from h2s_checkout.flows import inspect_checkout
-from h2s_checkout.payments.stripe_gateway import StripeGateway
+from h2s_checkout.payments.port import PaymentGateway
 
 _ERRORS = error_responses(401, 403, 404, 503)
 
@@ -58,7 +60,7 @@ class CheckoutAdminController(Controller):
         self,
         ref: FromPath[str],
         db_pool: NamedDependency[asyncpg.Pool],
-        payment_gateway: NamedDependency[StripeGateway],
+        payment_gateway: Annotated[PaymentGateway, Dependency(skip_validation=True)],
     ) -> CheckoutView:
         view = await inspect_checkout.checkout_view(db_pool, payment_gateway, ref)
         return msgspec.convert(view, CheckoutView)
