@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, post
+from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
@@ -14,6 +14,7 @@ from msgspec import Meta
 
 from h2s_checkout.api.auth import actor_of, require_scope
 from h2s_checkout.api.checkout import IdempotencyKey
+from h2s_checkout.api.keyed_answers import keyed_answer
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.api.orders import Note, OrderAnswer
 from h2s_checkout.domain import keys
@@ -71,10 +72,4 @@ class JobController(Controller):
                 request_fingerprint=keys.request_digest({"job_id": str(job_id), "body": body}),
             )
         )
-        headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-        return Response(
-            msgspec.convert(result.view, OrderAnswer),
-            status_code=result.status,
-            headers=headers,
-            media_type=MediaType.JSON,
-        )
+        return keyed_answer(result, OrderAnswer)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
@@ -15,6 +15,7 @@ from msgspec import Meta
 
 from h2s_checkout.api.auth import actor_of, require_scope
 from h2s_checkout.api.checkout import IdempotencyKey
+from h2s_checkout.api.keyed_answers import keyed_answer
 from h2s_checkout.api.openapi import error_responses
 from h2s_checkout.domain import keys
 from h2s_checkout.domain.access import Scope
@@ -178,13 +179,7 @@ class OrderController(Controller):
                 request_fingerprint=keys.request_digest({"order_id": order_id, "body": body}),
             )
         )
-        headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-        return Response(
-            msgspec.convert(result.view, CancelAnswer),
-            status_code=result.status,
-            headers=headers,
-            media_type=MediaType.JSON,
-        )
+        return keyed_answer(result, CancelAnswer)
 
     @post(
         "/{order_id:str}/refunds",
@@ -223,10 +218,4 @@ class OrderController(Controller):
                 request_fingerprint=keys.request_digest({"order_id": order_id, "body": body}),
             )
         )
-        headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-        return Response(
-            msgspec.convert(result.view, OrderAnswer),
-            status_code=result.status,
-            headers=headers,
-            media_type=MediaType.JSON,
-        )
+        return keyed_answer(result, OrderAnswer)
